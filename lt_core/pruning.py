@@ -1,0 +1,147 @@
+"""Pruning strategies as pure functions: (weights, mask, spec) -> new Mask. Nothing here touches a model.
+
+Counting rule, the same everywhere: a round at rate r over n surviving weights removes
+floor(r * n + 1/2) of them (r * n rounded half up), chosen among the survivors only; magnitude ties go to
+the lower flat index (a stable sort), so results do not depend on the device or thread count.
+
+- layer-wise (Frankle & Carbin's LeNet and Conv-2/4/6): every tensor loses its kind's rate of survivors.
+- global (VGG-19, ResNet): survivors of all pruned kinds are ranked together; kinds with no rate, like the
+  output layer and ResNet's shortcut convolutions, are left whole. All pruned kinds share one rate.
+- random: a mask with the same per-tensor counts at uniformly random positions (the random sparse control).
+- one-shot: the dense trained network pruned in one step to the counts that `level` rounds would leave.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .masks import Mask
+
+
+@dataclass(frozen=True)
+class PruneSpec:
+    strategy: str                      # "layerwise" | "global"
+    rates: tuple[tuple[str, float], ...]
+    kinds: tuple[tuple[str, str], ...]  # tensor name -> layer kind, in the model's order
+
+    @classmethod
+    def of(cls, model, cfg) -> "PruneSpec":
+        unknown = sorted(set(cfg.rate) - set(model.prunable.values()))
+        if unknown:
+            raise ValueError(f"pruning rates name layer kinds {unknown} that model '{cfg.model}' does not have; "
+                             f"its kinds are {sorted(set(model.prunable.values()))}")
+        spec = cls(cfg.pruning, tuple(cfg.rates), tuple(model.prunable.items()))
+        pooled = {rate for kind, rate in spec.rates if rate > 0}
+        if spec.strategy == "global" and len(pooled) > 1:
+            raise ValueError(f"global pruning ranks all pruned layers together and needs one rate; got {dict(spec.rates)}")
+        return spec
+
+    def rate_of(self, name: str) -> float:
+        return dict(self.rates).get(dict(self.kinds)[name], 0.0)
+
+    def pooled(self) -> list[str]:
+        return [name for name, _ in self.kinds if self.rate_of(name) > 0]
+
+
+def removed(n_alive: int, rate: float) -> int:
+    """How many of n_alive weights one round at `rate` removes: rate * n_alive rounded half up."""
+    return int(rate * n_alive + 0.5)
+
+
+def _drop_smallest(scores: torch.Tensor, alive: torch.Tensor, n: int) -> torch.Tensor:
+    """`alive` with the n smallest-scoring survivors switched off (flat, stable order)."""
+    flat_alive = alive.flatten()
+    idx = flat_alive.nonzero().squeeze(1)
+    order = torch.sort(scores.flatten()[idx], stable=True).indices
+    out = flat_alive.clone()
+    out[idx[order[:n]]] = False
+    return out.view_as(alive)
+
+
+def _remove(weights: dict[str, torch.Tensor], mask: Mask, spec: PruneSpec, n: dict[str, int] | int) -> Mask:
+    """`mask` with the smallest-magnitude survivors removed: n[name] per tensor, or n in total over the
+    pooled tensors ranked together (global)."""
+    new = Mask({name: t.clone() for name, t in mask.items()})
+    names = spec.pooled()
+    if not names:
+        return new
+    if isinstance(n, dict):
+        kept = torch.cat([_drop_smallest(weights[name].detach().abs().cpu(), mask[name], n[name]).flatten()
+                          for name in names])
+    else:
+        scores = torch.cat([weights[name].detach().abs().cpu().flatten() for name in names])
+        kept = _drop_smallest(scores, torch.cat([mask[name].flatten() for name in names]), n)
+    start = 0
+    for name in names:
+        size = mask[name].numel()
+        new[name] = kept[start:start + size].view_as(mask[name])
+        start += size
+    return new
+
+
+def _alive(mask: Mask, spec: PruneSpec) -> dict[str, int]:
+    return {name: int(mask[name].sum()) for name in spec.pooled()}
+
+
+def magnitude(weights: dict[str, torch.Tensor], mask: Mask, spec: PruneSpec) -> Mask:
+    """One round of magnitude pruning among the survivors of `mask`."""
+    alive = _alive(mask, spec)
+    if spec.strategy == "layerwise":
+        return _remove(weights, mask, spec, {name: removed(a, spec.rate_of(name)) for name, a in alive.items()})
+    rate = spec.rate_of(spec.pooled()[0]) if alive else 0.0
+    return _remove(weights, mask, spec, removed(sum(alive.values()), rate))
+
+
+def level_counts(sizes: dict[str, int], spec: PruneSpec, level: int) -> dict[str, int] | int:
+    """Survivor counts after `level` rounds: per tensor (layer-wise) or in total over the pooled tensors."""
+    if spec.strategy == "layerwise":
+        counts = dict(sizes)
+        for _ in range(level):
+            counts = {n: c - removed(c, spec.rate_of(n)) for n, c in counts.items()}
+        return counts
+    total = sum(sizes[n] for n in spec.pooled())
+    for _ in range(level):
+        total -= removed(total, spec.rate_of(spec.pooled()[0]) if spec.pooled() else 0.0)
+    return total
+
+
+def planned_densities(sizes: dict[str, int], spec: PruneSpec, levels: int) -> list[float]:
+    """Overall density at each level 0..levels; raises when a level would leave a tensor with no weight."""
+    out = []
+    fixed = sum(s for n, s in sizes.items() if n not in spec.pooled())
+    for level in range(levels + 1):
+        counts = level_counts(sizes, spec, level)
+        if isinstance(counts, dict):
+            empty = [n for n, c in counts.items() if c == 0]
+            if empty:
+                raise ValueError(f"impossible sparsity: after {level} rounds {empty} would have no weights left; "
+                                 f"use fewer levels (at most {level - 1}) or a lower rate")
+            total = sum(counts.values())
+        else:
+            if counts == 0:
+                raise ValueError(f"impossible sparsity: after {level} rounds no pooled weight is left; "
+                                 f"use at most {level - 1} levels")
+            total = counts + fixed
+        out.append(total / sum(sizes.values()))
+    return out
+
+
+def oneshot(weights: dict[str, torch.Tensor], mask: Mask, spec: PruneSpec, level: int) -> Mask:
+    """Prune the (dense, trained) weights straight to the counts `level` iterative rounds would leave."""
+    target = level_counts({name: t.numel() for name, t in mask.items()}, spec, level)
+    alive = _alive(mask, spec)
+    if isinstance(target, dict):
+        return _remove(weights, mask, spec, {name: a - target[name] for name, a in alive.items()})
+    return _remove(weights, mask, spec, sum(alive.values()) - target)
+
+
+def random_like(mask: Mask, generator: torch.Generator) -> Mask:
+    """A mask with exactly the per-tensor counts of `mask`, at uniformly random positions."""
+    out = Mask()
+    for name, t in mask.items():
+        keep = torch.zeros(t.numel(), dtype=torch.bool)
+        keep[torch.randperm(t.numel(), generator=generator)[: int(t.sum())]] = True
+        out[name] = keep.view_as(t)
+    return out

@@ -1,0 +1,182 @@
+"""One training run of a masked network: the inner loop every figure is made of.
+
+- Data lives on the device as normalised float tensors (prepared once per run); a batch is an index into
+  them, drawn by a generator seeded with `data_seed` only, so a ticket and its controls see the same
+  batches in the same order. Each epoch is a fresh permutation; the last partial batch of an epoch is
+  dropped. CIFAR augmentation (random crop with 4 pixels of black padding, horizontal flip) is done on the
+  whole batch with tensor ops.
+- Pruned weights stay exactly zero: gradients are masked before each optimizer step (so Adam's moments and
+  SGD's momentum for pruned weights stay zero) and weights are masked again after it (weight decay).
+- Evaluation on validation and test happens at iteration 0, every `eval_every` iterations and at the end,
+  in large batches with no gradient. Rows are (iteration, split, loss, accuracy).
+- `keep_iteration=k` returns a copy of the full state after k steps (theta_k, for rewinding).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .masks import Mask
+
+EVAL_CHUNK = 2000  # examples per evaluation batch: large for speed, bounded for conv-net activation memory
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' was asked for but torch sees no GPU; use device=auto or cpu")
+    return torch.device(name)
+
+
+@dataclass
+class DeviceData:
+    """The three splits, normalised with the training split's statistics, on one device."""
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    black: torch.Tensor  # the normalised value of a 0 pixel, per channel: the padding of random crops
+
+    @classmethod
+    def prepare(cls, splits, device: torch.device) -> "DeviceData":
+        mean = splits.mean.view(1, -1, 1, 1).to(device)
+        std = splits.std.view(1, -1, 1, 1).to(device)
+        norm = lambda x: ((x.to(device).float() / 255.0) - mean) / std
+        return cls(norm(splits.x_train), splits.y_train.to(device), norm(splits.x_val), splits.y_val.to(device),
+                   norm(splits.x_test), splits.y_test.to(device), (-mean / std).view(-1))
+
+    def in_shape(self) -> tuple[int, ...]:
+        return tuple(self.x_train.shape[1:])
+
+
+class Batches:
+    """An endless stream of batch indices: epoch permutations from one seeded generator."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, device: torch.device):
+        if batch_size > n:
+            raise ValueError(f"batch_size {batch_size} exceeds the {n} training examples")
+        self.n, self.batch_size, self.device = n, batch_size, device
+        self.generator = torch.Generator().manual_seed(seed)
+        self.perm, self.pos = None, n
+
+    def next(self) -> torch.Tensor:
+        if self.pos + self.batch_size > self.n:
+            self.perm = torch.randperm(self.n, generator=self.generator).to(self.device)
+            self.pos = 0
+        idx = self.perm[self.pos:self.pos + self.batch_size]
+        self.pos += self.batch_size
+        return idx
+
+
+def augment(x: torch.Tensor, black: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Random 32x32 crop of the 4-pixel padded batch and a random horizontal flip, per example."""
+    b, c, h, w = x.shape
+    padded = black.view(1, c, 1, 1).expand(b, c, h + 8, w + 8).clone()
+    padded[:, :, 4:4 + h, 4:4 + w] = x
+    dy = torch.randint(0, 9, (b,), generator=generator).to(x.device)
+    dx = torch.randint(0, 9, (b,), generator=generator).to(x.device)
+    flip = (torch.rand(b, generator=generator) < 0.5).to(x.device)
+    rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
+    cols = (dx[:, None] + torch.arange(w, device=x.device))
+    cols = torch.where(flip[:, None], cols.flip(1), cols)[:, None, None, :]
+    return padded[torch.arange(b, device=x.device)[:, None, None, None], torch.arange(c, device=x.device)[None, :, None, None], rows, cols]
+
+
+def lr_at(cfg, step: int) -> float:
+    """Learning rate for optimizer step `step` (0-based): linear warmup, then step drops."""
+    lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup_iterations) if cfg.warmup_iterations else cfg.lr
+    return lr * cfg.lr_drop_factor ** sum(step >= d for d in cfg.lr_drops)
+
+
+def make_optimizer(model: nn.Module, cfg) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) over a whole split, in large batches."""
+    if len(y) == 0:
+        return float("nan"), float("nan")
+    was_training = model.training
+    model.eval()
+    loss, correct = torch.zeros((), device=x.device), torch.zeros((), device=x.device, dtype=torch.long)
+    for start in range(0, len(y), EVAL_CHUNK):
+        logits = model(x[start:start + EVAL_CHUNK])
+        target = y[start:start + EVAL_CHUNK]
+        loss += F.cross_entropy(logits, target, reduction="sum")
+        correct += (logits.argmax(1) == target).sum()
+    model.train(was_training)
+    return loss.item() / len(y), correct.item() / len(y)
+
+
+def state_copy(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+@dataclass
+class RunResult:
+    rows: list[tuple[int, str, float, float]]
+    final_state: dict[str, torch.Tensor]
+    kept_state: dict[str, torch.Tensor] | None
+
+
+def train(model: nn.Module, mask: Mask, data: DeviceData, cfg, *, data_seed: int,
+          keep_iteration: int | None = None, on_step=None) -> RunResult:
+    """Train `model` (already initialised) under `mask` for cfg.iterations steps; see the module docstring."""
+    device = data.x_train.device
+    mask.check_fits(model)
+    model.to(device)
+    mask.apply(model)
+    masked = [(model.get_parameter(n), m) for n, m in mask.as_floats(device).items()]
+    optimizer = make_optimizer(model, cfg)
+    batches = Batches(len(data.y_train), cfg.batch_size, data_seed, device)
+    aug_generator = torch.Generator().manual_seed(data_seed + 1)
+    torch.manual_seed(data_seed)  # dropout draws from the global generator
+
+    rows: list[tuple[int, str, float, float]] = []
+
+    def log(step: int) -> None:
+        for split, x, y in (("val", data.x_val, data.y_val), ("test", data.x_test, data.y_test)):
+            if len(y):
+                rows.append((step, split, *evaluate(model, x, y)))
+
+    kept = state_copy(model) if keep_iteration == 0 else None
+    log(0)
+    model.train()
+    current_lr = None
+    for step in range(cfg.iterations):
+        lr = lr_at(cfg, step)
+        if lr != current_lr:
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            current_lr = lr
+        idx = batches.next()
+        x, y = data.x_train[idx], data.y_train[idx]
+        if cfg.augment:
+            x = augment(x, data.black, aug_generator)
+        loss = F.cross_entropy(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        with torch.no_grad():
+            for p, m in masked:
+                p.grad.mul_(m)
+            optimizer.step()
+            for p, m in masked:
+                p.mul_(m)
+        done = step + 1
+        if done == keep_iteration:
+            kept = state_copy(model)
+        if done % cfg.eval_every == 0 or done == cfg.iterations:
+            log(done)
+        if on_step is not None:
+            on_step(done)
+    return RunResult(rows, state_copy(model), kept)
