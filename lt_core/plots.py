@@ -1,0 +1,190 @@
+"""Figures of the LeNet chapter (Frankle & Carbin 2019, Figures 1, 3, 4 and a mask picture).
+
+Every function takes the tables (`curves`, `summary`, `masks`) and returns a matplotlib Figure;
+nothing is read from disk. Lines are means over trials and bands span min-max over trials, as
+the paper's error bars do. Reinit draws are averaged within a trial first, so each trial counts
+once. The dense network (ticket, level 0) is the common 100 % point of every control: all
+controls start from the same dense network, so its run is their reference.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
+from matplotlib.ticker import NullLocator
+
+CONTROLS = ("ticket", "reinit", "random", "oneshot")
+STYLE = {"ticket": ("tab:blue", "-"), "reinit": ("tab:orange", "--"),
+         "random": ("tab:green", ":"), "oneshot": ("tab:purple", "-.")}
+RUN = ["trial", "level", "density"]
+
+
+def density_label(d: float) -> str:
+    """0.2107 -> '21.1%' (the paper prints P_m with one decimal)."""
+    return f"{100 * d:.1f}%"
+
+
+def early_stops(curves: pd.DataFrame) -> pd.DataFrame:
+    """Per run: iteration of minimum validation loss and test accuracy there (as in `summary`)."""
+    keys = ["experiment", "trial", "level", "density", "control", "draw"]
+    keys = [k for k in keys if k in curves.columns]
+    val = curves[curves.split == "val"]
+    best = val.loc[val.groupby(keys, sort=False)["loss"].idxmin(), keys + ["iteration"]]
+    test = curves.loc[curves.split == "test", keys + ["iteration", "accuracy"]]
+    out = best.merge(test, on=keys + ["iteration"], how="left")
+    return out.rename(columns={"iteration": "early_stop_iteration",
+                               "accuracy": "early_stop_test_accuracy"})
+
+
+def per_trial(table: pd.DataFrame, control: str, extra=()) -> pd.DataFrame:
+    """Rows of one control plus the dense run, with reinit draws averaged within each trial."""
+    dense = table[(table.control == "ticket") & (table.level == 0)]
+    rows = table[(table.control == control) & (table.level > 0)]
+    cols = [c for c in table.columns if c not in RUN + ["control", "draw", "experiment", *extra]
+            and pd.api.types.is_numeric_dtype(table[c])]
+    out = pd.concat([dense, rows]).groupby(RUN + list(extra), as_index=False)[cols].mean()
+    # one density per level, so trials whose masks differ by a rounding error group together
+    out["density"] = out.groupby("level")["density"].transform("mean")
+    return out
+
+
+def band(frame: pd.DataFrame, by, value: str) -> pd.DataFrame:
+    """Mean, min and max over trials of `value` per `by` group (densities run dense -> sparse)."""
+    out = frame.groupby(by)[value].agg(["mean", "min", "max"]).reset_index()
+    return out.iloc[::-1].reset_index(drop=True) if by == "density" else out
+
+
+def nearest_levels(frame: pd.DataFrame, densities) -> list[int]:
+    """For each requested density, the level whose density is nearest on a log scale (unique)."""
+    avail = frame[["level", "density"]].drop_duplicates().sort_values("density", ascending=False)
+    picked = []
+    for d in densities:
+        i = np.abs(np.log(avail.density.to_numpy()) - np.log(d)).argmin()
+        if (level := int(avail.level.iloc[i])) not in picked:
+            picked.append(level)
+    return picked
+
+
+def _density_axis(ax, densities) -> None:
+    """Log x axis, reversed so sparser goes right, ticks at measured densities spread evenly."""
+    ds = np.sort(np.unique(np.round(densities, 6)))[::-1]
+    # greedy, dense to sparse: a tick needs >= 1/6 of the log span (and >= x1.5) from the last,
+    # else the labels of neighbouring levels (80.0%, 64.1%, ...) print over each other
+    gap = max(np.log(ds[0] / ds[-1]) / 6, np.log(1.5))
+    ticks = [ds[0]]
+    for d in ds[1:]:
+        if np.log(ticks[-1] / d) >= gap:
+            ticks.append(d)
+    if ticks[-1] != ds[-1]:  # always label the sparsest level, dropping a too-close neighbour
+        if len(ticks) > 1 and np.log(ticks[-1] / ds[-1]) < gap:
+            ticks.pop()
+        ticks.append(ds[-1])
+    ax.set_xscale("log")
+    ax.set_xlim(ds.max() * 1.15, ds.min() / 1.15)  # reversed: high density on the left
+    ax.set_xticks(ticks, [density_label(t) for t in ticks])
+    ax.xaxis.set_minor_locator(NullLocator())  # log minor ticks would repeat unlabeled clutter
+    ax.set_xlabel("weights remaining (P_m)")
+
+
+def _line(ax, b: pd.DataFrame, x: str, color, ls, label) -> None:
+    ax.plot(b[x], b["mean"], color=color, ls=ls, marker="o", ms=3, label=label)
+    ax.fill_between(b[x], b["min"], b["max"], color=color, alpha=0.2, lw=0)
+
+
+def _figure(ncols: int, width: float = 4.2, height: float = 3.4) -> tuple[Figure, list]:
+    with sns.axes_style("whitegrid"):  # local style: never touch the notebook's global rcParams
+        fig = Figure(figsize=(width * ncols, height), layout="constrained")
+        axes = fig.subplots(1, ncols, squeeze=False)[0]
+    return fig, list(axes)
+
+
+ES_PANELS = [("early_stop_iteration", "early-stop iteration"),
+             ("early_stop_test_accuracy", "test accuracy at early stop"),
+             ("final_test_accuracy", "test accuracy at end of training")]
+
+
+def random_sparse_curves(curves: pd.DataFrame, densities=None) -> Figure:
+    """Figure 1: random sparse subnetworks' early-stop iteration and accuracy vs density."""
+    runs = per_trial(early_stops(curves), "random")
+    if densities is not None:  # keep the dense anchor plus the levels nearest to the request
+        runs = runs[runs.level.isin(nearest_levels(runs, densities) + [0])]
+    fig, axes = _figure(2)
+    color, ls = STYLE["random"]
+    for ax, (col, title) in zip(axes, ES_PANELS[:2]):
+        _line(ax, band(runs, "density", col), "density", color, ls, "random sparse")
+        dense = band(runs[runs.level == 0], "density", col)
+        ax.plot(dense.density, dense["mean"], "k*", ms=10, label="dense (100%)")
+        _density_axis(ax, runs.density)
+        ax.set_ylabel(title)
+    axes[0].legend(loc="best", fontsize=8)
+    fig.suptitle("Random sparse subnetworks: mean over trials, band = min-max")
+    return fig
+
+
+def accuracy_during_training(curves: pd.DataFrame, densities,
+                             controls=("ticket", "reinit")) -> Figure:
+    """Figure 3: test accuracy vs iteration, one line per density nearest to each requested one."""
+    test = curves[curves.split == "test"]
+    fig, axes = _figure(len(controls), width=4.8, height=3.6)
+    palette = sns.color_palette("viridis", len(densities))
+    for ax, control in zip(axes, controls):
+        runs = per_trial(test, control, extra=("iteration",))
+        for color, level in zip(palette, nearest_levels(runs, densities)):
+            one = runs[runs.level == level]
+            _line(ax, band(one, "iteration", "accuracy"), "iteration", color, "-",
+                  density_label(one.density.iloc[0]))
+            ax.lines[-1].set_marker("")  # dense evaluation grids: markers would blot the line
+        ax.set_title(control)
+        ax.set_xlabel("training iteration")
+        ax.set_ylabel("test accuracy")
+        ax.legend(title="P_m", fontsize=8)
+    # zoom on the top, as the paper does: the first iterations' low accuracy would otherwise
+    # squeeze the differences between densities (tenths of a point) into one flat line
+    peaks = [np.nanmax(ln.get_ydata()) for ax in axes for ln in ax.lines]
+    if peaks:
+        margin = max(0.02, max(peaks) - min(peaks))
+        for ax in axes:
+            ax.set_ylim(min(peaks) - margin, max(peaks) + margin / 4)
+    return fig
+
+
+def early_stop_vs_density(summary: pd.DataFrame) -> Figure:
+    """Figure 4: early-stop iteration, accuracy at early stop and at the end vs density."""
+    fig, axes = _figure(3)
+    present = [c for c in CONTROLS if (summary.control == c).any()]
+    for control in present:
+        runs = per_trial(summary, control)
+        color, ls = STYLE[control]
+        for ax, (col, _) in zip(axes, ES_PANELS):
+            _line(ax, band(runs, "density", col), "density", color, ls, control)
+    for ax, (_, title) in zip(axes, ES_PANELS):
+        _density_axis(ax, summary.density)
+        ax.set_ylabel(title)
+    axes[0].legend(fontsize=8)
+    fig.suptitle("Mean over trials, band = min-max over trials (reinit draws averaged first)")
+    return fig
+
+
+def mask_picture(masks: dict, shared_scale: bool = True) -> Figure:
+    """Per density, a 28x28 map of the fraction of first-layer connections each pixel keeps.
+
+    shared_scale=True puts every panel on 0..1 (comparable across densities); False scales each
+    panel to its own maximum, which shows where the few survivors sit at very low densities.
+    """
+    ds = sorted(masks, reverse=True)
+    fig = Figure(figsize=(2.3 * len(ds) + 0.8, 2.8), layout="constrained")
+    axes = fig.subplots(1, len(ds), squeeze=False)[0]
+    for ax, d in zip(axes, ds):
+        m = np.asarray(masks[d], dtype=bool)
+        # mean over hidden units (rows) = share of the 300 outgoing connections a pixel keeps
+        kept = m.mean(axis=0).reshape(28, 28)
+        vmax = 1.0 if shared_scale else max(kept.max(), 1e-9)
+        img = ax.imshow(kept, cmap="magma", vmin=0, vmax=vmax)
+        ax.set_title(density_label(d))
+        ax.set_axis_off()
+        if not shared_scale:
+            fig.colorbar(img, ax=ax, shrink=0.8)
+    if shared_scale:
+        fig.colorbar(img, ax=list(axes), shrink=0.85, label="fraction of 300 kept")
+    return fig

@@ -1,0 +1,251 @@
+"""The paper's claims as data, with verdicts computed from our tables.
+
+A Claim holds the paper's sentence and number, a `measure(summary, curves) -> Measured` that
+computes ours, and a `rule(Measured) -> verdict`. `scorecard` runs them into a table.
+
+Shared conventions (also in each claim's `how`):
+- Every comparison is with the dense network (ticket, level 0) of the *same trial*; per-trial
+  numbers are then averaged over trials. Reinit draws are averaged within a trial first.
+- A paper density is read at our level nearest to it on a log scale, and the density used is
+  printed. It counts as measured only if it lies within our levels' range (widened by a factor
+  REACH, about half a 20 % pruning step); otherwise the verdict is "not measured".
+- Size tolerance: a claim of an effect "about X" is reproduced when ours goes the paper's way
+  with at least half of X, "partly" when only the direction holds.
+- "Keeps accuracy" (claims 4, 7): test accuracy at early stop, mean over trials, no more than
+  HOLD points below dense at this level and at every denser level (contiguous from the top, so a
+  lucky sparse level cannot count).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from lt_core.plots import density_label as lab, per_trial
+
+REPRODUCED, PARTLY, NOT, UNMEASURED = "reproduced", "partly", "not reproduced", "not measured"
+REACH = 1.15
+HOLD = 0.5  # points: within this below dense counts as "keeps accuracy" (absorbs trial noise)
+ES, ACC = "early_stop_iteration", "early_stop_test_accuracy"
+
+
+class Measured(NamedTuple):
+    value: float        # headline number; NaN means not measured
+    shown: str          # the `ours` cell, naming the density actually used
+    parts: dict = {}    # components a compound rule needs
+
+
+@dataclass(frozen=True)
+class Claim:
+    id: str
+    text: str
+    paper_value: str
+    measure: Callable[[pd.DataFrame, pd.DataFrame], Measured]
+    rule: Callable[[Measured], str]
+    how: str = ""
+
+
+def _missing(why: str) -> Measured:
+    return Measured(math.nan, f"not measured: {why}")
+
+
+def _runs(summary, control):
+    """Per-trial rows of `control` (levels > 0), or None when the control was not run."""
+    if not (summary.control == control).any():
+        return None
+    t = per_trial(summary, control)
+    return t[t.level > 0]
+
+
+def _dense(summary):
+    return per_trial(summary, "ticket").query("level == 0")
+
+
+def _at(summary, control, target):
+    """Per-trial rows at the level nearest `target`, or None if outside the measured range."""
+    t = _runs(summary, control)
+    if t is None or t.empty or not t.density.min() / REACH <= target <= t.density.max() * REACH:
+        return None
+    ds = t.density.to_numpy()
+    return t[t.density == ds[np.abs(np.log(ds / target)).argmin()]]
+
+
+def _vs(rows, base, col):
+    """Align two per-trial tables on trial -> (ours, base) arrays."""
+    m = rows.merge(base, on="trial", suffixes=("", "_b"))
+    return m[col].to_numpy(float), m[col + "_b"].to_numpy(float)
+
+
+def _holds_to(summary, control, tol=HOLD):
+    """Lowest density down to which `control` keeps accuracy (see module docstring)."""
+    levels = _runs(summary, control).groupby("density")[ACC].mean().sort_index(ascending=False)
+    ok = levels >= _dense(summary)[ACC].mean() - tol / 100
+    kept = ok.cummin()  # contiguous from the densest level
+    return float(levels.index[kept].min()) if kept.any() else 1.0, bool(kept.all())
+
+
+def _scale(v, half, ok=lambda v: v > 0):
+    return REPRODUCED if v >= half else PARTLY if ok(v) else NOT
+
+
+def _es_earlier(target):
+    def measure(summary, curves):
+        rows = _at(summary, "ticket", target)
+        if rows is None:
+            return _missing(f"no level near {lab(target)}")
+        ours, dense = _vs(rows, _dense(summary), ES)
+        v = float(np.mean(1 - ours / dense))
+        word = "earlier" if v >= 0 else "later"
+        return Measured(v, f"{abs(v):.0%} {word} at {lab(rows.density.iloc[0])}")
+    return measure
+
+
+def _acc_gain(control, target):
+    def measure(summary, curves):
+        rows = _at(summary, control, target)
+        if rows is None:
+            return _missing(f"no level near {lab(target)}")
+        ours, dense = _vs(rows, _dense(summary), ACC)
+        v = float(np.mean(ours - dense) * 100)
+        return Measured(v, f"{v:+.2f} pts at {lab(rows.density.iloc[0])}")
+    return measure
+
+
+def _ticket_vs_reinit(summary, curves):
+    t, r = _at(summary, "ticket", 0.211), _at(summary, "reinit", 0.211)
+    if t is None or r is None:
+        return _missing("ticket or reinit not measured near 21.1%")
+    es_t, es_r = _vs(t, r, ES)
+    acc_t, acc_r = _vs(t, r, ACC)
+    speed, gain = float(np.mean(es_r / es_t)), float(np.mean(acc_t - acc_r) * 100)
+    pace = f"{speed:.2f}x faster" if speed >= 1 else f"{1 / speed:.2f}x slower"
+    return Measured(speed, f"{pace}, {gain:+.2f} pts at {lab(t.density.iloc[0])}",
+                    {"speedup": speed, "gain": gain})
+
+
+def _ticket_vs_reinit_rule(m):
+    if m.parts["speedup"] >= 1.755 and m.parts["gain"] >= 0.25:
+        return REPRODUCED
+    return PARTLY if m.parts["speedup"] > 1 or m.parts["gain"] > 0 else NOT
+
+
+def _reinit_range(summary, curves):
+    if _at(summary, "ticket", 0.029) is None or _at(summary, "reinit", 0.029) is None:
+        return _missing("ticket or reinit not pruned to about 2.9%")
+    (d_t, _), (d_r, _) = _holds_to(summary, "ticket"), _holds_to(summary, "reinit")
+    return Measured(d_r / d_t, f"ticket holds to {lab(d_t)}, reinit to {lab(d_r)}",
+                    {"ticket": d_t, "reinit": d_r})
+
+
+def _reinit_range_rule(m):
+    d_t, d_r = m.parts["ticket"], m.parts["reinit"]
+    if d_t <= 0.029 * 1.5 and d_r / d_t >= math.sqrt(0.21 / 0.029):
+        return REPRODUCED
+    return PARTLY if d_r > d_t else NOT
+
+
+def _oneshot_earlier(summary, curves, lo=0.176, hi=0.675):
+    rows = _runs(summary, "oneshot")
+    if rows is None or not (rows.density.min() <= lo * REACH and rows.density.max() >= hi / REACH):
+        return _missing(f"one-shot levels do not span {lab(hi)}-{lab(lo)}")
+    # 2 % slack: our level densities need not hit the paper's printed bounds exactly
+    inside = rows[rows.density.between(lo / 1.02, hi * 1.02)].groupby("density")[ES].mean()
+    earlier = int((inside < _dense(summary)[ES].mean()).sum())
+    return Measured(earlier / len(inside), f"{earlier}/{len(inside)} levels earlier "
+                    f"({lab(inside.index.max())}-{lab(inside.index.min())})")
+
+
+def _iterative_smaller(summary, curves):
+    if _runs(summary, "oneshot") is None:
+        return _missing("no one-shot runs")
+    (d_t, all_t), (d_o, all_o) = _holds_to(summary, "ticket"), _holds_to(summary, "oneshot")
+    if all_t and all_o:
+        return _missing("both keep accuracy at every measured level")
+    return Measured(d_o / d_t, f"iterative holds to {lab(d_t)}, one-shot to {lab(d_o)}")
+
+
+def _spearman(a, b) -> float:
+    """Rank correlation (scipy-free: Pearson of average ranks); 0 when a side is constant."""
+    ra, rb = pd.Series(a).rank().to_numpy(), pd.Series(b).rank().to_numpy()
+    return 0.0 if ra.std() == 0 or rb.std() == 0 else float(np.corrcoef(ra, rb)[0, 1])
+
+
+def _random_trend(summary, curves):
+    if _runs(summary, "random") is None:
+        return _missing("no random sparse runs")
+    by = per_trial(summary, "random").groupby("density")[[ES, ACC]].mean()  # dense included
+    if len(by) < 4:
+        return _missing("fewer than 4 densities")
+    slow, acc = -_spearman(by.index, by[ES]), _spearman(by.index, by[ACC])
+    return Measured(min(slow, acc), f"rank corr. with density: iteration {-slow:+.2f}, "
+                    f"accuracy {acc:+.2f} ({len(by)} densities)", {"slow": slow, "acc": acc})
+
+
+def _random_trend_rule(m):
+    slow, acc = m.parts["slow"], m.parts["acc"]
+    return REPRODUCED if min(slow, acc) >= 0.7 else PARTLY if max(slow, acc) >= 0.7 else NOT
+
+
+def lenet_claims() -> list[Claim]:
+    """Frankle & Carbin (2019), LeNet-300-100 on MNIST (Section 2 and Figures 1, 3, 4)."""
+    return [
+        Claim("ticket-earlier-21", "At P_m = 21.1% the winning ticket reaches minimum validation "
+              "loss earlier than the dense network", "38% earlier", _es_earlier(0.211),
+              lambda m: _scale(m.value, 0.19),
+              "1 - ES(ticket)/ES(dense) per trial, mean; reproduced if >= 19% (half of 38%), "
+              "partly if > 0"),
+        Claim("ticket-accuracy-13.5", "At P_m = 13.5% test accuracy at early stop rises above "
+              "the dense network's", "> +0.3 pts", _acc_gain("ticket", 0.135),
+              lambda m: REPRODUCED if m.value > 0.3 else _scale(m.value, math.inf),
+              "ticket minus dense accuracy at early stop, points, mean over trials; reproduced "
+              "if > 0.3 (the paper's own bound), partly if > 0"),
+        Claim("ticket-accuracy-3.6", "At P_m = 3.6% the winning ticket's test accuracy is back "
+              "to the dense network's", "about dense (±0.3 pts)", _acc_gain("ticket", 0.036),
+              lambda m: REPRODUCED if abs(m.value) <= 0.3 else
+              PARTLY if abs(m.value) <= 1.0 else NOT,
+              "ticket minus dense accuracy at early stop; reproduced if within ±0.3 pts, "
+              "partly if within ±1.0"),
+        Claim("reinit-loses-accuracy", "Reinitialised tickets lose accuracy from about 21% on, "
+              "winning tickets keep it down to about 2.9%", "reinit ~21%, ticket ~2.9%",
+              _reinit_range, _reinit_range_rule,
+              f"lowest density kept within {HOLD} pts of dense (contiguous); reproduced if the "
+              "ticket keeps to <= 4.35% (1.5 x 2.9%) and reinit stops >= 2.7x denser (half the "
+              "paper's 21/2.9 gap in log), partly if reinit stops denser at all"),
+        Claim("ticket-vs-reinit-21", "At P_m ≈ 21% a winning ticket reaches minimum validation "
+              "loss faster than when reinitialised, and is more accurate", "2.51x, +0.5 pts",
+              _ticket_vs_reinit, _ticket_vs_reinit_rule,
+              "ES(reinit)/ES(ticket) and ticket minus reinit accuracy, per trial, mean; "
+              "reproduced if >= 1.755x and >= +0.25 pts (half of each), partly if either goes "
+              "the paper's way"),
+        Claim("oneshot-earlier", "One-shot tickets reach early stop earlier than the dense "
+              "network for 67.5% >= P_m >= 17.6%", "all of 67.5%-17.6%", _oneshot_earlier,
+              lambda m: REPRODUCED if m.value >= 0.8 else PARTLY if m.value >= 0.5 else NOT,
+              "share of one-shot levels in the range whose mean ES is below dense's; reproduced "
+              "if >= 80%, partly if >= 50%"),
+        Claim("iterative-smaller", "Iterative pruning finds smaller winning tickets than "
+              "one-shot pruning", "iterative < one-shot", _iterative_smaller,
+              lambda m: REPRODUCED if m.value > 1 else PARTLY if m.value == 1 else NOT,
+              f"lowest density each keeps accuracy to (within {HOLD} pts of dense, contiguous); "
+              "reproduced if iterative's is lower, partly if equal"),
+        Claim("random-sparse-worse", "Random sparse subnetworks learn slower and reach lower "
+              "accuracy the sparser they are", "monotonic (Figure 1)", _random_trend,
+              _random_trend_rule,
+              "rank correlation over densities (dense included) of mean ES (should fall with "
+              "density) and accuracy (should rise); reproduced if both >= 0.7, partly if one"),
+    ]
+
+
+def scorecard(claims, summary: pd.DataFrame, curves: pd.DataFrame | None = None,
+              rules: bool = False) -> pd.DataFrame:
+    """One row per claim: claim, paper, ours, verdict (+ rule text if `rules`), indexed by id."""
+    rows = []
+    for c in claims:
+        has_dense = ((summary.control == "ticket") & (summary.level == 0)).any()
+        m = c.measure(summary, curves) if has_dense else _missing("no dense run")
+        verdict = UNMEASURED if math.isnan(m.value) else c.rule(m)
+        rows.append({"id": c.id, "claim": c.text, "paper": c.paper_value, "ours": m.shown,
+                     "verdict": verdict, **({"rule": c.how} if rules else {})})
+    return pd.DataFrame(rows).set_index("id")
