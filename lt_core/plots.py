@@ -18,6 +18,8 @@ CONTROLS = ("ticket", "reinit", "random", "oneshot")
 STYLE = {"ticket": ("tab:blue", "-"), "reinit": ("tab:orange", "--"),
          "random": ("tab:green", ":"), "oneshot": ("tab:purple", "-.")}
 RUN = ["trial", "level", "density"]
+METRICS = ["loss", "accuracy", "early_stop_iteration", "early_stop_val_loss",
+           "early_stop_test_accuracy", "final_iteration", "final_test_accuracy"]
 
 
 def density_label(d: float) -> str:
@@ -38,7 +40,14 @@ def early_stops(curves: pd.DataFrame) -> pd.DataFrame:
 
 
 def per_trial(table: pd.DataFrame, control: str, extra=()) -> pd.DataFrame:
-    """Rows of one control plus the dense run, with reinit draws averaged within each trial."""
+    """Rows of one control plus the dense run, with reinit draws averaged within each trial.
+
+    Numeric columns are averaged; text (provenance such as code_version) is dropped. Metric
+    columns are coerced first: a metric that is None for some run would otherwise make the whole
+    column `object` and vanish from the result.
+    """
+    table = table.assign(**{c: pd.to_numeric(table[c], errors="coerce")
+                            for c in METRICS if c in table.columns})
     dense = table[(table.control == "ticket") & (table.level == 0)]
     rows = table[(table.control == control) & (table.level > 0)]
     cols = [c for c in table.columns if c not in RUN + ["control", "draw", "experiment", *extra]

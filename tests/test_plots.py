@@ -102,3 +102,13 @@ def test_mask_picture(shared):
     np.testing.assert_allclose(images[0].get_array(), 1.0)  # dense keeps every connection
     frac = images[2].get_array()
     assert np.isclose(frac.mean(), masks[0.05].mean())  # pixel fractions average to density
+
+
+def test_engine_style_summary_with_provenance_and_gaps():
+    # the engine's summary carries text provenance columns and may hold None for a metric
+    _, summary = synthetic.make_tables(levels=5, trials=2)
+    summary = summary.assign(code_version="abc123", device="cpu", seconds=1.5)
+    summary["early_stop_test_accuracy"] = summary["early_stop_test_accuracy"].astype(object)
+    summary.loc[3, "early_stop_test_accuracy"] = None
+    fig = plots.early_stop_vs_density(summary)
+    assert len(fig.axes[1].lines) == 4
