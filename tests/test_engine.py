@@ -1,0 +1,233 @@
+"""Invariants of the engine: pruning counts, nesting, exact zeros, reset/rewind, controls, resume, seeds.
+
+Runs on a tiny synthetic MNIST-shaped dataset (no download), so every test takes seconds.
+"""
+
+import json
+
+import pytest
+import torch
+
+from lt_core import lottery, models, pruning
+from lt_core.config import ConfigError, Experiment, load, make
+from lt_core.data import Splits
+from lt_core.masks import Mask
+from lt_core.results import load as load_results
+from lt_core.store import RunStore, Unit
+from lt_core.train import DeviceData, train
+
+
+def tiny_splits(n_train=240, n_val=60, n_test=60, seed=0) -> Splits:
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 10, (n_train + n_val + n_test,), generator=g)
+    # class-dependent blobs so that training makes progress
+    x = torch.randint(0, 60, (len(y), 1, 28, 28), generator=g, dtype=torch.uint8)
+    for c in range(10):
+        x[y == c, 0, 2 * c:2 * c + 6, 4:24] += 150
+    a, b = n_train, n_train + n_val
+    xt = x[:a].float() / 255
+    return Splits("tiny", x[:a], y[:a], x[a:b], y[a:b], x[b:], y[b:],
+                  xt.mean((0, 2, 3)), xt.std((0, 2, 3)))
+
+
+@pytest.fixture
+def tiny(monkeypatch):
+    splits = tiny_splits()
+    monkeypatch.setattr(lottery.datasets, "load", lambda *a, **k: splits)
+    return splits
+
+
+def cfg(**kw) -> Experiment:
+    base = dict(experiment="t", iterations=30, eval_every=10, batch_size=20, levels=2, trials=1, val_size=60)
+    return make({**base, **kw})
+
+
+def weights(model):
+    return {n: model.get_parameter(n).detach().clone() for n in model.prunable}
+
+
+# --- pruning -----------------------------------------------------------------------------------------------
+
+def test_layerwise_round_removes_exact_fraction_output_at_its_own_rate():
+    model = models.build("lenet_300_100", seed=1)
+    spec = pruning.PruneSpec.of(model, Experiment())
+    mask = Mask.ones_like(model)
+    for level in range(1, 6):
+        before = mask.layer_counts()
+        new = pruning.magnitude(weights(model), mask, spec)
+        after = new.layer_counts()
+        for name, kind in model.prunable.items():
+            rate = {"fc": 0.2, "output": 0.1}[kind]
+            assert before[name] - after[name] == int(rate * before[name] + 0.5), (level, name)
+        assert new.nested_in(mask)
+        model_w = weights(model)
+        # the survivors are the largest-magnitude weights among the previous survivors
+        for name in model.prunable:
+            kept = model_w[name][new[name]].abs()
+            dropped = model_w[name][mask[name] & ~new[name]].abs()
+            assert kept.min() >= dropped.max()
+        mask = new
+
+
+def test_global_pruning_pools_layers_and_leaves_excluded_kinds_whole():
+    model = models.build("resnet20", in_shape=(3, 32, 32), seed=0)
+    spec = pruning.PruneSpec.of(model, make({"model": "resnet20", "pruning": "global", "rates": {"conv": 0.2}}))
+    mask = Mask.ones_like(model)
+    new = pruning.magnitude(weights(model), mask, spec)
+    pooled = [n for n, k in model.prunable.items() if k == "conv"]
+    alive = sum(int(mask[n].sum()) for n in pooled)
+    assert alive - sum(int(new[n].sum()) for n in pooled) == int(0.2 * alive + 0.5)
+    for name, kind in model.prunable.items():
+        if kind in ("output", "shortcut"):
+            assert bool(new[name].all()), name
+    # global: the layers lose different fractions
+    fractions = {round(new.layer_densities()[n], 3) for n in pooled}
+    assert len(fractions) > 1
+
+
+def test_oneshot_matches_iterative_counts_and_random_keeps_counts():
+    model = models.build("lenet_300_100", seed=2)
+    spec = pruning.PruneSpec.of(model, Experiment())
+    w, mask = weights(model), Mask.ones_like(model)
+    iterative = mask
+    for _ in range(4):
+        iterative = pruning.magnitude(w, iterative, spec)
+    once = pruning.oneshot(w, mask, spec, 4)
+    assert once.layer_counts() == iterative.layer_counts()
+    assert all(bool((once[n] == iterative[n]).all()) for n in once)  # same weights: same mask
+    rnd = pruning.random_like(once, torch.Generator().manual_seed(0))
+    assert rnd.layer_counts() == once.layer_counts()
+    assert not all(bool((rnd[n] == once[n]).all()) for n in once)
+
+
+def test_impossible_sparsity_and_bad_config_fail_before_training():
+    with pytest.raises(ConfigError, match="unknown parameter 'iteratons'.*did you mean 'iterations'"):
+        make({"iteratons": 5})
+    with pytest.raises(ConfigError, match="must be in \\[0, 1\\)"):
+        make({"rates": {"fc": 1.0}})
+    with pytest.raises(ValueError, match="impossible sparsity"):
+        lottery.plan(make({"rates": {"fc": 0.9, "output": 0.9}, "levels": 40}))
+    with pytest.raises(ValueError, match="layer kinds \\['conv'\\]"):
+        lottery.plan(make({"rates": {"conv": 0.2}}))
+
+
+def test_run_names_ignore_defaults_and_extent():
+    assert Experiment().digest() == make({"lr": 1.2e-3, "trials": 9, "levels": 3}).digest()
+    assert Experiment().digest() != make({"lr": 1e-3}).digest()
+    assert make({"rates": {"output": 0.1, "fc": 0.2}}) == Experiment()
+
+
+def test_params_file_profiles(tmp_path):
+    doc = load("params/lenet_mnist.yaml", "smoke")
+    assert (doc.levels, doc.iterations, doc.lr) == (2, 300, 1.2e-3)
+    with pytest.raises(ConfigError, match="profile 'nope'"):
+        load("params/lenet_mnist.yaml", "nope")
+
+
+# --- training ----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("opt", [dict(optimizer="adam"), dict(optimizer="sgd", lr=0.05, weight_decay=1e-2)])
+def test_pruned_weights_stay_exactly_zero(opt):
+    c = cfg(**opt)
+    data = DeviceData.prepare(tiny_splits(), torch.device("cpu"))
+    model = models.build("lenet_300_100", seed=0)
+    mask = pruning.random_like(pruning.oneshot(weights(model), Mask.ones_like(model),
+                                               pruning.PruneSpec.of(model, c), 5), torch.Generator().manual_seed(1))
+    result = train(model, mask, data, c, data_seed=3)
+    for name, m in mask.items():
+        final = result.final_state[name]
+        assert bool((final[~m] == 0).all()), name
+        assert bool((final[m] != 0).all()), name  # survivors did train and are not accidentally zeroed
+    assert [r[0] for r in result.rows if r[1] == "val"] == [0, 10, 20, 30]
+
+
+def test_same_seed_same_numbers_and_data_order_depends_on_seed_only():
+    c = cfg()
+    data = DeviceData.prepare(tiny_splits(), torch.device("cpu"))
+    runs = [train(models.build("lenet_300_100", seed=0), Mask.ones_like(models.build("lenet_300_100")),
+                  data, c, data_seed=s) for s in (7, 7, 8)]
+    assert runs[0].rows == runs[1].rows
+    assert runs[0].rows != runs[2].rows
+
+
+# --- the lottery -------------------------------------------------------------------------------------------
+
+def test_imp_levels_nest_reset_restores_theta0_and_controls(tiny, tmp_path):
+    c = cfg(reinit_draws=2)
+    store = lottery.run(c, tmp_path, log=lambda *_: None)
+    t = lottery.Trial(c, store, 0, None)
+    masks = [Mask.load(store.unit_dir(Unit(0, l, "ticket")) / "mask.pt") for l in range(3)]
+    assert masks[2].nested_in(masks[1]) and masks[1].nested_in(masks[0])
+    theta0 = models.build("lenet_300_100", seed=lottery.derive_seed(t.seed, "init")).state_dict()
+    for level in (1, 2):
+        m, model = t.unit_start(Unit(0, level, "ticket"))
+        for name in model.prunable:  # reset: theta_0 bit for bit on the surviving weights
+            assert torch.equal(model.get_parameter(name)[m[name]], theta0[name][m[name]])
+        rm, rmodel = t.unit_start(Unit(0, level, "reinit", 1))
+        assert all(torch.equal(rm[n], m[n]) for n in m)  # same mask
+        assert not torch.equal(rmodel.fc1.weight, model.fc1.weight)  # new weights
+        _, rmodel0 = t.unit_start(Unit(0, level, "reinit", 0))
+        assert not torch.equal(rmodel0.fc1.weight, rmodel.fc1.weight)  # draws differ
+        xm, _ = t.unit_start(Unit(0, level, "random"))
+        assert xm.layer_counts() == m.layer_counts() and not torch.equal(xm["fc1.weight"], m["fc1.weight"])
+    curves, summary = load_results(c, tmp_path)
+    assert len(summary) == 3 + 2 * 2 + 2 + 1
+    assert set(curves.control) == {"ticket", "reinit", "random", "oneshot"}
+    assert summary[summary.control == "ticket"].density.is_monotonic_decreasing
+    dense = summary[summary.level == 0].iloc[0]
+    run0 = curves[(curves.level == 0) & (curves.split == "val")]
+    assert dense.early_stop_iteration == run0.iteration[run0.loss.idxmin()]
+
+
+def test_late_resetting_restores_theta_k(tiny, tmp_path):
+    c = cfg(rewind_iteration=10, levels=1, controls=["ticket"])
+    store = lottery.run(c, tmp_path, log=lambda *_: None)
+    theta_k = store.load_trial_tensor(0, "rewind")
+    theta0 = models.build("lenet_300_100", seed=lottery.derive_seed(lottery.derive_seed(0, 0), "init")).state_dict()
+    assert not torch.equal(theta_k["fc1.weight"], theta0["fc1.weight"])
+    # theta_k is what a fresh dense run holds after 10 steps
+    data = DeviceData.prepare(tiny, torch.device("cpu"))
+    t = lottery.Trial(c, store, 0, data)
+    ref = train(models.build("lenet_300_100", seed=lottery.derive_seed(t.seed, "init")),
+                Mask.ones_like(models.build("lenet_300_100")), data, c, data_seed=t.data_seed, keep_iteration=10)
+    assert all(torch.equal(ref.kept_state[k], theta_k[k]) for k in theta_k)
+    m, model = t.unit_start(Unit(0, 1, "ticket"))
+    assert torch.equal(model.fc1.weight[m["fc1.weight"]], theta_k["fc1.weight"][m["fc1.weight"]])
+
+
+def test_second_run_trains_nothing_and_killed_run_resumes(tiny, tmp_path, monkeypatch):
+    c = cfg()
+    calls = []
+    real = lottery.Trial.run_unit
+
+    def dying(self, unit):
+        if len(calls) == 3:
+            raise KeyboardInterrupt("killed")
+        calls.append(unit)
+        real(self, unit)
+
+    monkeypatch.setattr(lottery.Trial, "run_unit", dying)
+    with pytest.raises(KeyboardInterrupt):
+        lottery.run(c, tmp_path, log=lambda *_: None)
+    assert len(RunStore(c, tmp_path).summaries()) == 3
+    monkeypatch.setattr(lottery.Trial, "run_unit", lambda self, u: (calls.append(u), real(self, u)))
+    lottery.run(c, tmp_path, log=lambda *_: None)
+    assert len(calls) == len(lottery.units(c))  # the three finished units were not trained again
+    first = json.dumps(RunStore(c, tmp_path).summaries()[-1]["final_test_accuracy"])
+    calls.clear()
+    lottery.run(c, tmp_path, log=lambda *_: None)
+    assert calls == []
+    # resumed results equal an uninterrupted run's
+    other = tmp_path / "fresh"
+    lottery.run(c, other, log=lambda *_: None)
+    _, a = load_results(c, tmp_path)
+    _, b = load_results(c, other)
+    cols = ["trial", "level", "control", "draw", "density", "early_stop_iteration", "final_test_accuracy"]
+    assert a[cols].equals(b[cols])
+    assert first
+
+
+def test_changed_parameter_never_reuses_stale_results(tiny, tmp_path):
+    a = lottery.run(cfg(), tmp_path, log=lambda *_: None)
+    b = lottery.run(cfg(lr=1e-3), tmp_path, log=lambda *_: None)
+    assert a.dir != b.dir and len(b.summaries()) == len(lottery.units(cfg()))
