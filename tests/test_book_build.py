@@ -1,0 +1,148 @@
+"""The book builds with the same tool `make book` uses, and its pages load nothing from the web.
+
+* the real book, smoke profile, into a temporary directory;
+* a scratch book (temporary repo) with one papermill-executed IntSlider notebook: saved widget
+  state is rendered by the locally served require.js + html-manager, papermill's injected
+  parameters are applied but not shown, and (when Chromium is installed) the slider appears in
+  headless Chromium with the network blocked.
+"""
+from __future__ import annotations
+
+import importlib.util
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TOOL = ROOT / "tools" / "build_book.py"
+
+# <script src="http...">, <script src="//...">, <link rel=stylesheet href="http...">
+REMOTE_SCRIPT = re.compile(r"<script\b[^>]*\bsrc\s*=\s*[\"']?(?:https?:)?//[^\"'\s>]*", re.I)
+REMOTE_LINK = re.compile(r"<link\b[^>]*\brel=[\"']?(?:stylesheet|preload|modulepreload)[^>]*\bhref=[\"']?(?:https?:)?//[^\"'\s>]*", re.I)
+
+
+def _tool():
+    spec = importlib.util.spec_from_file_location("build_book", TOOL)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _remote_loads(html: Path) -> list[str]:
+    found = []
+    for page in html.rglob("*.html"):
+        text = page.read_text(errors="replace")
+        found += [f"{page.relative_to(html)}: {m.group(0)}" for m in REMOTE_SCRIPT.finditer(text)]
+        found += [f"{page.relative_to(html)}: {m.group(0)}" for m in REMOTE_LINK.finditer(text)]
+    return found
+
+
+def test_book_builds_offline(tmp_path):
+    out = tmp_path / "_build"
+    proc = subprocess.run([sys.executable, str(TOOL), "--profile", "smoke", "--out", str(out)],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    html = out / "html"
+    assert (html / "index.html").exists()
+    assert (html / "book" / "intro.html").exists()
+    assert "The Lottery Ticket Book" in (html / "book" / "intro.html").read_text()
+    assert _remote_loads(html) == []
+
+
+def _scratch_repo(root: Path) -> Path:
+    (root / "book").mkdir(parents=True)
+    (root / "params").mkdir()
+    shutil.copy2(ROOT / "_config.yml", root / "_config.yml")
+    (root / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n- file: book/widget_demo\n")
+    (root / "book" / "intro.md").write_text("# Scratch\n\nA page with math: $a^2 + b^2 = c^2$.\n")
+    (root / "book" / "chapters.yml").write_text(
+        "chapters:\n  - notebook: book/widget_demo.ipynb\n    params: params/demo.yaml\n    profile: quick\n")
+    (root / "params" / "demo.yaml").write_text("start: 7\n")
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("# Widget demo\n\nInline math $E = mc^2$."),
+        nbformat.v4.new_code_cell("profile = 'smoke'\nstart = 3", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell(
+            "import os, ipywidgets as w\n"
+            "print(f'cwd={os.path.basename(os.getcwd())} profile={profile} start={start}')\n"
+            "w.IntSlider(value=start, min=0, max=10, description='demo')"),
+    ]
+    nbformat.write(nb, root / "book" / "widget_demo.ipynb")
+    return root
+
+
+@pytest.fixture(scope="module")
+def widget_book(tmp_path_factory):
+    repo = _scratch_repo(tmp_path_factory.mktemp("scratch") / "repo")
+    html = _tool().build(repo=repo, out=repo / "_build")
+    return repo, html
+
+
+def test_widget_page_uses_local_javascript(widget_book):
+    repo, html = widget_book
+    page = (html / "book" / "widget_demo.html").read_text()
+    assert 'type="application/vnd.jupyter.widget-state+json"' in page
+    for script in ("widgets/require.js", "widgets/widgets-setup.js", "widgets/embed-amd.js"):
+        assert f'src="../_static/{script}' in page, script
+        assert (html / "_static" / script).exists(), script
+    assert 'src="../_static/mathjax/tex-mml-chtml.js' in page
+    assert _remote_loads(html) == []
+    # papermill ran from the repo root with -f params/demo.yaml -p profile quick ...
+    assert f"cwd={repo.name} profile=quick start=7" in page
+    # ... and its injected-parameters cell is not rendered
+    assert "injected-parameters" not in page and "start = 7" not in page
+
+
+def test_missing_toc_entry_fails_clearly(tmp_path):
+    tool = _tool()
+    repo = _scratch_repo(tmp_path / "repo")
+    (repo / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n- file: book/nope\n")
+    with pytest.raises(tool.BuildError, match="book/nope"):
+        tool.resolve_entries(repo)
+
+
+def test_toc_notebook_needs_a_chapters_row(tmp_path):
+    tool = _tool()
+    repo = _scratch_repo(tmp_path / "repo")
+    (repo / "book" / "chapters.yml").write_text("chapters: []\n")
+    with pytest.raises(tool.BuildError, match="widget_demo.ipynb"):
+        tool.resolve_entries(repo)
+
+
+@pytest.mark.skipif(not (Path("/usr/bin/chromium").exists() and Path("/usr/bin/chromedriver").exists()),
+                    reason="needs Debian chromium + chromium-driver (make browser-deps)")
+def test_widget_renders_in_headless_chromium_offline(widget_book):
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+
+    _, html = widget_book
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = "/usr/bin/chromium"
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--host-resolver-rules=MAP * ~NOTFOUND"):  # no host name resolves: offline
+        opts.add_argument(flag)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
+    try:
+        driver.get((html / "book" / "widget_demo.html").as_uri())
+        deadline, sliders = time.time() + 30, []
+        while time.time() < deadline and not sliders:
+            sliders = driver.find_elements(By.CSS_SELECTOR, ".widget-slider")
+            time.sleep(0.3)
+        assert sliders, "IntSlider was not rendered from the saved widget state"
+        assert "7" in sliders[0].text
+        assert driver.find_elements(By.CSS_SELECTOR, "mjx-container"), "MathJax did not render"
+        errors = [e["message"] for e in driver.get_log("browser")
+                  if e["level"] == "SEVERE" and ("widgets/" in e["message"] or "mathjax" in e["message"])]
+        assert errors == []
+    finally:
+        driver.quit()
