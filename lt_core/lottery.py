@@ -23,7 +23,7 @@ from . import data as datasets
 from . import models, pruning
 from .config import Experiment
 from .masks import Mask
-from .store import RunStore, Unit, provenance
+from .store import RunStore, Unit, code_version, provenance
 from .train import DeviceData, resolve_device, train
 
 SHAPES = {"mnist": (1, 28, 28), "fashion_mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
@@ -143,6 +143,7 @@ def early_stop(rows) -> dict:
 def run(cfg: Experiment, root=None, *, progress: bool = False, log=print) -> RunStore:
     """Train every unit of `cfg` that the store does not have yet; return the store."""
     plan(cfg)
+    code_version()  # read now: the code this process runs, before anyone edits the working tree
     store = RunStore(cfg, root)
     todo = [u for u in units(cfg) if not store.done(u)]
     if not todo:
