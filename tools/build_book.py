@@ -15,7 +15,7 @@ Steps
      -p profile <profile>, with the repo root as working directory.  Executed copies are cached
      in <out>/exec-cache keyed by the notebook, params file, profile, lt_core sources and
      requirements.lock; --force re-executes.  Papermill's injected-parameters cell gets the
-     `remove-cell` tag so it is not rendered.
+     `hide-input` tag: collapsed in the page, one click shows the values actually used.
   4. fetch require.js, @jupyter-widgets/html-manager and MathJax from the npm registry
      (`npm pack`, pinned versions and integrity, cached in _build/npm-cache) into
      <out>/src/_widgets/_static/{widgets,mathjax} so saved widget state and math render offline
@@ -175,14 +175,15 @@ def exec_key(repo: Path, ch: dict, profile: str) -> str:
 
 
 def hide_injected_parameters(nb_path: Path) -> None:
+    """Collapse papermill's injected-parameters cell (myst-nb `hide-input`)."""
     import nbformat
 
     nb = nbformat.read(nb_path, as_version=4)
     changed = False
     for cell in nb.cells:
         tags = cell.get("metadata", {}).get("tags", [])
-        if "injected-parameters" in tags and "remove-cell" not in tags:
-            cell.metadata["tags"] = list(tags) + ["remove-cell"]
+        if "injected-parameters" in tags and "hide-input" not in tags:
+            cell.metadata["tags"] = list(tags) + ["hide-input"]
             changed = True
     if changed:
         nbformat.write(nb, nb_path)
@@ -281,6 +282,24 @@ def jupyter_book_build(src: Path, work: Path, html: Path) -> None:
     os.replace(built, html)
 
 
+def drop_duplicate_inline_scripts(html: Path) -> None:
+    """sphinx-thebe's config script (`const THEBE_JS_URL = ...`) lands twice in every page with
+    jupyter-book 1.0.4, and the second copy throws "Identifier has already been declared" in the
+    console.  Keep the first copy of any identical inline <script> line."""
+    for page in html.rglob("*.html"):
+        lines = page.read_text().split("\n")
+        seen, kept = set(), []
+        for line in lines:
+            key = line.strip()
+            if key.startswith("<script>const ") and key.endswith("</script>"):
+                if key in seen:
+                    continue
+                seen.add(key)
+            kept.append(line)
+        if len(kept) != len(lines):
+            page.write_text("\n".join(kept))
+
+
 def external_scripts(html: Path) -> list[str]:
     bad = []
     for page in sorted(html.rglob("*.html")):
@@ -302,6 +321,7 @@ def build(repo: Path = REPO, out: Path | None = None, profile: str | None = None
     fetch_js(npm_cache or REPO / "_build" / "npm-cache", src / "_widgets" / "_static")
     html = out / "html"
     jupyter_book_build(src, out / "jb", html)
+    drop_duplicate_inline_scripts(html)
     bad = external_scripts(html)
     if bad:
         raise BuildError("pages load scripts from the network:\n  " + "\n  ".join(bad))
