@@ -20,7 +20,7 @@ import pandas as pd
 
 from .config import Experiment
 from .lottery import units
-from .store import RunStore, Unit, atomic_write
+from .store import REPO, RunStore, Unit, atomic_write
 
 KEYS = ["experiment", "trial", "level", "density", "control", "draw"]
 SUMMARY = KEYS + ["early_stop_iteration", "early_stop_val_loss", "early_stop_test_accuracy",
@@ -107,3 +107,23 @@ def load_recorded(folder: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, dict]
         raise FileNotFoundError(f"no recorded run in {folder} (expected summary.csv, curves.csv.gz, config.json)")
     doc = json.loads((folder / "config.json").read_text())
     return pd.read_csv(folder / "curves.csv.gz"), pd.read_csv(folder / "summary.csv"), doc
+
+
+def recorded(name: str, folder: str | Path | None = None):
+    """(curves, summary, config document) of book/recorded/<name>, or None when it is not there."""
+    path = Path(folder) if folder else REPO / "book" / "recorded" / name
+    return load_recorded(path) if (path / "summary.csv").exists() else None
+
+
+def describe_recorded(summary: pd.DataFrame, doc: dict) -> str:
+    """What a recorded run covers, next to what its configuration asks for."""
+    cfg = doc["config"]
+    per_control = summary.groupby("control").size().to_dict()
+    versions = sorted(summary.code_version.dropna().unique()) if "code_version" in summary else []
+    lines = [f"run {doc['digest']}: {cfg['iterations']} iterations per network, batch {cfg['batch_size']}, "
+             f"{cfg['optimizer']} lr {cfg['lr']}, evaluation every {cfg['eval_every']}",
+             f"trials present: {sorted(summary.trial.unique())} (of {cfg['trials']} asked); levels 0-"
+             f"{summary.level.max()} (of {cfg['levels']}), lowest density {100 * summary.density.min():.1f}%",
+             "networks per control: " + ", ".join(f"{k} {v}" for k, v in sorted(per_control.items())),
+             f"code versions: {', '.join(versions)}; finished {summary.finished.min()} .. {summary.finished.max()}"]
+    return "\n".join(lines)

@@ -1,0 +1,99 @@
+"""What the chapter notebooks call, so that their cells stay one or two lines each.
+
+A chapter's parameters cell holds `experiment`, `profile`, `base`, `profiles`, `overrides`; papermill's
+`-f params/<experiment>.yaml` injects base and profiles, and `-p profile paper` picks a profile.
+`configure` turns them into an Experiment; the rest turns tables into what the page shows.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from . import config, plots, pruning
+from .lottery import new_model, plan
+from .store import REPO
+
+PARAMS = REPO / "params"
+
+
+def configure(experiment: str, profile: str, base: dict | None = None, profiles: dict | None = None,
+              overrides: dict | None = None) -> config.Experiment:
+    """The chapter's experiment: params/<experiment>.yaml (or the injected base/profiles) + profile."""
+    if base is None or profiles is None:
+        doc = config.read(PARAMS / f"{experiment}.yaml")
+        base = doc["base"] if base is None else base
+        profiles = doc["profiles"] if profiles is None else profiles
+    return config.resolve(experiment, base, profiles, profile, overrides)
+
+
+def describe(cfg: config.Experiment) -> pd.DataFrame:
+    """Each level's overall density and per-layer survivor counts, as the counting rule fixes them."""
+    model = new_model(cfg, 0)
+    sizes = {name: model.get_parameter(name).numel() for name in model.prunable}
+    spec = pruning.PruneSpec.of(model, cfg)
+    rows = []
+    for level, density in enumerate(plan(cfg)):
+        counts = pruning.level_counts(sizes, spec, level)
+        row = {"level": level, "density %": round(100 * density, 2)}
+        row.update(counts if isinstance(counts, dict) else {"pooled weights": counts})
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("level")
+
+
+def settings(cfg: config.Experiment) -> pd.DataFrame:
+    """The parameters that differ from the paper's defaults, beside the full list."""
+    changed = cfg.changed()
+    rows = [{"parameter": k, "value": str(v), "changed": "yes" if k in changed else ""}
+            for k, v in cfg.to_dict().items()]
+    return pd.DataFrame(rows).set_index("parameter")
+
+
+def level_table(summary: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
+    """Mean over trials (and reinit draws) per level and control: early-stop iteration and test accuracy
+    in percent at `digits` decimals, the precision at which the notebook tests compare these numbers."""
+    table = summary.assign(es_acc=100 * summary.early_stop_test_accuracy,
+                           end_acc=100 * summary.final_test_accuracy)
+    out = (table.groupby(["level", "control"])
+           .agg(density=("density", "first"), early_stop=("early_stop_iteration", "mean"),
+                acc_at_early_stop=("es_acc", "mean"), acc_at_end=("end_acc", "mean"))
+           .reset_index())
+    out["density"] = (100 * out.density).round(2)
+    out["early_stop"] = out.early_stop.round(0).astype(int)
+    return out.round({"acc_at_early_stop": digits, "acc_at_end": digits}).set_index(["level", "control"])
+
+
+def provenance(summary: pd.DataFrame) -> pd.DataFrame:
+    """Where the numbers come from: code versions, devices, machines and dates of the units shown."""
+    cols = [c for c in ("code_version", "torch", "device", "machine", "threads") if c in summary]
+    if not cols:
+        return pd.DataFrame()
+    out = summary.groupby(cols, dropna=False).agg(units=("control", "size"),
+                                                 first=("finished", "min"), last=("finished", "max"))
+    return out.reset_index()
+
+
+def level_view(curves: pd.DataFrame, masks: dict, density: float) -> Figure:
+    """One slider position: the ticket's first-layer mask and test accuracy of every control there."""
+    fig = Figure(figsize=(9.5, 3.2), layout="constrained")
+    left, right = fig.subplots(1, 2, width_ratios=[1, 2.2])
+    m = masks[density]
+    left.imshow(m.mean(axis=0).reshape(28, 28), cmap="magma", vmin=0, vmax=1)
+    left.set_title(f"first layer kept per pixel, P_m={plots.density_label(density)}", fontsize=8)
+    left.set_axis_off()
+    test = curves[curves.split == "test"]
+    level = int(test[(test.control == "ticket") & (abs(test.density - density) < 1e-9)].level.iloc[0])
+    for control, (color, ls) in plots.STYLE.items():
+        runs = test[(test.control == control) & (test.level == level)]
+        if runs.empty:
+            continue
+        mean = runs.groupby("iteration").accuracy.mean()
+        right.plot(mean.index, mean.values, color=color, ls=ls, label=control)
+    dense = test[(test.control == "ticket") & (test.level == 0)].groupby("iteration").accuracy.mean()
+    right.plot(dense.index, dense.values, color="k", lw=0.8, alpha=0.6, label="dense")
+    top = dense.max()
+    right.set_ylim(top - 0.06, top + 0.015)
+    right.set_xlabel("training iteration")
+    right.set_ylabel("test accuracy")
+    right.legend(fontsize=8, ncol=2)
+    return fig
