@@ -1,0 +1,215 @@
+"""`python -m lt_core bench`: the engine against a reference loop, side by side, on the same data; JSON out.
+
+The reference loop is written the way popular lottery-ticket implementations are: a DataLoader with
+shuffling over a TensorDataset, an nn.Module, torch's default Adam, masks multiplied into the weights after
+each step, evaluation through a DataLoader every 100 steps. Cases (each a median over --repeats, reference
+and engine interleaved within a repeat so that they share the machine's noise):
+
+  lenet_level  one IMP level of LeNet-300-100 (dense, paper hyperparameters, evaluation every 100 steps);
+               also the engine's plain autograd path (train.FAST = False) and training steps alone, whose
+               rate x 67 MFLOP is compared with the measured matrix-product rate;
+  lenet_trial  the engine's cost of every level of a paper trial (density 100% .. 1.8%, masks pruned from
+               trained weights) against levels x the dense level's cost;
+  conv2        Conv-2 on CIFAR-10 training steps (evaluation excluded: Conv-2's cadence is not the point).
+
+Timings are wall-clock on whatever else the machine is doing; `conditions` records threads and load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, TensorDataset
+
+from . import data as datasets
+from . import models, pruning
+from . import train as engine
+from .config import make
+from .masks import Mask
+from .train import DeviceData
+
+LENET_STEP_FLOP = 67e6  # forward + weight gradients + input gradients of layers 2-3, batch 60
+# Conv-2, batch 60: conv 3->64 (forward + weight gradient), conv 64->64 and the three linear layers
+# (forward + weight and input gradients): 0.42 + 13.6 + 1.6 GFLOP
+CONV2_STEP_FLOP = 60 * 2 * (2 * 1024 * 64 * 27 + 3 * 1024 * 64 * 576 + 3 * (16384 * 256 + 256 * 256 + 2560))
+
+
+def matmul_gflops(n: int, repeats: int) -> float:
+    """Peak fp32 matrix-product rate: the best of `repeats` timings of an n x n product."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    best = 0.0
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(5):
+            a @ b
+        best = max(best, 5 * 2 * n**3 / (time.perf_counter() - start))
+    return best / 1e9
+
+
+def reference(model, mask: Mask, data: DeviceData, cfg, seed: int, evaluate: bool) -> float:
+    """Seconds for cfg.iterations steps of the popular-implementation loop (see the module docstring)."""
+    g = torch.Generator().manual_seed(seed)
+    loader = DataLoader(TensorDataset(data.x_train, data.y_train), batch_size=cfg.batch_size, shuffle=True,
+                        drop_last=True, generator=g)
+    evals = [DataLoader(TensorDataset(x, y), batch_size=1000) for x, y in
+             ((data.x_val, data.y_val), (data.x_test, data.y_test))]
+    masks = {n: m.float() for n, m in mask.items()}
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    step, start = 0, time.perf_counter()
+    while step < cfg.iterations:
+        for x, y in loader:
+            model.train()
+            optimizer.zero_grad()
+            F.cross_entropy(model(x), y).backward()
+            optimizer.step()
+            with torch.no_grad():
+                for name, p in model.named_parameters():
+                    if name in masks:
+                        p.mul_(masks[name])
+            step += 1
+            if evaluate and step % cfg.eval_every == 0:
+                model.eval()
+                with torch.no_grad():
+                    for xe, ye in (batch for loader_e in evals for batch in loader_e):
+                        logits = model(xe)
+                        F.cross_entropy(logits, ye, reduction="sum").item(), (logits.argmax(1) == ye).sum().item()
+            if step == cfg.iterations:
+                break
+    return time.perf_counter() - start
+
+
+def run_engine(model, mask, data, cfg, *, fast=True, train_only=False) -> float:
+    """Seconds for the engine's cfg.iterations steps; train_only times steps 2..n-1 (no evaluation)."""
+    engine.FAST, marks = fast, {}
+    hook = (lambda done: marks.setdefault(done, time.perf_counter())) if train_only else None
+    try:
+        start = time.perf_counter()
+        engine.train(model, mask, data, cfg, data_seed=1, on_step=hook)
+        total = time.perf_counter() - start
+    finally:
+        engine.FAST = True
+    if train_only:
+        return (marks[cfg.iterations - 1] - marks[1]) / (cfg.iterations - 2) * cfg.iterations
+    return total
+
+
+def load(name: str, quick: bool, synthetic: bool) -> DeviceData:
+    if synthetic:  # random data of the right shapes: tests run the bench without the datasets
+        shape = (1, 28, 28) if name == "mnist" else (3, 32, 32)
+        g, n = torch.Generator().manual_seed(0), 600
+        x = torch.randint(0, 256, (3 * n, *shape), generator=g, dtype=torch.uint8)
+        y = torch.randint(0, 10, (3 * n,), generator=g)
+        s = datasets.Splits(name, x[:n], y[:n], x[n:2 * n], y[n:2 * n], x[2 * n:], y[2 * n:],
+                            torch.full((shape[0],), 0.5), torch.full((shape[0],), 0.3))
+    else:
+        s = datasets.load(name)
+        if quick:
+            s = datasets.Splits(name, s.x_train[:3000], s.y_train[:3000], s.x_val[:1000], s.y_val[:1000],
+                                s.x_test[:1000], s.y_test[:1000], s.mean, s.std)
+    return DeviceData.prepare(s, torch.device("cpu"))
+
+
+def peak_rss_mb() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def lenet_cases(data, args) -> tuple[dict, dict]:
+    cfg = make({"iterations": args.steps, "eval_every": 100})
+    model = lambda: models.build("lenet_300_100", seed=0)
+    ones = Mask.ones_like(model())
+    times = {"reference": [], "engine_plain": [], "engine": [], "engine_train_only": []}
+    for _ in range(args.repeats):
+        times["reference"].append(reference(model(), ones, data, cfg, 1, evaluate=True))
+        times["engine_plain"].append(run_engine(model(), ones, data, cfg, fast=False))
+        times["engine"].append(run_engine(model(), ones, data, cfg))
+        times["engine_train_only"].append(run_engine(model(), ones, data, cfg, train_only=True))
+    sps = {k: round(args.steps / statistics.median(v), 1) for k, v in times.items()}
+    level = {"steps": args.steps, "eval_every": 100, "steps_per_s": sps,
+             "ratio_engine_vs_reference": round(sps["engine"] / sps["reference"], 2),
+             "ratio_engine_vs_plain_engine": round(sps["engine"] / sps["engine_plain"], 2),
+             "train_gflops": round(sps["engine_train_only"] * LENET_STEP_FLOP / 1e9, 1),
+             "peak_rss_mb": peak_rss_mb()}
+
+    # the trial: every level's mask pruned in one shot from trained dense weights (realistic structure)
+    trained = models.build("lenet_300_100", seed=0)
+    engine.train(trained, ones, data, make({"iterations": args.steps, "eval_every": 10**6}), data_seed=1)
+    spec = pruning.PruneSpec.of(trained, cfg)
+    weights = {n: trained.get_parameter(n).detach() for n in trained.prunable}
+    tcfg = make({"iterations": args.trial_steps, "eval_every": 100})
+    levels = {}
+    for lv in range(args.levels + 1):
+        mask = pruning.oneshot(weights, ones, spec, lv) if lv else ones
+        secs = statistics.median(run_engine(model(), mask, data, tcfg) for _ in range(args.repeats))
+        levels[lv] = {"density": round(mask.density(), 4), "seconds": round(secs, 3)}
+    total = sum(v["seconds"] for v in levels.values())
+    trial = {"steps_per_level": args.trial_steps, "eval_every": 100, "levels": levels,
+             "trial_seconds": round(total, 2),
+             "ratio_trial_vs_levels_x_dense": round(total / ((args.levels + 1) * levels[0]["seconds"]), 3),
+             "peak_rss_mb": peak_rss_mb()}
+    return level, trial
+
+
+def conv2_case(data, args) -> dict:
+    cfg = make({"model": "conv2", "dataset": "cifar10", "lr": 2e-4, "iterations": args.conv_steps,
+                "eval_every": 10**6})
+    model = lambda: models.build("conv2", seed=0, in_shape=(3, 32, 32))
+    ones = Mask.ones_like(model())
+    times = {"reference": [], "engine_contiguous": [], "engine": []}
+    for _ in range(args.repeats):  # engine_contiguous: FAST = False, i.e. without channels_last
+        times["reference"].append(reference(model(), ones, data, cfg, 1, evaluate=False))
+        times["engine_contiguous"].append(run_engine(model(), ones, data, cfg, fast=False, train_only=True))
+        times["engine"].append(run_engine(model(), ones, data, cfg, train_only=True))
+    sps = {k: round(args.conv_steps / statistics.median(v), 2) for k, v in times.items()}
+    return {"steps": args.conv_steps, "steps_per_s": sps,
+            "ratio_engine_vs_reference": round(sps["engine"] / sps["reference"], 2),
+            "ratio_channels_last": round(sps["engine"] / sps["engine_contiguous"], 2),
+            "step_gflop": CONV2_STEP_FLOP / 1e9,
+            "fraction_of_matmul_rate": round(sps["engine"] * CONV2_STEP_FLOP / 1e9 / args.matmul, 3),
+            "peak_rss_mb": peak_rss_mb()}
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="python -m lt_core bench", description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true", help="tiny sizes: checks that the bench runs (seconds)")
+    p.add_argument("--synthetic", action="store_true", help="random data instead of MNIST/CIFAR-10")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--steps", type=int, default=2000, help="LeNet steps per level run")
+    p.add_argument("--trial-steps", type=int, default=1000, help="steps per level in lenet_trial")
+    p.add_argument("--levels", type=int, default=18)
+    p.add_argument("--conv-steps", type=int, default=40)
+    p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
+    p.add_argument("--cases", default="lenet,conv2")
+    p.add_argument("--out", default=None, help="also write the JSON to this file")
+    args = p.parse_args(argv[1:] if argv[:1] == ["--"] else argv)  # `bench -- --quick` (see __main__)
+    if args.quick:
+        args.repeats, args.steps, args.trial_steps, args.conv_steps = 1, 120, 60, 4
+        args.levels = min(args.levels, 4)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = {"conditions": {"torch": torch.__version__, "threads": torch.get_num_threads(),
+                          "cpus": os.cpu_count(), "load_average_1min": round(os.getloadavg()[0], 2),
+                          "repeats": args.repeats, "quick": args.quick, "synthetic": args.synthetic},
+           "matmul_gflops": round(matmul_gflops(256 if args.quick else 2048, 2 if args.quick else 7), 1)}
+    args.matmul = out["matmul_gflops"]
+    cases = args.cases.split(",")
+    if "lenet" in cases:
+        out["lenet_level"], out["lenet_trial"] = lenet_cases(load("mnist", args.quick, args.synthetic), args)
+        out["lenet_level"]["fraction_of_matmul_rate"] = round(out["lenet_level"]["train_gflops"]
+                                                              / out["matmul_gflops"], 3)
+    if "conv2" in cases:
+        out["conv2"] = conv2_case(load("cifar10", args.quick, args.synthetic), args)
+    out["peak_rss_mb"] = peak_rss_mb()
+    text = json.dumps(out, indent=1)
+    print(text)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text + "\n")
+    return 0

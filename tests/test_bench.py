@@ -1,0 +1,29 @@
+"""`python -m lt_core bench --quick --synthetic` runs end to end and its JSON has the documented keys.
+
+No speed assertions: the targets are read off the printed ratios, on a quiet machine.
+"""
+
+import json
+
+from lt_core import bench
+
+
+def test_bench_quick_runs_and_reports(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert bench.main(["--", "--quick", "--synthetic", "--threads", "1", "--out", str(out)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == json.loads(out.read_text())
+    assert {"conditions", "matmul_gflops", "lenet_level", "lenet_trial", "conv2", "peak_rss_mb"} <= set(printed)
+    assert {"torch", "threads", "cpus", "load_average_1min", "repeats"} <= set(printed["conditions"])
+    level = printed["lenet_level"]
+    assert set(level["steps_per_s"]) == {"reference", "engine_plain", "engine", "engine_train_only"}
+    for key in ("ratio_engine_vs_reference", "ratio_engine_vs_plain_engine", "train_gflops",
+                "fraction_of_matmul_rate", "peak_rss_mb"):
+        assert level[key] > 0, key
+    trial = printed["lenet_trial"]
+    densities = [v["density"] for v in trial["levels"].values()]
+    assert densities[0] == 1.0 and densities == sorted(densities, reverse=True)
+    assert trial["ratio_trial_vs_levels_x_dense"] > 0
+    conv = printed["conv2"]
+    assert set(conv["steps_per_s"]) == {"reference", "engine_contiguous", "engine"}
+    assert conv["ratio_engine_vs_reference"] > 0 and conv["ratio_channels_last"] > 0

@@ -1,0 +1,107 @@
+"""The engine's fast paths against its plain autograd path (train.FAST = False) on a tiny problem.
+
+The packed sparse path (lt_core/sparse.py) sums in another order than the dense product, so it is compared
+to a tolerance; every other path must be bit for bit the plain one. Pruned weights stay exactly zero on
+every path. No timings here: speed lives in `python -m lt_core bench`.
+"""
+
+import pytest
+import torch
+
+from lt_core import models, pruning, sparse
+from lt_core import train as engine
+from lt_core.masks import Mask
+from lt_core.train import DeviceData, train
+
+from test_engine import cfg, tiny_splits, weights
+
+
+@pytest.fixture(scope="module")
+def data():
+    return DeviceData.prepare(tiny_splits(), torch.device("cpu"))
+
+
+def level_mask(level: int, seed: int = 0) -> Mask:
+    model = models.build("lenet_300_100", seed=seed)
+    return pruning.oneshot(weights(model), Mask.ones_like(model), pruning.PruneSpec.of(model, cfg()), level)
+
+
+def run(data, mask, fast: bool, monkeypatch, **kw):
+    monkeypatch.setattr(engine, "FAST", fast)
+    return train(models.build("lenet_300_100", seed=0), mask, data, cfg(**kw), data_seed=3, keep_iteration=10)
+
+
+@pytest.mark.parametrize("level", [0, 3])
+def test_dense_levels_take_the_plain_path_bit_for_bit(data, level, monkeypatch):
+    mask = level_mask(level)
+    assert not sparse.wanted(models.build("lenet_300_100"), mask, torch.device("cpu"))
+    plain, fast = run(data, mask, False, monkeypatch), run(data, mask, True, monkeypatch)
+    assert plain.rows == fast.rows
+    assert all(torch.equal(plain.final_state[k], fast.final_state[k]) for k in plain.final_state)
+
+
+@pytest.mark.parametrize("level,opt", [(8, {}), (18, {}), (12, dict(optimizer="sgd", lr=0.05, weight_decay=1e-2))])
+def test_packed_path_matches_plain_path_and_keeps_zeros(data, level, opt, monkeypatch):
+    mask = level_mask(level)
+    model = models.build("lenet_300_100")
+    assert sparse.wanted(model, mask, torch.device("cpu"))
+    layers = sparse.FastMLP(model, mask, torch.device("cpu")).layers
+    assert [layer.packed for layer in layers] == [True, True, False]  # fc3 is too small to pack
+    plain, fast = run(data, mask, False, monkeypatch, **opt), run(data, mask, True, monkeypatch, **opt)
+    assert [r[:2] for r in plain.rows] == [r[:2] for r in fast.rows]
+    for a, b in zip(plain.rows, fast.rows):
+        assert abs(a[2] - b[2]) < 1e-4 and abs(a[3] - b[3]) < 0.02, (a, b)
+    for state in ("final_state", "kept_state"):
+        p, f = getattr(plain, state), getattr(fast, state)
+        for k in p:
+            assert torch.allclose(p[k], f[k], atol=1e-4, rtol=1e-3), (state, k)
+    for name, m in mask.items():
+        for state in (fast.final_state, fast.kept_state):
+            assert bool((state[name][~m] == 0).all()), name
+        assert bool((fast.final_state[name][m] != 0).all()), name
+
+
+def test_packed_gradients_equal_autograd_on_one_batch(data):
+    """One forward/backward of the hand-written path against autograd on the same masked network."""
+    mask = level_mask(10)
+    model = mask.apply(models.build("lenet_300_100", seed=0))
+    x, y = data.x_train[:20], data.y_train[:20]
+    loss = torch.nn.functional.cross_entropy(model(x), y)
+    loss.backward()
+    fast = sparse.FastMLP(mask.apply(models.build("lenet_300_100", seed=0)), mask, torch.device("cpu"))
+    assert abs(fast.loss_and_grads(x, y).item() - loss.item()) < 1e-6
+    for layer in fast.layers:
+        expected = model.get_parameter(f"{layer.name}.weight").grad * mask[f"{layer.name}.weight"]
+        if layer.packed:  # the survivors' gradients, in CSR (row-major) order
+            expected = expected[layer.rows, layer.cols]
+        assert torch.allclose(layer.weight.grad, expected, atol=1e-6), layer.name
+        assert torch.allclose(layer.bias.grad, model.get_parameter(f"{layer.name}.bias").grad, atol=1e-6)
+
+
+def test_fast_path_is_deterministic(data, monkeypatch):
+    mask = level_mask(15)
+    a, b = run(data, mask, True, monkeypatch), run(data, mask, True, monkeypatch)
+    assert a.rows == b.rows
+    assert all(torch.equal(a.final_state[k], b.final_state[k]) for k in a.final_state)
+
+
+def test_conv_nets_train_the_same_in_channels_last(monkeypatch):
+    splits = tiny_splits(n_train=120, n_val=20, n_test=20)
+    g = torch.Generator().manual_seed(0)
+    x = lambda t: torch.randint(0, 255, (len(t), 3, 32, 32), generator=g, dtype=torch.uint8)
+    splits = type(splits)("tiny", x(splits.x_train), splits.y_train, x(splits.x_val), splits.y_val,
+                          x(splits.x_test), splits.y_test, torch.full((3,), 0.5), torch.full((3,), 0.3))
+    data = DeviceData.prepare(splits, torch.device("cpu"))
+    c = cfg(model="conv2", dataset="cifar10", iterations=6, eval_every=3, lr=2e-4)
+    model = models.build("conv2", seed=0, in_shape=(3, 32, 32))
+    mask = pruning.oneshot(weights(model), Mask.ones_like(model), pruning.PruneSpec.of(model, c), 3)
+    out = {}
+    for fast in (False, True):
+        monkeypatch.setattr(engine, "FAST", fast)
+        out[fast] = train(models.build("conv2", seed=0, in_shape=(3, 32, 32)), mask, data, c, data_seed=1)
+    for a, b in zip(out[False].rows, out[True].rows):
+        assert a[:2] == b[:2] and abs(a[2] - b[2]) < 1e-4
+    for k, v in out[False].final_state.items():
+        assert torch.allclose(v, out[True].final_state[k], atol=1e-5), k
+    for name, m in mask.items():
+        assert bool((out[True].final_state[name][~m] == 0).all()), name
