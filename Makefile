@@ -33,13 +33,7 @@ $(STAMP):
 
 # Data sets (MNIST, CIFAR-10, ...) into data/; the fetcher skips what is already there.
 data: venv
-	@if [ -f lt_core/__main__.py ]; then \
-	    $(PY) -m lt_core data fetch all; \
-	elif [ -f lt_core/fetch.py ]; then \
-	    $(PY) -m lt_core.fetch fetch all; \
-	else \
-	    echo "== no data fetcher in lt_core yet: skipping data fetch"; \
-	fi
+	$(PY) -m lt_core data fetch all
 
 # Chromium + ChromeDriver for the browser tests (Debian packages; needs root).
 browser-deps:

@@ -3,13 +3,15 @@
 // (see nb_ipywidgets_js in _config.yml).
 (function () {
   "use strict";
-  // 1. embed-amd.js loads its Font Awesome fonts relative to the URL require.js gives the AMD
-  //    module "@jupyter-widgets/html-manager/dist/libembed-amd" (by default relative to the page).
-  //    Map that module path onto this folder, where the fonts sit beside embed-amd.js.
+  // 1. Each webpack bundle inside embed-amd.js (html-manager, and base/controls/output) loads its
+  //    Font Awesome fonts relative to the URL require.js gives its AMD module, by default
+  //    "<page folder>/@jupyter-widgets/...". Map every @jupyter-widgets module path onto this
+  //    folder, where the fonts sit beside embed-amd.js.
   var me = document.currentScript && document.currentScript.src;
   if (me && window.require && window.require.config) {
+    var here = me.replace(/[?#].*$/, "").replace(/\/[^\/]*$/, "");
     window.require.config({
-      paths: { "@jupyter-widgets/html-manager/dist": me.replace(/[?#].*$/, "").replace(/\/[^\/]*$/, "") }
+      paths: { "@jupyter-widgets/html-manager/dist": here, "@jupyter-widgets": here }
     });
   }
   // 2. ipywidgets typesets widget labels with the MathJax 2 API, MathJax.Hub.Queue(["Typeset",

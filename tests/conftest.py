@@ -1,0 +1,23 @@
+"""Fixtures shared by several test modules."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TOOL = ROOT / "tools" / "build_book.py"
+
+
+@pytest.fixture(scope="session")
+def real_book(tmp_path_factory):
+    """The real book at the smoke profile, built once with the tool `make book` uses, trained afresh
+    (an empty run store) so that it shows what the current code computes."""
+    out = tmp_path_factory.mktemp("real") / "_build"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LT_RESULTS", str(out / "results"))
+        proc = subprocess.run([sys.executable, str(TOOL), "--profile", "smoke", "--out", str(out)],
+                              cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return out / "html"
