@@ -7,6 +7,7 @@ A chapter's parameters cell holds `experiment`, `profile`, `base`, `profiles`, `
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
@@ -97,3 +98,16 @@ def level_view(curves: pd.DataFrame, masks: dict, density: float) -> Figure:
     right.set_ylabel("test accuracy")
     right.legend(fontsize=8, ncol=2)
     return fig
+
+
+def pixel_regions(masks: dict, border: int = 4) -> pd.DataFrame:
+    """Per density, the share of first-layer connections kept by the `border`-pixel frame of the 28x28
+    image (almost always 0 in MNIST) and by the centre, to read the mask picture by numbers."""
+    rows = []
+    for density in sorted(masks, reverse=True):
+        kept = masks[density].mean(axis=0).reshape(28, 28)
+        frame = np.ones((28, 28), dtype=bool)
+        frame[border:-border, border:-border] = False
+        rows.append({"density %": round(100 * density, 1), "border kept %": round(100 * kept[frame].mean(), 1),
+                     "centre kept %": round(100 * kept[~frame].mean(), 1)})
+    return pd.DataFrame(rows).set_index("density %")
