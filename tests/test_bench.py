@@ -5,12 +5,18 @@ No speed assertions: the targets are read off the printed ratios, on a quiet mac
 
 import json
 
+import torch
+
 from lt_core import bench
 
 
 def test_bench_quick_runs_and_reports(tmp_path, capsys):
     out = tmp_path / "bench.json"
-    assert bench.main(["--", "--quick", "--synthetic", "--threads", "1", "--out", str(out)]) == 0
+    threads = torch.get_num_threads()
+    try:
+        assert bench.main(["--", "--quick", "--synthetic", "--threads", "1", "--out", str(out)]) == 0
+    finally:
+        torch.set_num_threads(threads)  # --threads is process-wide; later tests keep the default
     printed = json.loads(capsys.readouterr().out)
     assert printed == json.loads(out.read_text())
     assert {"conditions", "matmul_gflops", "lenet_level", "lenet_trial", "conv2", "peak_rss_mb"} <= set(printed)

@@ -100,7 +100,7 @@ def test_conv_nets_train_the_same_in_channels_last(monkeypatch):
         monkeypatch.setattr(engine, "FAST", fast)
         out[fast] = train(models.build("conv2", seed=0, in_shape=(3, 32, 32)), mask, data, c, data_seed=1)
     for a, b in zip(out[False].rows, out[True].rows):
-        assert a[:2] == b[:2] and abs(a[2] - b[2]) < 1e-4
+        assert a[:2] == b[:2] and abs(a[2] - b[2]) < 2e-4 * abs(a[2])  # another conv algorithm: relative
     for k, v in out[False].final_state.items():
         assert torch.allclose(v, out[True].final_state[k], atol=1e-5), k
     for name, m in mask.items():
