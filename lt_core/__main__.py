@@ -100,6 +100,10 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["bench"]:  # its options belong to lt_core.bench (argparse would claim --quick itself)
+        from . import bench
+        return bench.main(argv[1:])
     args = parser().parse_args(argv)
     from .config import ConfigError
     from .data import DataError
