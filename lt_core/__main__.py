@@ -5,6 +5,7 @@
     python -m lt_core run params/lenet_mnist.yaml --profile smoke [--set trials=2 ...] [--results DIR]
     python -m lt_core status params/lenet_mnist.yaml --profile smoke
     python -m lt_core results params/lenet_mnist.yaml --profile smoke --csv out.csv [--summary]
+    python -m lt_core results params/lenet_mnist.yaml --profile paper --export book/recorded/lenet_mnist_paper
     python -m lt_core bench [--quick]
 
 Every error that a user can fix is printed as one line (no traceback) and exits with status 2.
@@ -55,8 +56,12 @@ def cmd_status(args) -> int:
 
 
 def cmd_results(args) -> int:
-    from .results import curves_table, summary_table
+    from .results import curves_table, export, summary_table
     cfg = _experiment(args)
+    if args.export:
+        dest = export(cfg, args.export, args.results, every=args.every)
+        print(f"wrote the recorded copy of {cfg.experiment} [{cfg.digest()}] to {dest}")
+        return 0
     table = summary_table(cfg, args.results) if args.summary else curves_table(cfg, args.results)
     if args.csv:
         table.to_csv(args.csv, index=False)
@@ -93,6 +98,9 @@ def parser() -> argparse.ArgumentParser:
         if name == "results":
             c.add_argument("--csv", default=None, help="write the table to this CSV file")
             c.add_argument("--summary", action="store_true", help="one row per trained network")
+            c.add_argument("--export", default=None, metavar="DIR",
+                           help="write the small committable copy (config, summary, thinned curves) to DIR")
+            c.add_argument("--every", type=int, default=1, help="with --export: keep every N-th evaluation")
     b = sub.add_parser("bench", help="engine vs a reference loop, side by side (JSON out)")
     b.add_argument("bench_args", nargs=argparse.REMAINDER)
     b.set_defaults(func=cmd_bench)

@@ -122,7 +122,7 @@ def describe_recorded(summary: pd.DataFrame, doc: dict) -> str:
     versions = sorted(summary.code_version.dropna().unique()) if "code_version" in summary else []
     lines = [f"run {doc['digest']}: {cfg['iterations']} iterations per network, batch {cfg['batch_size']}, "
              f"{cfg['optimizer']} lr {cfg['lr']}, evaluation every {cfg['eval_every']}",
-             f"trials present: {sorted(summary.trial.unique())} (of {cfg['trials']} asked); levels 0-"
+             f"trials present: {sorted(int(t) for t in summary.trial.unique())} (of {cfg['trials']} asked); levels 0-"
              f"{summary.level.max()} (of {cfg['levels']}), lowest density {100 * summary.density.min():.1f}%",
              "networks per control: " + ", ".join(f"{k} {v}" for k, v in sorted(per_control.items())),
              f"code versions: {', '.join(versions)}; finished {summary.finished.min()} .. {summary.finished.max()}"]
