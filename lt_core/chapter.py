@@ -76,7 +76,7 @@ def provenance(summary: pd.DataFrame) -> pd.DataFrame:
 
 def level_view(curves: pd.DataFrame, masks: dict, density: float) -> Figure:
     """One slider position: the ticket's first-layer mask and test accuracy of every control there."""
-    fig = Figure(figsize=(9.5, 3.2), layout="constrained")
+    fig = Figure(figsize=(8.0, 2.9), layout="constrained")
     left, right = fig.subplots(1, 2, width_ratios=[1, 2.2])
     m = masks[density]
     left.imshow(m.mean(axis=0).reshape(28, 28), cmap="magma", vmin=0, vmax=1)
@@ -111,3 +111,10 @@ def pixel_regions(masks: dict, border: int = 4) -> pd.DataFrame:
         rows.append({"density %": round(100 * density, 1), "border kept %": round(100 * kept[frame].mean(), 1),
                      "centre kept %": round(100 * kept[~frame].mean(), 1)})
     return pd.DataFrame(rows).set_index("density %")
+
+
+def nearest(masks: dict, densities) -> dict:
+    """The entries of `masks` (density -> mask) at the densities nearest (in log scale) to the asked ones."""
+    have = np.array(sorted(masks))
+    picked = {float(have[np.argmin(abs(np.log(have) - np.log(d)))]) for d in densities}
+    return {d: masks[d] for d in sorted(picked, reverse=True)}
