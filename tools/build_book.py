@@ -166,9 +166,9 @@ def exec_key(repo: Path, ch: dict, profile: str) -> str:
     for path in [ch["nb"], ch["params_path"], repo / "requirements.lock"]:
         h.update(path.name.encode())
         h.update(path.read_bytes() if path.exists() else b"")
-    core = repo / "lt_core"
-    if core.is_dir():
-        for path in sorted(core.rglob("*.py")):
+    # the code, and the recorded runs a chapter shows beside its own execution
+    for folder, pattern in ((repo / "lt_core", "*.py"), (repo / "book" / "recorded", "*")):
+        for path in sorted(p for p in folder.rglob(pattern) if p.is_file()) if folder.is_dir() else []:
             h.update(path.relative_to(repo).as_posix().encode())
             h.update(path.read_bytes())
     return h.hexdigest()
