@@ -75,11 +75,6 @@ class Trial:
         self.spec = pruning.PruneSpec.of(new_model(cfg, 0), cfg)
         self.masks: dict[int, Mask] = {}
 
-    def theta_k(self) -> dict:
-        if self.cfg.rewind_iteration == 0:
-            return new_model(self.cfg, derive_seed(self.seed, "init")).state_dict()
-        return self.store.load_trial_tensor(self.trial, "rewind")
-
     def ticket_mask(self, level: int) -> Mask:
         if level not in self.masks:
             if level == 0:
@@ -96,12 +91,12 @@ class Trial:
         cfg, mask = self.cfg, self.ticket_mask(unit.level)
         if unit.control == "reinit":
             return mask, new_model(cfg, derive_seed(self.seed, "reinit", unit.level, unit.draw))
-        model = new_model(cfg, 0)
-        model.load_state_dict(self.theta_k() if unit.level > 0 else
-                              new_model(cfg, derive_seed(self.seed, "init")).state_dict())
+        model = new_model(cfg, derive_seed(self.seed, "init"))  # theta_0
+        if unit.level > 0 and cfg.rewind_iteration > 0:
+            model.load_state_dict(self.store.load_trial_tensor(self.trial, "rewind"))  # theta_k
         if unit.control == "random":
-            mask = pruning.random_like(mask, torch.Generator().manual_seed(
-                derive_seed(self.seed, "random", unit.level) % (2**63)))
+            generator = torch.Generator().manual_seed(derive_seed(self.seed, "random", unit.level))
+            mask = pruning.random_like(mask, generator)
         elif unit.control == "oneshot":
             dense = self.store.load_tensor(Unit(self.trial, 0, "ticket"), "final")
             mask = pruning.oneshot(dense, self.ticket_mask(0), self.spec, unit.level)

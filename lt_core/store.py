@@ -122,18 +122,14 @@ class RunStore:
         atomic_write(folder / "metrics.csv", text.getvalue())
         atomic_write(folder / "summary.json", json.dumps(summary, indent=1, sort_keys=True))
 
-    def load_tensor(self, unit: Unit | None, name: str):
-        folder = self.unit_dir(unit) if unit else self.dir
-        return torch.load(folder / f"{name}.pt", map_location="cpu", weights_only=True)
+    def load_tensor(self, unit: Unit, name: str):
+        return torch.load(self.unit_dir(unit) / f"{name}.pt", map_location="cpu", weights_only=True)
 
     def save_trial_tensor(self, trial: int, name: str, obj) -> None:
         atomic_write(self.dir / f"trial_{trial:02d}" / f"{name}.pt", tensor_bytes(obj))
 
     def load_trial_tensor(self, trial: int, name: str):
         return torch.load(self.dir / f"trial_{trial:02d}" / f"{name}.pt", map_location="cpu", weights_only=True)
-
-    def has_trial_tensor(self, trial: int, name: str) -> bool:
-        return (self.dir / f"trial_{trial:02d}" / f"{name}.pt").exists()
 
     def summaries(self) -> list[dict]:
         return [json.loads(p.read_text()) for p in sorted(self.dir.glob("trial_*/level_*/*/summary.json"))]

@@ -105,7 +105,7 @@ def lr_at(cfg, step: int) -> float:
 def make_optimizer(params: list[torch.Tensor], cfg) -> torch.optim.Optimizer:
     """Adam or SGD with momentum. The fused kernels (one pass over all parameters) are 3x faster than the
     per-tensor loop for Adam on a CPU and are what the engine uses wherever torch has them."""
-    params = list(params.parameters()) if isinstance(params, nn.Module) else list(params)
+    params = list(params)
     fused = all(p.dtype == torch.float32 for p in params) and params[0].device.type in ("cpu", "cuda")
     if cfg.optimizer == "adam":
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
