@@ -14,13 +14,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import sparse
+from . import optim, sparse
 from .masks import Mask
 
 EVAL_CHUNK = 2000  # examples per evaluation batch: large for speed, bounded for conv-net activation memory
@@ -50,6 +50,7 @@ class DeviceData:
     x_test: torch.Tensor
     y_test: torch.Tensor
     black: torch.Tensor  # the normalised value of a 0 pixel, per channel: the padding of random crops
+    cache: dict = field(default_factory=dict, repr=False, compare=False)  # derived copies, made once per data
 
     @classmethod
     def prepare(cls, splits, device: torch.device) -> "DeviceData":
@@ -61,6 +62,15 @@ class DeviceData:
 
     def in_shape(self) -> tuple[int, ...]:
         return tuple(self.x_train.shape[1:])
+
+    def feature_major(self, split: str, chunk: int) -> list[torch.Tensor]:
+        """A split's inputs as contiguous (features x examples) chunks (sparse.FastMLP's evaluation layout),
+        made on first use and kept: every unit of a run evaluates the same split thousands of times."""
+        key = ("feature_major", split, chunk)
+        if key not in self.cache:
+            x = getattr(self, f"x_{split}")
+            self.cache[key] = [x[s:s + chunk].flatten(1).t().contiguous() for s in range(0, len(x), chunk)]
+        return self.cache[key]
 
 
 class Batches:
@@ -102,14 +112,11 @@ def lr_at(cfg, step: int) -> float:
     return lr * cfg.lr_drop_factor ** sum(step >= d for d in cfg.lr_drops)
 
 
-def make_optimizer(params: list[torch.Tensor], cfg) -> torch.optim.Optimizer:
-    """Adam or SGD with momentum. The fused kernels (one pass over all parameters) are 3x faster than the
-    per-tensor loop for Adam on a CPU and are what the engine uses wherever torch has them."""
-    params = list(params)
-    fused = all(p.dtype == torch.float32 for p in params) and params[0].device.type in ("cpu", "cuda")
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
-    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, fused=fused)
+def make_optimizer(params: list[torch.Tensor], cfg):
+    """Adam or SGD with momentum as fused kernels (one pass over all parameters: 3x faster than torch's
+    per-tensor loop on a CPU), called without torch.optim's per-step bookkeeping where FAST (lt_core/optim.py)."""
+    return optim.make(params, cfg.optimizer, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                      lean=FAST)
 
 
 @torch.no_grad()
@@ -160,8 +167,8 @@ def train(model: nn.Module, mask: Mask, data: DeviceData, cfg, *, data_seed: int
     rows: list[tuple[int, str, float, float]] = []
 
     splits = [("val", data.x_val, data.y_val), ("test", data.x_test, data.y_test)]
-    if fast:  # feature-major copies of the evaluation inputs, made once per run (see sparse.FastMLP.evaluate)
-        splits = [(split, fast.eval_chunks(x, EVAL_CHUNK), y) for split, x, y in splits]
+    if fast:  # feature-major copies of the evaluation inputs (see sparse.FastMLP.evaluate)
+        splits = [(split, data.feature_major(split, EVAL_CHUNK), y) for split, x, y in splits]
 
     def log(step: int) -> None:
         for split, x, y in splits:
@@ -188,7 +195,7 @@ def train(model: nn.Module, mask: Mask, data: DeviceData, cfg, *, data_seed: int
         if cfg.augment:
             x = augment(x, data.black, aug_generator)
         if fast:
-            fast.loss_and_grads(x, y)
+            fast.grads(x, y)
             optimizer.step()
             fast.after_step()
         else:
