@@ -1,6 +1,7 @@
 """The command line as a user meets it: the smoke profile on real MNIST, status, results, clear errors."""
 
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -46,6 +47,22 @@ def test_smoke_profile_runs_resumes_and_loads_as_tidy_table(tmp_path):
         str(summary), "--summary")
     table = pd.read_csv(summary)
     assert len(table) == 8 and table.early_stop_iteration.between(0, 300).all()
+
+
+@pytest.mark.skipif(find_dir("mnist", data_root()) is None,
+                    reason="MNIST not fetched: run `python -m lt_core data fetch mnist`")
+def test_status_prints_the_command_that_trains_the_same_experiment(tmp_path):
+    """The hint keeps the profile, every --set and the results root: run as printed, it completes *this* run."""
+    results = str(tmp_path / "r d")  # a space: the hint must quote it
+    args = ["params/lenet_mnist.yaml", "--profile", "smoke", "--set", "levels=1", "--set", "iterations=20",
+            "--set", "controls=[ticket]", "--results", results]
+    before = cli("status", *args)
+    hint = before.stdout.split("`")[1]
+    assert "2 units missing" in before.stdout and "--set levels=1" in hint
+    words = shlex.split(hint)
+    assert words[:4] == ["python", "-m", "lt_core", "run"] and words[4:] == args
+    cli(*words[3:], "--quiet")
+    assert "complete" in cli("status", *args).stdout
 
 
 def test_unknown_parameter_stops_before_training(tmp_path):
