@@ -6,7 +6,7 @@ each step, evaluation through a DataLoader every 100 steps. Cases (each a median
 and engine interleaved within a repeat so that they share the machine's noise):
 
   lenet_level  one IMP level of LeNet-300-100 (dense, paper hyperparameters, evaluation every 100 steps);
-               also the engine's plain autograd path (train.FAST = False) and training steps alone, whose
+               also the engine's plain autograd path (train(..., plain=True)) and training steps alone, whose
                rate x 67 MFLOP is compared with the measured matrix-product rate;
   lenet_trial  the engine's cost of every level of a paper trial (density 100% .. 1.8%, masks pruned from
                trained weights) against levels x the dense level's cost;
@@ -89,14 +89,11 @@ def reference(model, mask: Mask, data: DeviceData, cfg, seed: int, evaluate: boo
 
 def run_engine(model, mask, data, cfg, *, fast=True, train_only=False) -> float:
     """Seconds for the engine's cfg.iterations steps; train_only times steps 2..n-1 (no evaluation)."""
-    engine.FAST, marks = fast, {}
+    marks = {}
     hook = (lambda done: marks.setdefault(done, time.perf_counter())) if train_only else None
-    try:
-        start = time.perf_counter()
-        engine.train(model, mask, data, cfg, data_seed=1, on_step=hook)
-        total = time.perf_counter() - start
-    finally:
-        engine.FAST = True
+    start = time.perf_counter()
+    engine.train(model, mask, data, cfg, data_seed=1, on_step=hook, plain=not fast)
+    total = time.perf_counter() - start
     if train_only:
         return (marks[cfg.iterations - 1] - marks[1]) / (cfg.iterations - 2) * cfg.iterations
     return total
@@ -168,7 +165,7 @@ def conv2_case(data, args) -> dict:
     data = DeviceData(data.x_train, data.y_train, data.x_val[:120], data.y_val[:120], data.x_test[:120],
                       data.y_test[:120], data.black)
     times = {"reference": [], "engine_contiguous": [], "engine": []}
-    for _ in range(args.repeats):  # engine_contiguous: FAST = False, i.e. without channels_last
+    for _ in range(args.repeats):  # engine_contiguous: the plain path, i.e. without channels_last
         times["reference"].append(reference(model(), ones, data, cfg, 1, evaluate=False))
         times["engine_contiguous"].append(run_engine(model(), ones, data, cfg, fast=False, train_only=True))
         times["engine"].append(run_engine(model(), ones, data, cfg, train_only=True))

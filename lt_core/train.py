@@ -24,7 +24,6 @@ from . import optim, sparse
 from .masks import Mask
 
 EVAL_CHUNK = 2000  # examples per evaluation batch: large for speed, bounded for conv-net activation memory
-FAST = True  # False = the plain autograd path everywhere (the reference the fast paths are tested against)
 
 
 def uses_channels_last(model: nn.Module) -> bool:
@@ -112,11 +111,11 @@ def lr_at(cfg, step: int) -> float:
     return lr * cfg.lr_drop_factor ** sum(step >= d for d in cfg.lr_drops)
 
 
-def make_optimizer(params: list[torch.Tensor], cfg):
+def make_optimizer(params: list[torch.Tensor], cfg, *, lean: bool = True):
     """Adam or SGD with momentum as fused kernels (one pass over all parameters: 3x faster than torch's
-    per-tensor loop on a CPU), called without torch.optim's per-step bookkeeping where FAST (lt_core/optim.py)."""
+    per-tensor loop on a CPU), called without torch.optim's per-step bookkeeping if lean (lt_core/optim.py)."""
     return optim.make(params, cfg.optimizer, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
-                      lean=FAST)
+                      lean=lean)
 
 
 @torch.no_grad()
@@ -148,18 +147,19 @@ class RunResult:
 
 
 def train(model: nn.Module, mask: Mask, data: DeviceData, cfg, *, data_seed: int,
-          keep_iteration: int | None = None, on_step=None) -> RunResult:
-    """Train `model` (already initialised) under `mask` for cfg.iterations steps; see the module docstring."""
+          keep_iteration: int | None = None, on_step=None, plain: bool = False) -> RunResult:
+    """Train `model` (already initialised) under `mask` for cfg.iterations steps; see the module docstring.
+    plain=True takes the plain autograd path everywhere: the reference the fast paths are tested against."""
     device = data.x_train.device
     mask.check_fits(model)
     model.to(device)
     mask.apply(model)
-    fast = sparse.FastMLP(model, mask, device) if FAST and sparse.wanted(model, mask, device) else None
-    if fast is None and FAST and device.type == "cpu" and uses_channels_last(model):
+    fast = sparse.FastMLP(model, mask, device) if not plain and sparse.wanted(model, mask, device) else None
+    if fast is None and not plain and device.type == "cpu" and uses_channels_last(model):
         model.to(memory_format=torch.channels_last)
     # all-ones masks are skipped: multiplying by 1 changes nothing, and it is two passes over the weights
     masked = [(model.get_parameter(n), m) for n, m in mask.as_floats(device).items() if not bool(mask[n].all())]
-    optimizer = make_optimizer(fast.params() if fast else list(model.parameters()), cfg)
+    optimizer = make_optimizer(fast.params() if fast else list(model.parameters()), cfg, lean=not plain)
     batches = Batches(len(data.y_train), cfg.batch_size, data_seed, device)
     aug_generator = torch.Generator().manual_seed(data_seed + 1)
     torch.manual_seed(data_seed)  # dropout draws from the global generator

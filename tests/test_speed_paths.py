@@ -1,4 +1,4 @@
-"""The engine's fast paths against its plain autograd path (train.FAST = False) on a tiny problem.
+"""The engine's fast paths against its plain autograd path (train(..., plain=True)) on a tiny problem.
 
 The packed sparse path (lt_core/sparse.py) sums in another order than the dense product, so it is compared
 to a tolerance; every other path must be bit for bit the plain one. Pruned weights stay exactly zero on
@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from lt_core import models, optim, pruning, sparse
-from lt_core import train as engine
 from lt_core.masks import Mask
 from lt_core.train import DeviceData, train
 
@@ -26,28 +25,28 @@ def level_mask(level: int, seed: int = 0) -> Mask:
     return pruning.oneshot(weights(model), Mask.ones_like(model), pruning.PruneSpec.of(model, cfg()), level)
 
 
-def run(data, mask, fast: bool, monkeypatch, **kw):
-    monkeypatch.setattr(engine, "FAST", fast)
-    return train(models.build("lenet_300_100", seed=0), mask, data, cfg(**kw), data_seed=3, keep_iteration=10)
+def run(data, mask, fast: bool, **kw):
+    return train(models.build("lenet_300_100", seed=0), mask, data, cfg(**kw), data_seed=3, keep_iteration=10,
+                 plain=not fast)
 
 
 @pytest.mark.parametrize("level", [0, 3])
-def test_dense_levels_take_the_plain_path_bit_for_bit(data, level, monkeypatch):
+def test_dense_levels_take_the_plain_path_bit_for_bit(data, level):
     mask = level_mask(level)
     assert not sparse.wanted(models.build("lenet_300_100"), mask, torch.device("cpu"))
-    plain, fast = run(data, mask, False, monkeypatch), run(data, mask, True, monkeypatch)
+    plain, fast = run(data, mask, False), run(data, mask, True)
     assert plain.rows == fast.rows
     assert all(torch.equal(plain.final_state[k], fast.final_state[k]) for k in plain.final_state)
 
 
 @pytest.mark.parametrize("level,opt", [(8, {}), (18, {}), (12, dict(optimizer="sgd", lr=0.05, weight_decay=1e-2))])
-def test_packed_path_matches_plain_path_and_keeps_zeros(data, level, opt, monkeypatch):
+def test_packed_path_matches_plain_path_and_keeps_zeros(data, level, opt):
     mask = level_mask(level)
     model = models.build("lenet_300_100")
     assert sparse.wanted(model, mask, torch.device("cpu"))
     layers = sparse.FastMLP(model, mask, torch.device("cpu")).layers
     assert [layer.packed for layer in layers] == [True, True, False]  # fc3 is too small to pack
-    plain, fast = run(data, mask, False, monkeypatch, **opt), run(data, mask, True, monkeypatch, **opt)
+    plain, fast = run(data, mask, False, **opt), run(data, mask, True, **opt)
     assert [r[:2] for r in plain.rows] == [r[:2] for r in fast.rows]
     for a, b in zip(plain.rows, fast.rows):
         assert abs(a[2] - b[2]) < 1e-4 and abs(a[3] - b[3]) < 0.02, (a, b)
@@ -78,14 +77,14 @@ def test_packed_gradients_equal_autograd_on_one_batch(data):
         assert torch.allclose(layer.bias.grad, model.get_parameter(f"{layer.name}.bias").grad, atol=1e-6)
 
 
-def test_fast_path_is_deterministic(data, monkeypatch):
+def test_fast_path_is_deterministic(data):
     mask = level_mask(15)
-    a, b = run(data, mask, True, monkeypatch), run(data, mask, True, monkeypatch)
+    a, b = run(data, mask, True), run(data, mask, True)
     assert a.rows == b.rows
     assert all(torch.equal(a.final_state[k], b.final_state[k]) for k in a.final_state)
 
 
-def test_conv_nets_train_the_same_in_channels_last(monkeypatch):
+def test_conv_nets_train_the_same_in_channels_last():
     splits = tiny_splits(n_train=120, n_val=20, n_test=20)
     g = torch.Generator().manual_seed(0)
     x = lambda t: torch.randint(0, 255, (len(t), 3, 32, 32), generator=g, dtype=torch.uint8)
@@ -98,8 +97,8 @@ def test_conv_nets_train_the_same_in_channels_last(monkeypatch):
     mask = pruning.oneshot(weights(model), Mask.ones_like(model), pruning.PruneSpec.of(model, c), 3)
     out = {}
     for fast in (False, True):
-        monkeypatch.setattr(engine, "FAST", fast)
-        out[fast] = train(models.build("conv2", seed=0, in_shape=(3, 32, 32)), mask, data, c, data_seed=1)
+        out[fast] = train(models.build("conv2", seed=0, in_shape=(3, 32, 32)), mask, data, c, data_seed=1,
+                          plain=not fast)
     for a, b in zip(out[False].rows, out[True].rows):
         assert a[:2] == b[:2] and abs(a[2] - b[2]) < 2e-4 * abs(a[2])  # another conv algorithm: relative
     for k, v in out[False].final_state.items():
