@@ -11,6 +11,8 @@ and engine interleaved within a repeat so that they share the machine's noise):
   lenet_trial  the engine's cost of every level of a paper trial (density 100% .. 1.8%, masks pruned from
                trained weights) against levels x the dense level's cost;
   conv2        Conv-2 on CIFAR-10 training steps (evaluation excluded: Conv-2's cadence is not the point).
+  batched      N LeNet-300-100 levels (a dense network and pruned ones, as a ticket and its controls) trained
+               as one stacked computation (lt_core/batched.py) against N separate engine runs.
 
 Timings are wall-clock on whatever else the machine is doing; `conditions` records threads and load.
 """
@@ -30,13 +32,14 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from . import data as datasets
-from . import models, pruning
+from . import batched, models, pruning
 from . import train as engine
 from .config import make
 from .masks import Mask
 from .train import DeviceData
 
 LENET_STEP_FLOP = 67e6  # forward + weight gradients + input gradients of layers 2-3, batch 60
+LENET_FORWARD_FLOP = 2 * (784 * 300 + 300 * 100 + 100 * 10)  # per example: what evaluation costs
 # Conv-2, batch 60: conv 3->64 (forward + weight gradient), conv 64->64 and the three linear layers
 # (forward + weight and input gradients): 0.42 + 13.6 + 1.6 GFLOP
 CONV2_STEP_FLOP = 60 * 2 * (2 * 1024 * 64 * 27 + 3 * 1024 * 64 * 576 + 3 * (16384 * 256 + 256 * 256 + 2560))
@@ -135,6 +138,11 @@ def lenet_cases(data, args) -> tuple[dict, dict]:
              "ratio_engine_vs_plain_engine": round(sps["engine"] / sps["engine_plain"], 2),
              "train_gflops": round(sps["engine_train_only"] * LENET_STEP_FLOP / 1e9, 1),
              "peak_rss_mb": peak_rss_mb()}
+    # the ceiling: a level's arithmetic (training steps and the val + test evaluations they carry) at the
+    # measured matrix-product rate, i.e. what no implementation of this computation can beat on this machine
+    eval_flop = (len(data.y_val) + len(data.y_test)) * LENET_FORWARD_FLOP / 100
+    level["ceiling_steps_per_s"] = round(args.matmul * 1e9 / (LENET_STEP_FLOP + eval_flop), 1)
+    level["ceiling_ratio_vs_reference"] = round(level["ceiling_steps_per_s"] / sps["reference"], 2)
 
     # the trial: every level's mask pruned in one shot from trained dense weights (realistic structure)
     trained = models.build("lenet_300_100", seed=0)
@@ -178,6 +186,32 @@ def conv2_case(data, args) -> dict:
             "peak_rss_mb": peak_rss_mb()}
 
 
+def batched_case(data, args) -> dict:
+    """Per-network cost of N networks trained as one stacked computation against N separate engine runs."""
+    cfg = make({"iterations": args.steps, "eval_every": 100})
+    dense = models.build("lenet_300_100", seed=0)
+    ones = Mask.ones_like(dense)
+    spec = pruning.PruneSpec.of(dense, cfg)
+    w = {n: dense.get_parameter(n).detach() for n in dense.prunable}
+    out = {"steps": args.steps, "eval_every": 100}
+    for n in args.stack:
+        masks = [ones] + [pruning.oneshot(w, ones, spec, lv) for lv in range(1, n)]  # densities 100%, 80%, ...
+        nets = lambda: [models.build("lenet_300_100", seed=k) for k in range(n)]
+        times = {"separate": [], "stacked": []}
+        for _ in range(args.repeats):
+            start = time.perf_counter()
+            for model, mask in zip(nets(), masks):
+                engine.train(model, mask, data, cfg, data_seed=1)
+            times["separate"].append(time.perf_counter() - start)
+            start = time.perf_counter()
+            batched.train_stacked(nets(), masks, data, cfg, data_seed=1)
+            times["stacked"].append(time.perf_counter() - start)
+        sps = {k: round(n * args.steps / statistics.median(v), 1) for k, v in times.items()}
+        out[f"n{n}"] = {"network_steps_per_s": sps, "ratio_stacked_vs_separate": round(sps["stacked"] / sps["separate"], 2)}
+    out["peak_rss_mb"] = peak_rss_mb()
+    return out
+
+
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m lt_core bench", description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="tiny sizes: checks that the bench runs (seconds)")
@@ -188,12 +222,14 @@ def main(argv: list[str]) -> int:
     p.add_argument("--levels", type=int, default=18)
     p.add_argument("--conv-steps", type=int, default=40)
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
-    p.add_argument("--cases", default="lenet,conv2")
+    p.add_argument("--cases", default="lenet,conv2,batched", help="any of lenet, conv2, batched (comma-separated)")
+    p.add_argument("--stack", default="2,4", help="batched: numbers of networks stacked")
     p.add_argument("--out", default=None, help="also write the JSON to this file")
     args = p.parse_args(argv[1:] if argv[:1] == ["--"] else argv)  # `bench -- --quick` (see __main__)
     if args.quick:
         args.repeats, args.steps, args.trial_steps, args.conv_steps = 1, 120, 60, 4
         args.levels = min(args.levels, 4)
+    args.stack = [int(n) for n in args.stack.split(",")]
     if args.threads:
         torch.set_num_threads(args.threads)
     out = {"conditions": {"torch": torch.__version__, "threads": torch.get_num_threads(),
@@ -210,6 +246,9 @@ def main(argv: list[str]) -> int:
         progress("lenet")
     if "conv2" in cases:
         out["conv2"] = conv2_case(load("cifar10", args.quick, args.synthetic), args)
+    if "batched" in cases:
+        out["batched"] = batched_case(load("mnist", args.quick, args.synthetic), args)
+        progress("batched")
     out["peak_rss_mb"] = peak_rss_mb()
     text = json.dumps(out, indent=1)
     print(text)

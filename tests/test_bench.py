@@ -19,12 +19,13 @@ def test_bench_quick_runs_and_reports(tmp_path, capsys):
         torch.set_num_threads(threads)  # --threads is process-wide; later tests keep the default
     printed = json.loads(capsys.readouterr().out)
     assert printed == json.loads(out.read_text())
-    assert {"conditions", "matmul_gflops", "lenet_level", "lenet_trial", "conv2", "peak_rss_mb"} <= set(printed)
+    assert {"conditions", "matmul_gflops", "lenet_level", "lenet_trial", "conv2", "batched",
+            "peak_rss_mb"} <= set(printed)
     assert {"torch", "threads", "cpus", "load_average_1min", "repeats"} <= set(printed["conditions"])
     level = printed["lenet_level"]
     assert set(level["steps_per_s"]) == {"reference", "engine_plain", "engine", "engine_train_only"}
     for key in ("ratio_engine_vs_reference", "ratio_engine_vs_plain_engine", "train_gflops",
-                "fraction_of_matmul_rate", "peak_rss_mb"):
+                "fraction_of_matmul_rate", "peak_rss_mb", "ceiling_steps_per_s", "ceiling_ratio_vs_reference"):
         assert level[key] > 0, key
     trial = printed["lenet_trial"]
     densities = [v["density"] for v in trial["levels"].values()]
@@ -33,3 +34,7 @@ def test_bench_quick_runs_and_reports(tmp_path, capsys):
     conv = printed["conv2"]
     assert set(conv["steps_per_s"]) == {"reference", "engine_contiguous", "engine"}
     assert conv["ratio_engine_vs_reference"] > 0 and conv["ratio_channels_last"] > 0
+    for n in (2, 4):
+        stacked = printed["batched"][f"n{n}"]
+        assert set(stacked["network_steps_per_s"]) == {"separate", "stacked"}
+        assert stacked["ratio_stacked_vs_separate"] > 0
