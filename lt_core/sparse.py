@@ -7,9 +7,10 @@ left, which is the orientation torch's CSR kernels want.
 
 Rule (documented, deterministic, the engine's only path for this case): a layer is *packed* when it is on
 the CPU, holds at least PACK_MIN_SIZE weights and its mask density is at most PACK_DENSITY; otherwise it
-is *dense* (weight x mask, exactly as the plain path). The engine takes this path only when at least one
-layer is packed (`wanted`); a network with no packed layer trains on the plain autograd path, which is
-faster for dense products here. For evaluation a packed layer whose density exceeds EVAL_PACK_DENSITY is
+is *dense* (weight x mask, exactly as the plain path). The engine takes this path for LeNet-300-100 on the
+CPU at every density (`wanted`): even with no packed layer the hand-written step, with fewer kernels than
+autograd's, trains a level 6-8% faster (measured side by side). On a GPU, where it is not measured, the
+engine keeps the plain autograd path. For evaluation a packed layer whose density exceeds EVAL_PACK_DENSITY is
 scattered back into a dense matrix once per evaluation: CSR products with 2,000 columns only beat the
 dense product below about that density. A packed layer stores only its surviving weights in
 CSR order (row-major), so the forward pass is a CSR x dense product, the weight gradient is a sampled
@@ -43,8 +44,8 @@ def supports(model) -> bool:
 
 
 def wanted(model, mask, device: torch.device) -> bool:
-    """Whether the engine trains this (model, mask) on the fast path: supported and some layer packed."""
-    return supports(model) and any(_packs(model.get_parameter(n), mask[n], device) for n in mask)
+    """Whether the engine trains this (model, mask) on the fast path: supported, on the CPU (see above)."""
+    return supports(model) and device.type == "cpu"
 
 
 def _packs(weight: torch.Tensor, mask: torch.Tensor, device: torch.device) -> bool:

@@ -30,22 +30,16 @@ def run(data, mask, fast: bool, **kw):
                  plain=not fast)
 
 
-@pytest.mark.parametrize("level", [0, 3])
-def test_dense_levels_take_the_plain_path_bit_for_bit(data, level):
-    mask = level_mask(level)
-    assert not sparse.wanted(models.build("lenet_300_100"), mask, torch.device("cpu"))
-    plain, fast = run(data, mask, False), run(data, mask, True)
-    assert plain.rows == fast.rows
-    assert all(torch.equal(plain.final_state[k], fast.final_state[k]) for k in plain.final_state)
-
-
-@pytest.mark.parametrize("level,opt", [(8, {}), (18, {}), (12, dict(optimizer="sgd", lr=0.05, weight_decay=1e-2))])
-def test_packed_path_matches_plain_path_and_keeps_zeros(data, level, opt):
+@pytest.mark.parametrize("level,opt,packed", [(0, {}, [False] * 3), (3, {}, [False] * 3), (8, {}, [True, True, False]),
+                                              (18, {}, [True, True, False]),
+                                              (12, dict(optimizer="sgd", lr=0.05, weight_decay=1e-2), [True, True, False])])
+def test_fast_path_matches_plain_path_and_keeps_zeros(data, level, opt, packed):
+    """LeNet on the CPU always takes the hand-written path; large layers at <= 35% density are packed (fc3 is
+    too small to pack). Summation order differs from autograd's, so results agree to a tolerance."""
     mask = level_mask(level)
     model = models.build("lenet_300_100")
     assert sparse.wanted(model, mask, torch.device("cpu"))
-    layers = sparse.FastMLP(model, mask, torch.device("cpu")).layers
-    assert [layer.packed for layer in layers] == [True, True, False]  # fc3 is too small to pack
+    assert [layer.packed for layer in sparse.FastMLP(model, mask, torch.device("cpu")).layers] == packed
     plain, fast = run(data, mask, False, **opt), run(data, mask, True, **opt)
     assert [r[:2] for r in plain.rows] == [r[:2] for r in fast.rows]
     for a, b in zip(plain.rows, fast.rows):
@@ -58,6 +52,11 @@ def test_packed_path_matches_plain_path_and_keeps_zeros(data, level, opt):
         for state in (fast.final_state, fast.kept_state):
             assert bool((state[name][~m] == 0).all()), name
         assert bool((fast.final_state[name][m] != 0).all()), name
+
+
+def test_other_networks_take_the_plain_path():
+    for model in (models.build("lenet_300_100", dropout=0.2), models.build("lenet5")):
+        assert not sparse.wanted(model, Mask.ones_like(model), torch.device("cpu"))
 
 
 def test_packed_gradients_equal_autograd_on_one_batch(data):
