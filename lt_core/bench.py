@@ -11,6 +11,8 @@ and engine interleaved within a repeat so that they share the machine's noise):
   lenet_trial  the engine's cost of every level of a paper trial (density 100% .. 1.8%, masks pruned from
                trained weights) against levels x the dense level's cost;
   conv2        Conv-2 on CIFAR-10 training steps (evaluation excluded: Conv-2's cadence is not the point).
+  conv_settings  per conv net (Conv-2/4/6, ResNet-20): a training step in the default layout, in channels_last,
+               and each under torch.compile (not in the default cases: compiling takes minutes), on random data.
   batched      N LeNet-300-100 levels (a dense network and pruned ones, as a ticket and its controls) trained
                as one stacked computation (lt_core/batched.py) against N separate engine runs.
 
@@ -186,6 +188,45 @@ def conv2_case(data, args) -> dict:
             "peak_rss_mb": peak_rss_mb()}
 
 
+def conv_settings_case(args) -> dict:
+    """Step time of each conv net under each CPU setting, interleaved; speedups against the default layout."""
+    g = torch.Generator().manual_seed(0)
+    n_steps = max(2, args.conv_steps // 4)
+    out = {"steps": n_steps}
+    for name, batch in (("conv2", 60), ("conv4", 60), ("conv6", 60), ("resnet20", 128)):
+        x, y = torch.randn(batch, 3, 32, 32, generator=g), torch.randint(0, 10, (batch,), generator=g)
+        steps, warmup = {}, {}
+        for layout in ("contiguous", "channels_last"):
+            for compiled in (False, True):
+                model = models.build(name, seed=0, in_shape=(3, 32, 32)).train()
+                xs = x
+                if layout == "channels_last":
+                    model, xs = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+                optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, fused=True)
+                forward = torch.compile(model) if compiled else model
+
+                def step(forward=forward, optimizer=optimizer, xs=xs):
+                    optimizer.zero_grad(set_to_none=True)
+                    F.cross_entropy(forward(xs), y).backward()
+                    optimizer.step()
+                key = layout + ("+compile" if compiled else "")
+                start = time.perf_counter()
+                step(), step()  # compilation happens here
+                steps[key], warmup[key] = step, round(time.perf_counter() - start, 1)
+        times = {k: [] for k in steps}
+        for r in range(args.repeats):
+            for key in (list(steps) if r % 2 == 0 else list(steps)[::-1]):
+                start = time.perf_counter()
+                for _ in range(n_steps):
+                    steps[key]()
+                times[key].append((time.perf_counter() - start) / n_steps)
+        base = statistics.median(times["contiguous"])
+        out[name] = {"batch": batch, "ms_per_step": {k: round(1e3 * statistics.median(v), 1) for k, v in times.items()},
+                     "speedup_vs_contiguous": {k: round(base / statistics.median(v), 2) for k, v in times.items()},
+                     "first_two_steps_s": warmup}
+    return out
+
+
 def batched_case(data, args) -> dict:
     """Per-network cost of N networks trained as one stacked computation against N separate engine runs."""
     cfg = make({"iterations": args.steps, "eval_every": 100})
@@ -222,7 +263,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--levels", type=int, default=18)
     p.add_argument("--conv-steps", type=int, default=40)
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
-    p.add_argument("--cases", default="lenet,conv2,batched", help="any of lenet, conv2, batched (comma-separated)")
+    p.add_argument("--cases", default="lenet,conv2,batched", help="any of lenet, conv2, batched, conv_settings (comma-separated)")
     p.add_argument("--stack", default="2,4", help="batched: numbers of networks stacked")
     p.add_argument("--out", default=None, help="also write the JSON to this file")
     args = p.parse_args(argv[1:] if argv[:1] == ["--"] else argv)  # `bench -- --quick` (see __main__)
@@ -246,6 +287,9 @@ def main(argv: list[str]) -> int:
         progress("lenet")
     if "conv2" in cases:
         out["conv2"] = conv2_case(load("cifar10", args.quick, args.synthetic), args)
+    if "conv_settings" in cases:
+        out["conv_settings"] = conv_settings_case(args)
+        progress("conv_settings")
     if "batched" in cases:
         out["batched"] = batched_case(load("mnist", args.quick, args.synthetic), args)
         progress("batched")

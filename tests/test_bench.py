@@ -38,3 +38,18 @@ def test_bench_quick_runs_and_reports(tmp_path, capsys):
         stacked = printed["batched"][f"n{n}"]
         assert set(stacked["network_steps_per_s"]) == {"separate", "stacked"}
         assert stacked["ratio_stacked_vs_separate"] > 0
+
+
+def test_conv_settings_case_reports_every_setting(monkeypatch, capsys):
+    """The case's bookkeeping, with torch.compile stubbed out (compiling four nets takes minutes)."""
+    monkeypatch.setattr(torch, "compile", lambda model: model)
+    threads = torch.get_num_threads()
+    try:
+        assert bench.main(["--quick", "--synthetic", "--threads", "1", "--cases", "conv_settings"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    printed = json.loads(capsys.readouterr().out)["conv_settings"]
+    settings = {"contiguous", "channels_last", "contiguous+compile", "channels_last+compile"}
+    for name in ("conv2", "conv4", "conv6", "resnet20"):
+        assert set(printed[name]["ms_per_step"]) == settings and all(printed[name]["ms_per_step"].values())
+        assert printed[name]["speedup_vs_contiguous"]["contiguous"] == 1.0
