@@ -50,14 +50,14 @@ def cmd_status(args) -> int:
     table = status(cfg, args.results)
     print(table.to_string(index=False))
     missing = int(table.missing.sum()) if len(table) else 0
-    print("complete" if missing == 0 else f"{missing} units missing: `{_same_run('run', args)}` trains them")
+    print("complete" if missing == 0 else f"{missing} units missing: `{_run_command(args)}` trains them")
     return 0
 
 
-def _same_run(command: str, args) -> str:
-    """The command line that names the same experiment as `args` (profile, overrides, results root)."""
+def _run_command(args) -> str:
+    """The `run` command line for the experiment `args` names (profile, overrides, results root), quoted."""
     import shlex
-    words = ["python", "-m", "lt_core", command, args.params]
+    words = ["python", "-m", "lt_core", "run", args.params]
     words += ["--profile", args.profile] if args.profile else []
     for item in args.set:
         words += ["--set", item]

@@ -43,8 +43,8 @@ def supports(model) -> bool:
     return type(model) is LeNet300100 and model.drop.p == 0.0
 
 
-def wanted(model, mask, device: torch.device) -> bool:
-    """Whether the engine trains this (model, mask) on the fast path: supported, on the CPU (see above)."""
+def wanted(model, device: torch.device) -> bool:
+    """Whether the engine trains this model on the fast path: supported, on the CPU (see above)."""
     return supports(model) and device.type == "cpu"
 
 
@@ -130,6 +130,7 @@ class FastMLP:
     def __init__(self, model: LeNet300100, mask, device: torch.device):
         self.layers = [Layer(getattr(model, f"fc{i}"), mask[f"fc{i}.weight"], f"fc{i}", device)
                        for i in (1, 2, 3)]
+        self.minus_one = torch.full((1, 1), -1.0, device=device)  # the one-hot part of the loss gradient
 
     def params(self) -> list[torch.Tensor]:
         return [p for layer in self.layers for p in layer.params()]
@@ -154,18 +155,13 @@ class FastMLP:
         logits_t = hs.pop()  # classes x examples
         loss = F.cross_entropy(logits_t.t(), y) if with_loss else None
         # d(mean cross-entropy)/d(logits) = (softmax - one_hot) / batch
-        g = torch.softmax(logits_t, 0).scatter_add_(0, y.view(1, -1), self._minus_ones(len(y), y.device))
+        g = torch.softmax(logits_t, 0).scatter_add_(0, y.view(1, -1), self.minus_one.expand(1, len(y)))
         g = g.div_(len(y))
         for i in range(len(self.layers) - 1, -1, -1):
             g = self.layers[i].backward(g, hs[i], need_input=i > 0)
             if i > 0:  # ReLU's gradient (hs[i] is the ReLU output of layer i-1), as autograd computes it
                 g = torch.ops.aten.threshold_backward(g, hs[i], 0.0)
         return loss
-
-    def _minus_ones(self, n: int, device: torch.device) -> torch.Tensor:
-        if getattr(self, "_m1", None) is None or self._m1.shape[1] != n or self._m1.device != device:
-            self._m1 = torch.full((1, n), -1.0, device=device)
-        return self._m1
 
     def after_step(self) -> None:
         for layer in self.layers:

@@ -154,7 +154,7 @@ def train(model: nn.Module, mask: Mask, data: DeviceData, cfg, *, data_seed: int
     mask.check_fits(model)
     model.to(device)
     mask.apply(model)
-    fast = sparse.FastMLP(model, mask, device) if not plain and sparse.wanted(model, mask, device) else None
+    fast = sparse.FastMLP(model, mask, device) if not plain and sparse.wanted(model, device) else None
     if fast is None and not plain and device.type == "cpu" and uses_channels_last(model):
         model.to(memory_format=torch.channels_last)
     # all-ones masks are skipped: multiplying by 1 changes nothing, and it is two passes over the weights
@@ -168,7 +168,7 @@ def train(model: nn.Module, mask: Mask, data: DeviceData, cfg, *, data_seed: int
 
     splits = [("val", data.x_val, data.y_val), ("test", data.x_test, data.y_test)]
     if fast:  # feature-major copies of the evaluation inputs (see sparse.FastMLP.evaluate)
-        splits = [(split, data.feature_major(split, EVAL_CHUNK), y) for split, x, y in splits]
+        splits = [(split, data.feature_major(split, EVAL_CHUNK), y) for split, _, y in splits]
 
     def log(step: int) -> None:
         for split, x, y in splits:

@@ -5,18 +5,23 @@ No speed assertions: the targets are read off the printed ratios, on a quiet mac
 
 import json
 
+import pytest
 import torch
 
 from lt_core import bench
 
 
+@pytest.fixture(autouse=True)
+def keep_threads():
+    """--threads is process-wide; later tests keep the default."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 def test_bench_quick_runs_and_reports(tmp_path, capsys):
     out = tmp_path / "bench.json"
-    threads = torch.get_num_threads()
-    try:
-        assert bench.main(["--", "--quick", "--synthetic", "--threads", "1", "--out", str(out)]) == 0
-    finally:
-        torch.set_num_threads(threads)  # --threads is process-wide; later tests keep the default
+    assert bench.main(["--", "--quick", "--synthetic", "--threads", "1", "--out", str(out)]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed == json.loads(out.read_text())
     assert {"conditions", "matmul_gflops", "lenet_level", "lenet_trial", "conv2", "batched",
@@ -43,11 +48,7 @@ def test_bench_quick_runs_and_reports(tmp_path, capsys):
 def test_conv_settings_case_reports_every_setting(monkeypatch, capsys):
     """The case's bookkeeping, with torch.compile stubbed out (compiling four nets takes minutes)."""
     monkeypatch.setattr(torch, "compile", lambda model: model)
-    threads = torch.get_num_threads()
-    try:
-        assert bench.main(["--quick", "--synthetic", "--threads", "1", "--cases", "conv_settings"]) == 0
-    finally:
-        torch.set_num_threads(threads)
+    assert bench.main(["--quick", "--synthetic", "--threads", "1", "--cases", "conv_settings"]) == 0
     printed = json.loads(capsys.readouterr().out)["conv_settings"]
     settings = {"contiguous", "channels_last", "contiguous+compile", "channels_last+compile"}
     for name in ("conv2", "conv4", "conv6", "resnet20"):

@@ -38,7 +38,7 @@ def test_fast_path_matches_plain_path_and_keeps_zeros(data, level, opt, packed):
     too small to pack). Summation order differs from autograd's, so results agree to a tolerance."""
     mask = level_mask(level)
     model = models.build("lenet_300_100")
-    assert sparse.wanted(model, mask, torch.device("cpu"))
+    assert sparse.wanted(model, torch.device("cpu"))
     assert [layer.packed for layer in sparse.FastMLP(model, mask, torch.device("cpu")).layers] == packed
     plain, fast = run(data, mask, False, **opt), run(data, mask, True, **opt)
     assert [r[:2] for r in plain.rows] == [r[:2] for r in fast.rows]
@@ -56,7 +56,7 @@ def test_fast_path_matches_plain_path_and_keeps_zeros(data, level, opt, packed):
 
 def test_other_networks_take_the_plain_path():
     for model in (models.build("lenet_300_100", dropout=0.2), models.build("lenet5")):
-        assert not sparse.wanted(model, Mask.ones_like(model), torch.device("cpu"))
+        assert not sparse.wanted(model, torch.device("cpu"))
 
 
 def test_packed_gradients_equal_autograd_on_one_batch(data):
