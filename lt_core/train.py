@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import optim, sparse
+from . import optim, sparse, sparse_input
 from .masks import Mask
 
 EVAL_CHUNK = 2000  # examples per evaluation batch: large for speed, bounded for conv-net activation memory
@@ -69,6 +69,27 @@ class DeviceData:
         if key not in self.cache:
             x = getattr(self, f"x_{split}")
             self.cache[key] = [x[s:s + chunk].flatten(1).t().contiguous() for s in range(0, len(x), chunk)]
+        return self.cache[key]
+
+    def feature_black(self) -> torch.Tensor:
+        """The black value of every input feature (channel-major, as inputs are flattened)."""
+        c, h, w = self.in_shape()
+        return self.black.repeat_interleave(h * w)
+
+    def input_density(self) -> float:
+        """The fraction of training-input entries that are not black (MNIST: 0.19), computed once."""
+        if "input_density" not in self.cache:
+            x = self.x_train.flatten(1)
+            self.cache["input_density"] = float((x != self.feature_black()).float().mean()) if len(x) else 1.0
+        return self.cache["input_density"]
+
+    def ragged(self, split: str, chunk: int) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """A split's inputs minus black as ragged (pixel, value, offset) chunks (sparse_input's evaluation
+        layout), made on first use and kept."""
+        key = ("ragged", split, chunk)
+        if key not in self.cache:
+            z = getattr(self, f"x_{split}").flatten(1) - self.feature_black()
+            self.cache[key] = [sparse_input.ragged(z[s:s + chunk]) for s in range(0, len(z), chunk)]
         return self.cache[key]
 
 
@@ -154,7 +175,7 @@ def train(model: nn.Module, mask: Mask, data: DeviceData, cfg, *, data_seed: int
     mask.check_fits(model)
     model.to(device)
     mask.apply(model)
-    fast = sparse.FastMLP(model, mask, device) if not plain and sparse.wanted(model, device) else None
+    fast = sparse.FastMLP(model, mask, device, data) if not plain and sparse.wanted(model, device) else None
     if fast is None and not plain and device.type == "cpu" and uses_channels_last(model):
         model.to(memory_format=torch.channels_last)
     # all-ones masks are skipped: multiplying by 1 changes nothing, and it is two passes over the weights
@@ -167,13 +188,12 @@ def train(model: nn.Module, mask: Mask, data: DeviceData, cfg, *, data_seed: int
     rows: list[tuple[int, str, float, float]] = []
 
     splits = [("val", data.x_val, data.y_val), ("test", data.x_test, data.y_test)]
-    if fast:  # feature-major copies of the evaluation inputs (see sparse.FastMLP.evaluate)
-        splits = [(split, data.feature_major(split, EVAL_CHUNK), y) for split, _, y in splits]
 
     def log(step: int) -> None:
         for split, x, y in splits:
             if len(y):
-                rows.append((step, split, *(fast.evaluate(x, y, EVAL_CHUNK) if fast else evaluate(model, x, y))))
+                rows.append((step, split, *(fast.evaluate(data, split, EVAL_CHUNK) if fast
+                                            else evaluate(model, x, y))))
 
     def snapshot() -> dict[str, torch.Tensor]:
         if fast:

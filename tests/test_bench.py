@@ -30,8 +30,10 @@ def test_bench_quick_runs_and_reports(tmp_path, capsys):
     level = printed["lenet_level"]
     assert set(level["steps_per_s"]) == {"reference", "engine_plain", "engine", "engine_train_only"}
     for key in ("ratio_engine_vs_reference", "ratio_engine_vs_plain_engine", "train_gflops",
-                "fraction_of_matmul_rate", "peak_rss_mb", "ceiling_steps_per_s", "ceiling_ratio_vs_reference"):
+                "fraction_of_matmul_rate", "peak_rss_mb", "ceiling_steps_per_s", "ceiling_ratio_vs_reference",
+                "ceiling_dense_steps_per_s", "ceiling_dense_ratio_vs_reference"):
         assert level[key] > 0, key
+    assert level["ceiling_steps_per_s"] >= level["ceiling_dense_steps_per_s"]
     trial = printed["lenet_trial"]
     densities = [v["density"] for v in trial["levels"].values()]
     assert densities[0] == 1.0 and densities == sorted(densities, reverse=True)
@@ -54,3 +56,14 @@ def test_conv_settings_case_reports_every_setting(monkeypatch, capsys):
     for name in ("conv2", "conv4", "conv6", "resnet20"):
         assert set(printed[name]["ms_per_step"]) == settings and all(printed[name]["ms_per_step"].values())
         assert printed[name]["speedup_vs_contiguous"]["contiguous"] == 1.0
+
+
+def test_train_only_timing_refuses_evaluations_among_the_steps():
+    """A train-only rate with evaluations inside the timed span would understate the training FLOP rate."""
+    from lt_core import models
+    from lt_core.config import make
+    from lt_core.masks import Mask
+    model = models.build("lenet_300_100", seed=0)
+    with pytest.raises(ValueError, match="eval_every"):
+        bench.run_engine(model, Mask.ones_like(model), None, make({"iterations": 50, "eval_every": 10}),
+                         train_only=True)

@@ -8,9 +8,9 @@ every path. No timings here: speed lives in `python -m lt_core bench`.
 import pytest
 import torch
 
-from lt_core import models, optim, pruning, sparse
+from lt_core import models, optim, pruning, sparse, sparse_input
 from lt_core.masks import Mask
-from lt_core.train import DeviceData, train
+from lt_core.train import DeviceData, evaluate, train
 
 from test_engine import cfg, tiny_splits, weights
 
@@ -18,6 +18,18 @@ from test_engine import cfg, tiny_splits, weights
 @pytest.fixture(scope="module")
 def data():
     return DeviceData.prepare(tiny_splits(), torch.device("cpu"))
+
+
+@pytest.fixture(scope="module")
+def sparse_data():
+    """Like MNIST: most pixels black (0), the class blobs and a tenth of the background lit."""
+    s, g = tiny_splits(), torch.Generator().manual_seed(1)
+    lit = lambda x: x * ((torch.rand(x.shape, generator=g) < 0.1) | (x >= 150))
+    xs = [lit(x) for x in (s.x_train, s.x_val, s.x_test)]
+    xt = xs[0].float() / 255
+    splits = type(s)("sparse", xs[0], s.y_train, xs[1], s.y_val, xs[2], s.y_test, xt.mean((0, 2, 3)),
+                     xt.std((0, 2, 3)))
+    return DeviceData.prepare(splits, torch.device("cpu"))
 
 
 def level_mask(level: int, seed: int = 0) -> Mask:
@@ -137,3 +149,54 @@ def test_lean_optimizer_refuses_a_missing_gradient():
     p = torch.zeros(3, requires_grad=True)
     with pytest.raises(RuntimeError, match="no gradient"):
         optim.make([p], "adam", lr=0.1).step()
+
+
+def test_input_density_decides_the_sparse_input_evaluation(data, sparse_data):
+    cpu = torch.device("cpu")
+    assert sparse_data.input_density() <= sparse_input.INPUT_DENSITY < data.input_density()
+    model = models.build("lenet_300_100")
+    assert sparse.FastMLP(model, Mask.ones_like(model), cpu, data).black is None
+    fast = sparse.FastMLP(model, Mask.ones_like(model), cpu, sparse_data)
+    assert torch.equal(fast.black, sparse_data.black.expand(784))
+    assert sparse.FastMLP(model, Mask.ones_like(model), cpu).black is None  # no data: no sparse inputs
+
+
+def test_ragged_inputs_hold_exactly_the_nonblack_entries(sparse_data):
+    z = sparse_data.x_val.flatten(1) - sparse_data.feature_black()
+    chunks = sparse_data.ragged("val", 25)
+    assert chunks is sparse_data.ragged("val", 25)  # made once per dataset
+    rebuilt = []
+    for cols, values, offsets in chunks:
+        ends = torch.cat([offsets[1:], torch.tensor([len(cols)], dtype=offsets.dtype)])
+        part = torch.zeros(len(offsets), 784)
+        for row, (a, b) in enumerate(zip(offsets.tolist(), ends.tolist())):
+            part[row, cols[a:b].long()] = values[a:b]
+        rebuilt.append(part)
+    assert torch.equal(torch.cat(rebuilt), z)
+    assert 0 < sum(len(c[0]) for c in chunks) < 0.3 * z.numel()
+
+
+@pytest.mark.parametrize("level,route", [(0, "inputs-rows"), (5, "inputs-rows"), (8, "inputs-features"),
+                                         (15, "features")])
+def test_evaluation_on_sparse_inputs_matches_the_plain_evaluation(sparse_data, level, route):
+    """Every route of FastMLP's evaluation (sparse_input.py) against train.evaluate on the same weights, with
+    chunks that do not divide the split."""
+    mask = level_mask(level)
+    model = mask.apply(models.build("lenet_300_100", seed=1))
+    fast = sparse.FastMLP(model, mask, torch.device("cpu"), sparse_data)
+    assert fast.eval_plan()[1] == route
+    for split in ("val", "test"):
+        x, y = getattr(sparse_data, f"x_{split}"), getattr(sparse_data, f"y_{split}")
+        loss, acc = fast.evaluate(sparse_data, split, 25)
+        plain_loss, plain_acc = evaluate(model, x, y)
+        assert abs(loss - plain_loss) < 1e-5 * max(1.0, plain_loss) and abs(acc - plain_acc) <= 1 / len(y)
+
+
+@pytest.mark.parametrize("level", [0, 8])
+def test_fast_path_on_sparse_inputs_matches_plain_path(sparse_data, level):
+    mask = level_mask(level)
+    plain, fast = run(sparse_data, mask, False), run(sparse_data, mask, True)
+    for a, b in zip(plain.rows, fast.rows):
+        assert a[:2] == b[:2] and abs(a[2] - b[2]) < 1e-4 and abs(a[3] - b[3]) < 0.02, (a, b)
+    for k, v in plain.final_state.items():
+        assert torch.allclose(v, fast.final_state[k], atol=1e-4, rtol=1e-3), k
