@@ -231,3 +231,44 @@ def test_changed_parameter_never_reuses_stale_results(tiny, tmp_path):
     a = lottery.run(cfg(), tmp_path, log=lambda *_: None)
     b = lottery.run(cfg(lr=1e-3), tmp_path, log=lambda *_: None)
     assert a.dir != b.dir and len(b.summaries()) == len(lottery.units(cfg()))
+
+
+def _two_workers_one_failing(cfg, root, trials, threads):
+    """Stands in for lottery._worker in the child processes (imported there by name): trial 1's fails."""
+    if trials == [1]:
+        raise SystemExit(3)
+    lottery._worker(cfg, root, trials, threads)
+
+
+def test_workers_share_the_trials_and_store_what_one_process_stores(tmp_path):
+    """Two processes (real MNIST: a child process sees no monkeypatching) train the trials of a run; the
+    units, their early stops and accuracies are those of one process up to the kernels' summation order
+    (one thread instead of two), and a second run finds everything done."""
+    c = cfg(dataset="mnist", trials=2, levels=1, iterations=20, eval_every=10)
+    one = lottery.run(c, tmp_path / "one", log=lambda *_: None)
+    messages = []
+    two = lottery.run(c, tmp_path / "two", log=messages.append, workers=2)
+    assert "in 2 processes of 1 thread(s)" in messages[0]
+    a = {(s["trial"], s["level"], s["control"]): s for s in one.summaries()}
+    b = {(s["trial"], s["level"], s["control"]): s for s in two.summaries()}
+    assert set(a) == set(b) and len(a) == len(lottery.units(c)) == 8
+    for key, s in b.items():
+        assert s["threads"] == 1 and s["seed"] == a[key]["seed"] and s["data_seed"] == a[key]["data_seed"]
+        assert abs(s["final_test_accuracy"] - a[key]["final_test_accuracy"]) <= 0.01, key
+    lottery.run(c, tmp_path / "two", log=messages.append, workers=2)
+    assert messages[-1].startswith(f"{c.experiment}: all 8 units done")
+
+
+def test_a_failed_worker_is_reported_and_finished_units_stay(tmp_path):
+    c = cfg(dataset="mnist", trials=2, levels=1, iterations=20, eval_every=10)
+    store = lottery.RunStore(c, tmp_path)
+    todo = lottery.units(c)
+    with pytest.raises(RuntimeError, match=r"1 of 2 training processes failed \(exit codes \[3\]"):
+        lottery._train_in_processes(c, store, todo, [[0], [1]], 1, False,
+                                    target=_two_workers_one_failing)
+    assert store.done(lottery.Unit(0, 0, "ticket")) and not store.done(lottery.Unit(1, 0, "ticket"))
+
+
+def test_workers_must_be_positive(tiny, tmp_path):
+    with pytest.raises(ValueError, match="workers=0"):
+        lottery.run(cfg(), tmp_path, log=lambda *_: None, workers=0)
