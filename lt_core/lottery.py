@@ -135,16 +135,8 @@ def early_stop(rows) -> dict:
     return out
 
 
-def run(cfg: Experiment, root=None, *, progress: bool = False, log=print, workers: int = 1) -> RunStore:
-    """Train every unit of `cfg` that the store does not have yet; return the store.
-
-    workers > 1 shares the trials out among that many processes, each with its share of torch's threads
-    (on this 2-core CPU two one-thread processes train about 1.2x more networks an hour than one two-thread
-    process: `python -m lt_core bench --cases workers`). Each process trains its trials' units in order and
-    stores them as one process would, so the results and their resumption are the same; only the
-    summation order of multi-threaded kernels, recorded as `threads`, differs."""
-    if workers < 1:
-        raise ValueError(f"workers={workers}: use 1 (one process) or more")
+def run(cfg: Experiment, root=None, *, progress: bool = False, log=print) -> RunStore:
+    """Train every unit of `cfg` that the store does not have yet; return the store."""
     plan(cfg)
     code_version()  # read now: the code this process runs, before anyone edits the working tree
     store = RunStore(cfg, root)
@@ -152,27 +144,11 @@ def run(cfg: Experiment, root=None, *, progress: bool = False, log=print, worker
     if not todo:
         log(f"{cfg.experiment}: all {len(units(cfg))} units done in {store.dir}")
         return store
-    trials = sorted({u.trial for u in todo})
-    workers = min(workers, len(trials))
-    if workers == 1:
-        splits = datasets.load(cfg.dataset, val_size=cfg.val_size, split_seed=cfg.split_seed)
-        device = resolve_device(cfg.device)
-        data = DeviceData.prepare(splits, device)
-        store.write_config()
-        log(f"{cfg.experiment}: {len(todo)} of {len(units(cfg))} units to train on {device} -> {store.dir}")
-        _train(cfg, store, todo, data, progress)
-        return store
-    threads = max(1, torch.get_num_threads() // workers)
-    resolve_device(cfg.device)  # errors a user can fix, said once, here, rather than by every process
-    datasets.load(cfg.dataset, val_size=cfg.val_size, split_seed=cfg.split_seed)
+    splits = datasets.load(cfg.dataset, val_size=cfg.val_size, split_seed=cfg.split_seed)
+    device = resolve_device(cfg.device)
+    data = DeviceData.prepare(splits, device)
     store.write_config()
-    log(f"{cfg.experiment}: {len(todo)} of {len(units(cfg))} units to train in {workers} processes of "
-        f"{threads} thread(s) -> {store.dir}")
-    _train_in_processes(cfg, store, todo, [trials[k::workers] for k in range(workers)], threads, progress)
-    return store
-
-
-def _train(cfg: Experiment, store: RunStore, todo: list[Unit], data: DeviceData, progress: bool) -> None:
+    log(f"{cfg.experiment}: {len(todo)} of {len(units(cfg))} units to train on {device} -> {store.dir}")
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -186,44 +162,4 @@ def _train(cfg: Experiment, store: RunStore, todo: list[Unit], data: DeviceData,
         trial.run_unit(unit)
     if bar is not None:
         bar.close()
-
-
-def _worker(cfg: Experiment, root, trials: list[int], threads: int) -> None:
-    """One process of run(..., workers=n): the missing units of `trials`, in order."""
-    torch.set_num_threads(threads)
-    store = RunStore(cfg, root)
-    todo = [u for u in units(cfg) if u.trial in trials and not store.done(u)]
-    splits = datasets.load(cfg.dataset, val_size=cfg.val_size, split_seed=cfg.split_seed)
-    _train(cfg, store, todo, DeviceData.prepare(splits, resolve_device(cfg.device)), progress=False)
-
-
-def _train_in_processes(cfg, store: RunStore, todo: list[Unit], shares: list[list[int]], threads: int,
-                        progress: bool, target=_worker) -> None:
-    """Start one process per share of trials and wait; the progress bar counts stored units. Stopping this
-    process (an interrupted kernel, Ctrl-C) stops them too; finished units stay stored either way."""
-    import multiprocessing
-    context = multiprocessing.get_context("spawn")  # a fresh interpreter: no inherited threads or state
-    processes = [context.Process(target=target, args=(cfg, store.dir.parent, share, threads), daemon=True)
-                 for share in shares]
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=len(todo), unit="network", smoothing=0.05)
-    try:
-        for process in processes:
-            process.start()
-        while any(process.is_alive() for process in processes):
-            time.sleep(1.0)
-            if bar is not None:
-                bar.update(sum(store.done(u) for u in todo) - bar.n)
-    finally:
-        for process in processes:
-            if process.is_alive():
-                process.terminate()
-            process.join()
-        if bar is not None:
-            bar.close()
-    failed = [p.exitcode for p in processes if p.exitcode != 0]
-    if failed:
-        raise RuntimeError(f"{len(failed)} of {len(processes)} training processes failed (exit codes {failed}; "
-                           "their error is printed above); the finished units are stored: run again to resume")
+    return store
