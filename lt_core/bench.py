@@ -10,13 +10,15 @@ and engine interleaved within a repeat so that they share the machine's noise):
                rate x 67 MFLOP is compared with the measured matrix-product rate; and the level's ceilings,
                its arithmetic at that rate (dense, and as the engine computes it);
   lenet_trial  the engine's cost of every level of a paper trial (density 100% .. 1.8%, masks pruned from
-               trained weights) against levels x the dense level's cost;
+               trained weights) against levels x the dense level's cost, each level timed next to a dense one;
   conv2        Conv-2 on CIFAR-10 training steps (evaluation excluded: Conv-2's cadence is not the point).
   conv_settings  per conv net (Conv-2/4/6, ResNet-20): a training step in the default layout, in channels_last,
                and each under torch.compile (not in the default cases: compiling takes minutes), on random data.
   batched      N LeNet-300-100 levels (a dense network and pruned ones, as a ticket and its controls) trained
                as one stacked computation (lt_core/batched.py) against N separate engine runs.
 
+The machine's matrix-product rate is measured through torch's BLAS (torch.mm, MKL) and through oneDNN
+(lt_core/products.py); fractions are of the faster (LeNet's also of BLAS's, the rate torch.mm shows).
 Timings are wall-clock on whatever else the machine is doing; `conditions` records threads and load.
 """
 
@@ -36,7 +38,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from . import data as datasets
-from . import batched, models, pruning, sparse_input
+from . import batched, models, products, pruning, sparse_input
 from . import train as engine
 from .config import make
 from .masks import Mask
@@ -49,17 +51,26 @@ LENET_FORWARD_FLOP = 2 * (784 * 300 + 300 * 100 + 100 * 10)  # per example: what
 CONV2_STEP_FLOP = 60 * 2 * (2 * 1024 * 64 * 27 + 3 * 1024 * 64 * 576 + 3 * (16384 * 256 + 256 * 256 + 2560))
 
 
-def matmul_gflops(n: int, repeats: int) -> float:
+def matmul_gflops(n: int, repeats: int, product=torch.mm) -> float:
     """Peak fp32 matrix-product rate: the best of `repeats` timings of an n x n product."""
     a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
+    product(a, b)
     best = 0.0
     for _ in range(repeats):
         start = time.perf_counter()
         for _ in range(5):
-            a @ b
+            product(a, b)
         best = max(best, 5 * 2 * n**3 / (time.perf_counter() - start))
     return best / 1e9
+
+
+def matmul_rates(n: int, repeats: int) -> dict[str, float]:
+    """The product rate through torch's BLAS (torch.mm) and through oneDNN (lt_core/products.py), if any."""
+    rates = {"blas": round(matmul_gflops(n, repeats), 1)}
+    if products.ONEDNN:
+        onednn = lambda a, b: torch.ops.mkldnn._linear_pointwise(a, b.t(), None, "none", [], "")
+        rates["onednn"] = round(matmul_gflops(n, repeats, onednn), 1)
+    return rates
 
 
 def reference(model, mask: Mask, data: DeviceData, cfg, seed: int, evaluate: bool) -> float:
@@ -165,15 +176,22 @@ def lenet_cases(data, args) -> tuple[dict, dict]:
     spec = pruning.PruneSpec.of(trained, cfg)
     weights = {n: trained.get_parameter(n).detach() for n in trained.prunable}
     tcfg = make({"iterations": args.trial_steps, "eval_every": 100})
+    # each level is timed next to a dense level, alternating which goes first: this machine's speed drifts
+    # by tens of percent within a minute, so a level is compared with the dense cost of its own moment
     levels = {}
     for lv in range(args.levels + 1):
         mask = pruning.oneshot(weights, ones, spec, lv) if lv else ones
-        secs = statistics.median(run_engine(model(), mask, data, tcfg) for _ in range(args.repeats))
-        levels[lv] = {"density": round(mask.density(), 4), "seconds": round(secs, 3)}
-    total = sum(v["seconds"] for v in levels.values())
+        secs, ratios = [], []
+        for r in range(args.repeats):
+            order = ("level", "dense") if r % 2 == 0 else ("dense", "level")
+            timed = {which: run_engine(model(), mask if which == "level" else ones, data, tcfg) for which in order}
+            secs.append(timed["level"])
+            ratios.append(timed["level"] / timed["dense"])
+        levels[lv] = {"density": round(mask.density(), 4), "seconds": round(statistics.median(secs), 3),
+                      "ratio_vs_dense": round(statistics.median(ratios), 3)}
     trial = {"steps_per_level": args.trial_steps, "eval_every": 100, "levels": levels,
-             "trial_seconds": round(total, 2),
-             "ratio_trial_vs_levels_x_dense": round(total / ((args.levels + 1) * levels[0]["seconds"]), 3),
+             "trial_seconds": round(sum(v["seconds"] for v in levels.values()), 2),
+             "ratio_trial_vs_levels_x_dense": round(statistics.mean(v["ratio_vs_dense"] for v in levels.values()), 3),
              "peak_rss_mb": peak_rss_mb()}
     return level, trial
 
@@ -289,14 +307,17 @@ def main(argv: list[str]) -> int:
     out = {"conditions": {"torch": torch.__version__, "threads": torch.get_num_threads(),
                           "cpus": os.cpu_count(), "load_average_1min": round(os.getloadavg()[0], 2),
                           "repeats": args.repeats, "quick": args.quick, "synthetic": args.synthetic},
-           "matmul_gflops": round(matmul_gflops(256 if args.quick else 2048, 2 if args.quick else 7), 1)}
-    args.matmul = out["matmul_gflops"]
+           "matmul_gflops_by_library": matmul_rates(256 if args.quick else 2048, 2 if args.quick else 7)}
+    # the machine's product rate is the best library's: fractions of it say how close to the hardware we are
+    out["matmul_gflops"] = args.matmul = max(out["matmul_gflops_by_library"].values())
     cases = args.cases.split(",")
     progress = lambda what: print(f"bench: {what} done", file=sys.stderr, flush=True)
     if "lenet" in cases:
         out["lenet_level"], out["lenet_trial"] = lenet_cases(load("mnist", args.quick, args.synthetic), args)
-        out["lenet_level"]["fraction_of_matmul_rate"] = round(out["lenet_level"]["train_gflops"]
-                                                              / out["matmul_gflops"], 3)
+        level = out["lenet_level"]
+        level["fraction_of_matmul_rate"] = round(level["train_gflops"] / out["matmul_gflops"], 3)
+        level["fraction_of_blas_matmul_rate"] = round(level["train_gflops"]
+                                                      / out["matmul_gflops_by_library"]["blas"], 3)
         progress("lenet")
     if "conv2" in cases:
         out["conv2"] = conv2_case(load("cifar10", args.quick, args.synthetic), args)

@@ -7,15 +7,17 @@ left, which is the orientation torch's CSR kernels want.
 
 Rule (documented, deterministic, the engine's only path for this case): a layer is *packed* when it is on
 the CPU, holds at least PACK_MIN_SIZE weights and its mask density is at most PACK_DENSITY; otherwise it
-is *dense* (weight x mask, exactly as the plain path). The engine takes this path for LeNet-300-100 on the
-CPU at every density (`wanted`): even with no packed layer the hand-written step, with fewer kernels than
-autograd's, trains a level 6-8% faster (measured side by side). On a GPU, where it is not measured, the
-engine keeps the plain autograd path. For evaluation a packed layer whose density exceeds EVAL_PACK_DENSITY is
-scattered back into a dense matrix once per evaluation: CSR products with 2,000 columns only beat the
-dense product below about that density. When the inputs are mostly black (MNIST) and layer 1 is denser
-than EVAL_INPUT_MIN_DENSITY, evaluation computes layer 1 from the inputs' nonzeros (sparse_input.py):
-a dense level's evaluation of validation and test takes 21 ms instead of 47 ms, and the route beats CSR
-weights down to that density (both measured side by side). A packed layer stores only its surviving weights in
+is *dense* (weight x mask, as the plain path, with its large products through oneDNN: products.py). The
+engine takes this path for LeNet-300-100 on the CPU at every density (`wanted`): even with no packed layer
+the hand-written step, with fewer kernels than autograd's, trains a level 6-8% faster (measured side by
+side). On a GPU, where it is not measured, the engine keeps the plain autograd path. For evaluation a
+packed layer whose density exceeds EVAL_PACK_DENSITY is scattered back into a dense matrix once per
+evaluation: CSR products with 2,000 columns only beat oneDNN's dense product below about that density.
+When the inputs are mostly black (MNIST) and layer 1 is denser than EVAL_INPUT_MIN_DENSITY, evaluation
+computes layer 1 from the inputs' nonzeros (sparse_input.py): a dense level's evaluation of validation and
+test took 21 ms instead of 47 ms (before the oneDNN products), and the route beats CSR weights down to
+that density. All three thresholds are crossovers measured side by side on this CPU (README, Speed).
+A packed layer stores only its surviving weights in
 CSR order (row-major), so the forward pass is a CSR x dense product, the weight gradient is a sampled
 product (SDDMM: only the surviving entries of gradient^T x input are computed), the input gradient is a
 product with the CSR of the transpose, and Adam's moments exist only for survivors. Pruned weights are not
@@ -30,12 +32,13 @@ import warnings
 import torch
 import torch.nn.functional as F
 
+from . import products
 from .models import LeNet300100
 from .sparse_input import INPUT_DENSITY, first_layer
 
-PACK_DENSITY = 0.35     # at or below this mask density a layer is packed (a level with evaluation: ~0.37)
-EVAL_PACK_DENSITY = 0.2 # evaluation (2,000-example chunks) uses the packed weights only below this density
-EVAL_INPUT_MIN_DENSITY = 0.07  # evaluation on sparse inputs: layer 1 above this density uses them (measured)
+PACK_DENSITY = 0.15     # at or below this mask density a layer is packed (training steps: crossover ~0.17)
+EVAL_PACK_DENSITY = 0.05  # evaluation (2,000-example chunks) uses the packed weights only below this density
+EVAL_INPUT_MIN_DENSITY = 0.05  # evaluation on sparse inputs: layer 1 above this density uses them
 PACK_MIN_SIZE = 16_384  # smaller layers stay dense: sparse-kernel overheads exceed their dense cost
 INDEX = torch.int32      # CSR index type (MKL sparse BLAS uses 32-bit indices)
 
@@ -91,10 +94,10 @@ class Layer:
 
     def forward(self, h_t: torch.Tensor, dense: torch.Tensor | None = None) -> torch.Tensor:
         if dense is not None:
-            return torch.addmm(self.bias[:, None], dense, h_t)
+            return products.mm(dense, h_t).add_(self.bias[:, None])
         if self.packed:
             return (_csr(self.crow, self.cols, self.weight.detach(), self.shape) @ h_t).add_(self.bias[:, None])
-        return torch.addmm(self.bias[:, None], self.weight, h_t)
+        return products.mm(self.weight.detach(), h_t).add_(self.bias[:, None])
 
     def backward(self, g_t: torch.Tensor, h_t: torch.Tensor, need_input: bool):
         """Set this layer's gradients from the output gradient g^T; return the input gradient if needed."""
@@ -104,9 +107,9 @@ class Layer:
             if need_input:
                 return _csr(self.crow_t, self.col_t, self.weight.detach()[self.perm], self.shape[::-1]) @ g_t
             return None
-        grad = g_t @ h_t.t()
+        grad = products.mm(g_t, h_t.t())
         self.weight.grad = grad.mul_(self.maskf) if self.maskf is not None else grad
-        return self.weight.t() @ g_t if need_input else None
+        return products.mm(self.weight.detach().t(), g_t) if need_input else None
 
     @torch.no_grad()
     def after_step(self) -> None:
@@ -218,7 +221,7 @@ class FastMLP:
                 yield self.forward_t(h.t().contiguous(), dense, 1).t().contiguous()
                 continue
             for i, layer in enumerate(self.layers[1:], 1):
-                h = torch.addmm(layer.bias, h, (layer.weight if dense[i] is None else dense[i]).t())
+                h = products.linear(h, layer.weight.detach() if dense[i] is None else dense[i], layer.bias.detach())
                 h = h.relu_() if i < len(self.layers) - 1 else h
             yield h
 

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import optim, sparse, sparse_input
+from . import optim, products, sparse, sparse_input
 from .masks import Mask
 
 EVAL_CHUNK = 2000  # examples per evaluation batch: large for speed, bounded for conv-net activation memory
@@ -176,6 +176,7 @@ def train(model: nn.Module, mask: Mask, data: DeviceData, cfg, *, data_seed: int
     model.to(device)
     mask.apply(model)
     fast = sparse.FastMLP(model, mask, device, data) if not plain and sparse.wanted(model, device) else None
+    products.use_fast_linears(model, not plain and device.type == "cpu")  # the plain path: torch's own
     if fast is None and not plain and device.type == "cpu" and uses_channels_last(model):
         model.to(memory_format=torch.channels_last)
     # all-ones masks are skipped: multiplying by 1 changes nothing, and it is two passes over the weights

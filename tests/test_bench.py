@@ -24,7 +24,7 @@ def test_bench_quick_runs_and_reports(tmp_path, capsys):
     assert bench.main(["--", "--quick", "--synthetic", "--threads", "1", "--out", str(out)]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed == json.loads(out.read_text())
-    assert {"conditions", "matmul_gflops", "lenet_level", "lenet_trial", "conv2", "batched",
+    assert {"conditions", "matmul_gflops", "matmul_gflops_by_library", "lenet_level", "lenet_trial", "conv2", "batched",
             "peak_rss_mb"} <= set(printed)
     assert {"torch", "threads", "cpus", "load_average_1min", "repeats"} <= set(printed["conditions"])
     level = printed["lenet_level"]
@@ -34,10 +34,12 @@ def test_bench_quick_runs_and_reports(tmp_path, capsys):
                 "ceiling_dense_steps_per_s", "ceiling_dense_ratio_vs_reference"):
         assert level[key] > 0, key
     assert level["ceiling_steps_per_s"] >= level["ceiling_dense_steps_per_s"]
+    assert printed["matmul_gflops"] == max(printed["matmul_gflops_by_library"].values())
+    assert level["fraction_of_blas_matmul_rate"] >= level["fraction_of_matmul_rate"] > 0
     trial = printed["lenet_trial"]
     densities = [v["density"] for v in trial["levels"].values()]
     assert densities[0] == 1.0 and densities == sorted(densities, reverse=True)
-    assert trial["ratio_trial_vs_levels_x_dense"] > 0
+    assert trial["ratio_trial_vs_levels_x_dense"] > 0 and all(v["ratio_vs_dense"] > 0 for v in trial["levels"].values())
     conv = printed["conv2"]
     assert set(conv["steps_per_s"]) == {"reference", "engine_contiguous", "engine"}
     assert conv["ratio_engine_vs_reference"] > 0 and conv["ratio_channels_last"] > 0

@@ -1,0 +1,81 @@
+"""Matrix products through oneDNN where it beats torch's BLAS: the engine's large fp32 products on a CPU.
+
+Why: torch sends fp32 matrix products to MKL, which on this AMD CPU runs its AVX2 code, about 210 GFLOP/s
+for a 2048-square product, while oneDNN (also inside torch, the library behind its CPU convolutions) uses
+AVX-512 and reaches about 470 (`python -m lt_core bench` measures both). oneDNN's product is reached
+through `torch.ops.mkldnn._linear_pointwise`, the op torch's own compiler emits for CPU linear layers; it
+reads ordinary strided tensors. It has a fixed cost of about 10 us a call, so products of fewer than
+MIN_MACS multiply-adds stay in BLAS, where LeNet's 100- and 10-unit layers are faster.
+
+The choice depends only on the shapes and on whether torch has oneDNN on an x86-64 CPU, never on a timing,
+so one kind of machine always computes the same sums. The results equal BLAS's up to summation order; the
+engine's fast paths are tested against the plain path (which keeps torch's defaults) to a tolerance.
+"""
+
+from __future__ import annotations
+
+import platform
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+ONEDNN = (torch.backends.mkldnn.is_available() and platform.machine().lower() in ("x86_64", "amd64")
+          and hasattr(torch.ops.mkldnn, "_linear_pointwise"))
+MIN_MACS = 4_000_000  # smaller products stay in BLAS (measured: LeNet's fc2/fc3 products are faster there)
+
+
+def onednn_for(m: int, k: int, n: int, like: torch.Tensor) -> bool:
+    """Whether an (m x k) @ (k x n) product of `like`'s device and dtype goes to oneDNN."""
+    return ONEDNN and like.device.type == "cpu" and like.dtype == torch.float32 and m * k * n >= MIN_MACS
+
+
+def mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """a @ b (2-D, no autograd)."""
+    if onednn_for(a.shape[0], a.shape[1], b.shape[1], a):
+        return torch.ops.mkldnn._linear_pointwise(a, b.t(), None, "none", [], "")
+    return a @ b
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """x @ weight^T + bias (2-D x, no autograd)."""
+    if onednn_for(x.shape[0], x.shape[1], weight.shape[0], x):
+        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+    return F.linear(x, weight, bias)
+
+
+class _Linear(torch.autograd.Function):
+    """F.linear with its forward and backward products through `mm`/`linear`."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        return linear(x, weight, bias)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        grad_x = mm(grad, weight) if ctx.needs_input_grad[0] else None
+        grad_w = mm(grad.t(), x) if ctx.needs_input_grad[1] else None
+        grad_b = grad.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        return grad_x, grad_w, grad_b
+
+
+class Linear(nn.Linear):
+    """nn.Linear (same parameters and state) that the engine can switch to `_Linear` with `fast = True`.
+    Off by default, so that a model built for the reference loop or the plain path is torch's own."""
+
+    fast = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fast and x.dim() == 2:
+            return _Linear.apply(x, self.weight, self.bias)
+        return F.linear(x, self.weight, self.bias)
+
+
+def use_fast_linears(model: nn.Module, fast: bool) -> None:
+    """Switch every `Linear` of a model to the oneDNN products (the engine on a CPU) or back."""
+    for module in model.modules():
+        if isinstance(module, Linear):
+            module.fast = fast
