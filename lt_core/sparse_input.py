@@ -10,7 +10,8 @@ black (19% of MNIST's entries are not). Then, exactly in real arithmetic,
 
 and W z only touches the nonzeros of z: per example, a sum of the weight columns of its lit pixels, scaled
 by their values. That is one `embedding_bag` call (the weight transposed is the table, each example a bag),
-3.3x faster than the dense product on a 2,000-example chunk here, at any weight density. The nonzeros of
+on a 2,000-example chunk here 1.9x faster than oneDNN's dense product (products.py) and 4.3x faster
+than MKL's, at any weight density. The nonzeros of
 each split are found once per dataset (train.DeviceData.ragged) and reused by every evaluation.
 
 Measured and not kept: the same decomposition for the training step (forward as a bag sum, weight
