@@ -7,7 +7,10 @@ left, which is the orientation torch's CSR kernels want.
 
 Rule (documented, deterministic, the engine's only path for this case): a layer is *packed* when it is on
 the CPU, holds at least PACK_MIN_SIZE weights and its mask density is at most PACK_DENSITY; otherwise it
-is *dense* (weight x mask, as the plain path, with its large products through oneDNN: products.py). The
+is *dense* (its gradient times the mask, as the plain path, with its large products through oneDNN:
+products.py). Unlike the plain path it does not multiply the weights by the mask after each step: from a
+zero gradient, zero moments (or momentum) and a zero weight, Adam's and SGD's updates are exactly zero,
+weight decay included, so pruned weights stay exactly zero without it (tests/test_engine.py checks). The
 engine takes this path for LeNet-300-100 on the CPU at every density (`wanted`): even with no packed layer
 the hand-written step, with fewer kernels than autograd's, trains a level 6-8% faster (measured side by
 side). On a GPU, where it is not measured, the engine keeps the plain autograd path. For evaluation a
@@ -112,11 +115,6 @@ class Layer:
         return products.mm(self.weight.detach().t(), g_t) if need_input else None
 
     @torch.no_grad()
-    def after_step(self) -> None:
-        if not self.packed and self.maskf is not None:
-            self.weight.mul_(self.maskf)  # weight decay must not revive pruned weights
-
-    @torch.no_grad()
     def dense(self) -> torch.Tensor:
         """The weight as a dense matrix (pruned entries exactly zero)."""
         if not self.packed:
@@ -185,10 +183,6 @@ class FastMLP:
             if i > 0:  # ReLU's gradient (hs[i] is the ReLU output of layer i-1), as autograd computes it
                 g = torch.ops.aten.threshold_backward(g, hs[i], 0.0)
         return loss
-
-    def after_step(self) -> None:
-        for layer in self.layers:
-            layer.after_step()
 
     def write_back(self) -> None:
         for layer in self.layers:

@@ -6,7 +6,9 @@
   dropped. CIFAR augmentation (random crop with 4 pixels of black padding, horizontal flip) is done on the
   whole batch with tensor ops.
 - Pruned weights stay exactly zero: gradients are masked before each optimizer step (so Adam's moments and
-  SGD's momentum for pruned weights stay zero) and weights are masked again after it (weight decay).
+  SGD's momentum for pruned weights stay zero, and so does their update, weight decay included). The
+  autograd path also masks the weights again after the step, as popular implementations do; LeNet's fast
+  path (sparse.py) skips that redundant pass.
 - Evaluation on validation and test happens at iteration 0, every `eval_every` iterations and at the end,
   in large batches with no gradient. Rows are (iteration, split, loss, accuracy).
 - `keep_iteration=k` returns a copy of the full state after k steps (theta_k, for rewinding).
@@ -218,7 +220,6 @@ def train(model: nn.Module, mask: Mask, data: DeviceData, cfg, *, data_seed: int
         if fast:
             fast.grads(x, y)
             optimizer.step()
-            fast.after_step()
         else:
             loss = F.cross_entropy(model(x), y)
             optimizer.zero_grad(set_to_none=True)
