@@ -82,7 +82,7 @@ class DeviceData:
         """The fraction of training-input entries that are not black (MNIST: 0.19), computed once."""
         if "input_density" not in self.cache:
             x = self.x_train.flatten(1)
-            self.cache["input_density"] = float((x != self.feature_black()).float().mean()) if len(x) else 1.0
+            self.cache["input_density"] = (x != self.feature_black()).sum().item() / x.numel() if len(x) else 1.0
         return self.cache["input_density"]
 
     def ragged(self, split: str, chunk: int) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:

@@ -1,8 +1,9 @@
 """The engine's fast paths against its plain autograd path (train(..., plain=True)) on a tiny problem.
 
-The packed sparse path (lt_core/sparse.py) sums in another order than the dense product, so it is compared
-to a tolerance; every other path must be bit for bit the plain one. Pruned weights stay exactly zero on
-every path. No timings here: speed lives in `python -m lt_core bench`.
+The packed sparse path (lt_core/sparse.py), the sparse-input evaluation (sparse_input.py) and oneDNN's
+products (products.py) sum in another order than the plain path, so they are compared to a tolerance;
+changes of layout only (the max-pool gradient in channels_last) and the lean optimizers must be bit for bit.
+Pruned weights stay exactly zero on every path. No timings here: speed lives in `python -m lt_core bench`.
 """
 
 import pytest
