@@ -3,7 +3,7 @@
 Why: a LeNet step is 67 MFLOP, small enough that autograd's bookkeeping is a visible share of it, and at
 the low densities of late IMP levels almost all of the dense work multiplies zeros. Here activations are
 kept feature-major (features x batch) so that every layer is one matrix product with the weight on the
-left, which is the orientation torch's CSR kernels want.
+left, which is the orientation the packed (CSR-ordered) products want.
 
 Rule (documented, deterministic, the engine's only path for this case): a layer is *packed* when it is on
 the CPU, holds at least PACK_MIN_SIZE weights and its mask density is at most PACK_DENSITY; otherwise it
@@ -15,10 +15,10 @@ engine takes this path for LeNet-300-100 on the CPU at every density (`wanted`):
 the hand-written step, with fewer kernels than autograd's, trains a level 6-8% faster (measured side by
 side). On a GPU, where it is not measured, the engine keeps the plain autograd path. For evaluation a
 packed layer whose density exceeds EVAL_PACK_DENSITY is scattered back into a dense matrix once per
-evaluation: CSR products with 2,000 columns only beat oneDNN's dense product below about that density.
+evaluation: packed products with 2,000 columns only beat oneDNN's dense product below about that density.
 When the inputs are mostly black (MNIST) and layer 1 is denser than EVAL_INPUT_MIN_DENSITY, evaluation
 computes layer 1 from the inputs' nonzeros (sparse_input.py): a dense level's evaluation of validation and
-test took 21 ms instead of 47 ms (before the oneDNN products), and the route beats CSR weights down to
+test took 21 ms instead of 47 ms (before the oneDNN products), and the route beats packed weights down to
 that density. All three thresholds are crossovers measured side by side on this CPU (README, Speed).
 
 A packed layer stores only its surviving weights in CSR order (row-major). Its forward pass is a CSR x
@@ -179,7 +179,7 @@ class FastMLP:
         """Forward and hand-written backward of mean cross-entropy; gradients land in .grad. Everything stays
         feature-major and contiguous, and the loss itself (which training never reads) is computed only
         when asked: at a low density a step is a few dozen small kernels, so each one saved counts."""
-        # inputs of each layer, feature-major; contiguous where a CSR product reads them (see evaluate), while
+        # inputs of each layer, feature-major; contiguous where a packed product reads them (its table), while
         # a dense product reads a transposed view as fast, which saves copying the batch
         hs = [x.flatten(1).t().contiguous() if self.layers[0].packed else x.flatten(1).t()]
         for i, layer in enumerate(self.layers):
@@ -204,13 +204,13 @@ class FastMLP:
         """How evaluation runs, chosen per evaluation from the current densities: the weights that replace
         packed layers (dense above EVAL_PACK_DENSITY), and the route of the inputs: "inputs-rows" (layer 1 on
         the sparse inputs, then examples-major through dense weights, with no transposes), "inputs-features"
-        (the same, then feature-major for a CSR layer) or "features" (feature-major from the start)."""
+        (the same, then feature-major for a packed layer) or "features" (feature-major from the start)."""
         dense = [layer.dense() if layer.packed and layer.density > EVAL_PACK_DENSITY else None
                  for layer in self.layers]
         if self.black is None or self.layers[0].density <= EVAL_INPUT_MIN_DENSITY:
             return dense, "features"
-        csr_after_first = any(layer.packed and w is None for layer, w in zip(self.layers[1:], dense[1:]))
-        return dense, "inputs-features" if csr_after_first else "inputs-rows"
+        packed_after_first = any(layer.packed and w is None for layer, w in zip(self.layers[1:], dense[1:]))
+        return dense, "inputs-features" if packed_after_first else "inputs-rows"
 
     def logits(self, data, split: str, chunk: int):
         """The logits (examples x classes) of a split's chunks, one chunk at a time; see eval_plan."""
@@ -235,8 +235,8 @@ class FastMLP:
     def evaluate(self, data, split: str, chunk: int) -> tuple[float, float]:
         """(mean cross-entropy, accuracy) over a split of a DeviceData, like train.evaluate. Layer 1 takes the
         split's sparse inputs if it is dense enough for them to pay (sparse_input.py); otherwise the inputs
-        come as contiguous feature-major chunks (a CSR product with a contiguous right-hand side is 2.4x
-        faster than with a transposed view)."""
+        come as contiguous feature-major chunks (a packed product reads them as its embedding_bag table,
+        which must be contiguous)."""
         y = getattr(data, f"y_{split}")
         if len(y) == 0:
             return float("nan"), float("nan")
