@@ -1,4 +1,5 @@
-"""Matrix products through oneDNN where it beats torch's BLAS: the engine's large fp32 products on a CPU.
+"""The engine's matrix products on a CPU: large dense ones through oneDNN where it beats torch's BLAS, and
+sparse ones in CSR order through embedding_bag (`ragged_mm`).
 
 Why: torch sends fp32 matrix products to MKL, which on this AMD CPU runs its AVX2 code, about 210 GFLOP/s
 for a 2048-square product, while oneDNN (also inside torch, the library behind its CPU convolutions) uses
@@ -42,6 +43,15 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
     if onednn_for(x.shape[0], x.shape[1], weight.shape[0], x):
         return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
     return F.linear(x, weight, bias)
+
+
+def ragged_mm(cols: torch.Tensor, offsets: torch.Tensor, values: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """R @ x for a sparse R given in CSR order (column index and value of each entry, offset of each row's
+    run) and a contiguous x: row i of the result is the sum of x's rows cols[j] scaled by values[j] over
+    row i's entries, which is one embedding_bag call with x as the table. On this CPU it is 1.7-3x faster
+    than torch's CSR product (MKL's sparse BLAS runs AVX2 code here, embedding_bag fbgemm's AVX-512 code),
+    measured side by side. Used for packed layers (sparse.py) and for sparse inputs (sparse_input.py)."""
+    return F.embedding_bag(cols, x, offsets, mode="sum", per_sample_weights=values)
 
 
 class _Linear(torch.autograd.Function):

@@ -22,8 +22,8 @@ test took 21 ms instead of 47 ms (before the oneDNN products), and the route bea
 that density. All three thresholds are crossovers measured side by side on this CPU (README, Speed).
 
 A packed layer stores only its surviving weights in CSR order (row-major). Its forward pass is a CSR x
-dense product computed as one embedding_bag (`_bag_product`: 1.7-3x faster here than torch's CSR
-product), its weight gradient a sampled product (SDDMM: only the surviving entries of gradient^T x input
+dense product computed as one embedding_bag (`products.ragged_mm`: 1.7-3x faster here than torch's
+CSR product), its weight gradient a sampled product (SDDMM: only the surviving entries of gradient^T x input
 are computed), its input gradient the same kind of bag product with the CSR of the transpose, and Adam's
 moments exist only for survivors. Pruned weights are not stored at all, so they are exactly zero by
 construction. Results match the plain autograd path up to summation order (tests/test_speed_paths.py
@@ -69,14 +69,6 @@ def _csr(crow, col, values, shape):
     return torch.sparse_csr_tensor(crow, col, values, shape, check_invariants=False)
 
 
-def _bag_product(cols: torch.Tensor, offsets: torch.Tensor, values: torch.Tensor, x_t: torch.Tensor):
-    """W @ x_t for a CSR matrix W (its column indices, row offsets and values) and a contiguous x_t: row i of
-    the result is the sum of x_t's rows cols[j] scaled by values[j] over row i's entries, i.e. one
-    embedding_bag call with x_t as the table. 1.7-3x faster here than torch's CSR product (MKL's sparse
-    BLAS, AVX2 code on this CPU; embedding_bag is fbgemm's AVX-512 code), measured side by side."""
-    return F.embedding_bag(cols, x_t, offsets, mode="sum", per_sample_weights=values)
-
-
 class Layer:
     """One linear layer y^T = W x^T + b, dense-masked or packed."""
 
@@ -96,13 +88,13 @@ class Layer:
         self.rows, self.cols = rows, cols.to(INDEX)
         self.crow = torch.cat([rows.new_zeros(1), torch.bincount(rows, minlength=out_f).cumsum(0)]).to(INDEX)
         self.weight = w[rows, cols].clone().requires_grad_(True)  # the survivors: the optimizer's tensor
-        self.pattern = _csr(self.crow, self.cols, torch.zeros_like(self.weight), self.shape)
-        # the transpose's CSR (for input gradients): survivors reordered column-major
+        self.pattern = _csr(self.crow, self.cols, torch.zeros_like(self.weight), self.shape)  # for the SDDMM
+        self.offsets = self.crow[:-1]  # where each output row's run starts (products.ragged_mm)
+        # the transpose in CSR order (for input gradients): survivors reordered column-major
         self.perm = torch.argsort(cols * out_f + rows)
-        self.crow_t = torch.cat([cols.new_zeros(1), torch.bincount(cols, minlength=in_f).cumsum(0)]).to(INDEX)
         self.col_t = rows[self.perm].to(INDEX)
-        # the same two orders as embedding_bag's bags (one bag per output row; per input column for W^T)
-        self.offsets, self.offsets_t = self.crow[:-1].contiguous(), self.crow_t[:-1].contiguous()
+        per_column = torch.bincount(cols, minlength=in_f)
+        self.offsets_t = (per_column.cumsum(0) - per_column).to(INDEX)
 
     def params(self) -> list[torch.Tensor]:
         return [self.weight, self.bias]
@@ -111,7 +103,7 @@ class Layer:
         if dense is not None:
             return products.mm(dense, h_t).add_(self.bias[:, None])
         if self.packed:
-            return _bag_product(self.cols, self.offsets, self.weight.detach(), h_t).add_(self.bias[:, None])
+            return products.ragged_mm(self.cols, self.offsets, self.weight.detach(), h_t).add_(self.bias[:, None])
         return products.mm(self.weight.detach(), h_t).add_(self.bias[:, None])
 
     def backward(self, g_t: torch.Tensor, h_t: torch.Tensor, need_input: bool):
@@ -120,7 +112,7 @@ class Layer:
         if self.packed:
             self.weight.grad = torch.sparse.sampled_addmm(self.pattern, g_t, h_t.t(), beta=0.0).values()
             if need_input:
-                return _bag_product(self.col_t, self.offsets_t, self.weight.detach()[self.perm], g_t)
+                return products.ragged_mm(self.col_t, self.offsets_t, self.weight.detach()[self.perm], g_t)
             return None
         grad = products.mm(g_t, h_t.t())
         self.weight.grad = grad.mul_(self.maskf) if self.maskf is not None else grad
@@ -136,15 +128,6 @@ class Layer:
         return dense
 
     @torch.no_grad()
-    def dense_t(self) -> torch.Tensor:
-        """The weight transposed (inputs x outputs), contiguous: the layout of sparse_input's products."""
-        if not self.packed:
-            return self.weight.detach().t().contiguous()
-        dense = torch.zeros(self.shape[::-1], dtype=self.weight.dtype, device=self.weight.device)
-        dense[self.cols.long(), self.rows] = self.weight.detach()
-        return dense
-
-    @torch.no_grad()
     def write_back(self) -> None:
         """Copy packed survivors into the module's dense weight."""
         if self.packed:
@@ -156,7 +139,7 @@ class FastMLP:
 
     def __init__(self, model: LeNet300100, mask, device: torch.device, data=None):
         """`data` (a train.DeviceData) lets layer 1 use sparse inputs when its inputs are mostly black."""
-        sparse_inputs = data is not None and device.type == "cpu" and data.input_density() <= INPUT_DENSITY
+        sparse_inputs = data is not None and data.input_density() <= INPUT_DENSITY  # (wanted: on the CPU)
         self.black = data.feature_black() if sparse_inputs else None
         self.layers = [Layer(getattr(model, f"fc{i}"), mask[f"fc{i}.weight"], f"fc{i}", device)
                        for i in (1, 2, 3)]
@@ -220,9 +203,9 @@ class FastMLP:
                 yield self.forward_t(x_t, dense).t().contiguous()  # argmax over a transposed view is 20x slower
             return
         first = self.layers[0]
-        weight_t = first.dense_t()
-        for bags in data.ragged(split, chunk):
-            h = first_layer(weight_t, first.bias, self.black, bags).relu_()
+        weight_t = (first.dense() if dense[0] is None else dense[0]).t().contiguous()  # embedding_bag's table
+        for h in first_layer(weight_t, first.bias.detach(), self.black, data.ragged(split, chunk)):
+            h = h.relu_()
             if route == "inputs-features":
                 yield self.forward_t(h.t().contiguous(), dense, 1).t().contiguous()
                 continue

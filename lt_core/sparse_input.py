@@ -23,7 +23,8 @@ Results match the dense product up to summation order (tests/test_speed_paths.py
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
+
+from . import products
 
 INPUT_DENSITY = 0.3  # data whose inputs are at most this fraction non-black takes this path (MNIST: 0.19)
 
@@ -36,10 +37,9 @@ def ragged(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return cols.to(torch.int32), z[rows, cols], offsets.to(torch.int32)
 
 
-@torch.no_grad()
-def first_layer(weight_t: torch.Tensor, bias: torch.Tensor, black: torch.Tensor, bags) -> torch.Tensor:
-    """W x + b (examples x outputs) for a first layer given as its (inputs x outputs) weight, on one chunk of
-    inputs given as the ragged nonzeros of x - black."""
-    cols, values, offsets = bags
-    shift = torch.addmv(bias, weight_t.t(), black)  # what the black part of every input adds
-    return F.embedding_bag(cols, weight_t, offsets, mode="sum", per_sample_weights=values).add_(shift)
+def first_layer(weight_t: torch.Tensor, bias: torch.Tensor, black: torch.Tensor, chunks):
+    """W x + b (examples x outputs), chunk by chunk, for a first layer given as its (inputs x outputs)
+    weight, on inputs given as the ragged nonzeros of x - black (DeviceData.ragged)."""
+    shift = torch.addmv(bias, weight_t.t(), black)  # what the black part of every input adds: once
+    for cols, values, offsets in chunks:
+        yield products.ragged_mm(cols, offsets, values, weight_t).add_(shift)

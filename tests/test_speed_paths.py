@@ -33,6 +33,17 @@ def sparse_data():
     return DeviceData.prepare(splits, torch.device("cpu"))
 
 
+def assert_runs_agree(plain, fast):
+    """Same evaluations, losses within 1e-4, accuracies within 2 points, weights (final and kept) close."""
+    assert [r[:2] for r in plain.rows] == [r[:2] for r in fast.rows]
+    for a, b in zip(plain.rows, fast.rows):
+        assert abs(a[2] - b[2]) < 1e-4 and abs(a[3] - b[3]) < 0.02, (a, b)
+    for state in ("final_state", "kept_state"):
+        p, f = getattr(plain, state), getattr(fast, state)
+        for k in p:
+            assert torch.allclose(p[k], f[k], atol=1e-4, rtol=1e-3), (state, k)
+
+
 def level_mask(level: int, seed: int = 0) -> Mask:
     model = models.build("lenet_300_100", seed=seed)
     return pruning.oneshot(weights(model), Mask.ones_like(model), pruning.PruneSpec.of(model, cfg()), level)
@@ -54,13 +65,7 @@ def test_fast_path_matches_plain_path_and_keeps_zeros(data, level, opt, packed):
     assert sparse.wanted(model, torch.device("cpu"))
     assert [layer.packed for layer in sparse.FastMLP(model, mask, torch.device("cpu")).layers] == packed
     plain, fast = run(data, mask, False, **opt), run(data, mask, True, **opt)
-    assert [r[:2] for r in plain.rows] == [r[:2] for r in fast.rows]
-    for a, b in zip(plain.rows, fast.rows):
-        assert abs(a[2] - b[2]) < 1e-4 and abs(a[3] - b[3]) < 0.02, (a, b)
-    for state in ("final_state", "kept_state"):
-        p, f = getattr(plain, state), getattr(fast, state)
-        for k in p:
-            assert torch.allclose(p[k], f[k], atol=1e-4, rtol=1e-3), (state, k)
+    assert_runs_agree(plain, fast)
     for name, m in mask.items():
         for state in (fast.final_state, fast.kept_state):
             assert bool((state[name][~m] == 0).all()), name
@@ -199,10 +204,7 @@ def test_evaluation_on_sparse_inputs_matches_the_plain_evaluation(sparse_data, l
 def test_fast_path_on_sparse_inputs_matches_plain_path(sparse_data, level):
     mask = level_mask(level)
     plain, fast = run(sparse_data, mask, False), run(sparse_data, mask, True)
-    for a, b in zip(plain.rows, fast.rows):
-        assert a[:2] == b[:2] and abs(a[2] - b[2]) < 1e-4 and abs(a[3] - b[3]) < 0.02, (a, b)
-    for k, v in plain.final_state.items():
-        assert torch.allclose(v, fast.final_state[k], atol=1e-4, rtol=1e-3), k
+    assert_runs_agree(plain, fast)
 
 
 @pytest.mark.parametrize("name", ["conv2", "conv4"])
