@@ -107,3 +107,16 @@ def test_installed_versions_match_lock_for_direct_dependencies(lock, pyproject_r
             pytest.fail(f"{req.name} is not installed in the running environment")
         assert SpecifierSet(f"=={lock[name]}").contains(Version(installed), prereleases=True), (
             f"{req.name} {installed} is installed but requirements.lock pins {lock[name]}")
+
+
+def test_make_test_runs_the_notebooks_in_an_empty_run_store():
+    """results/ may hold runs of an older engine (a store is named by the parameters, not the code): nbval
+    must compare the committed outputs with what the current code computes, so `make test` empties a store
+    of its own and points LT_RESULTS at it before pytest starts."""
+    import subprocess
+    lines = subprocess.run(["make", "-n", "test"], cwd=ROOT, capture_output=True, text=True,
+                           check=True).stdout.splitlines()
+    store = str(ROOT / "_build" / "test-results")
+    pytest_line = next(i for i, line in enumerate(lines) if "-m pytest" in line)
+    assert f"LT_RESULTS={store} " in lines[pytest_line]
+    assert f"rm -rf {store}" in lines[:pytest_line]
