@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from . import data as datasets
-from . import batched, models, products, pruning, sparse_input
+from . import batched, models, products, pruning, sparse_input, store
 from . import train as engine
 from .config import make
 from .masks import Mask
@@ -303,7 +303,7 @@ def main(argv: list[str]) -> int:
     args.stack = [int(n) for n in args.stack.split(",")]
     if args.threads:
         torch.set_num_threads(args.threads)
-    out = {"conditions": {"torch": torch.__version__, "threads": torch.get_num_threads(),
+    out = {"conditions": {"torch": torch.__version__, "cpu": store.cpu_kind(), "threads": torch.get_num_threads(),
                           "cpus": os.cpu_count(), "load_average_1min": round(os.getloadavg()[0], 2),
                           "repeats": args.repeats, "quick": args.quick, "synthetic": args.synthetic},
            "matmul_gflops_by_library": matmul_rates(256 if args.quick else 2048, 2 if args.quick else 7)}

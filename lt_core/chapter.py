@@ -52,7 +52,7 @@ def settings(cfg: config.Experiment) -> pd.DataFrame:
 
 def level_table(summary: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
     """Mean over trials (and reinit draws) per level and control: early-stop iteration and test accuracy
-    in percent at `digits` decimals, the precision at which the notebook tests compare these numbers."""
+    in percent at `digits` decimals (tests/test_chapter_numbers.py compares a fresh run with the committed table)."""
     table = summary.assign(es_acc=100 * summary.early_stop_test_accuracy,
                            end_acc=100 * summary.final_test_accuracy)
     out = (table.groupby(["level", "control"])
@@ -65,8 +65,9 @@ def level_table(summary: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
 
 
 def provenance(summary: pd.DataFrame) -> pd.DataFrame:
-    """Where the numbers come from: code versions, devices, machines and dates of the units shown."""
-    cols = [c for c in ("code_version", "torch", "device", "machine", "threads") if c in summary]
+    """Where the numbers come from: code versions, devices, machines (with their kind of CPU, which decides
+    the summation order of the last digits) and dates of the units shown."""
+    cols = [c for c in ("code_version", "torch", "device", "machine", "cpu", "threads") if c in summary]
     if not cols:
         return pd.DataFrame()
     out = summary.groupby(cols, dropna=False).agg(units=("control", "size"),

@@ -73,10 +73,25 @@ def code_version() -> str:
         return f"lt_core {__version__}"
 
 
+@functools.lru_cache(maxsize=1)
+def cpu_kind() -> str:
+    """The CPU's model name and the vector instructions torch's kernels use on it (AVX2, AVX512, ...). Two
+    machines of different kinds sum in different orders (MKL, oneDNN and fbgemm pick their code by
+    instruction set), so the same run gives numbers that differ in the last digits: recorded with every
+    unit, it says which kind of machine a table's numbers come from."""
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            name = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), name)
+    except OSError:
+        pass
+    return f"{name} ({torch.backends.cpu.get_cpu_capability()})"
+
+
 def provenance(device: str) -> dict:
     return {"code_version": code_version(), "lt_core": __version__, "torch": torch.__version__,
-            "device": device, "machine": f"{platform.machine()} {platform.node()}", "cpus": os.cpu_count(),
-            "threads": torch.get_num_threads(),
+            "device": device, "machine": f"{platform.machine()} {platform.node()}", "cpu": cpu_kind(),
+            "cpus": os.cpu_count(), "threads": torch.get_num_threads(),
             "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
 
 

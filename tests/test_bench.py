@@ -26,7 +26,7 @@ def test_bench_quick_runs_and_reports(tmp_path, capsys):
     assert printed == json.loads(out.read_text())
     assert {"conditions", "matmul_gflops", "matmul_gflops_by_library", "lenet_level", "lenet_trial", "conv2", "batched",
             "peak_rss_mb"} <= set(printed)
-    assert {"torch", "threads", "cpus", "load_average_1min", "repeats"} <= set(printed["conditions"])
+    assert {"torch", "cpu", "threads", "cpus", "load_average_1min", "repeats"} <= set(printed["conditions"])
     level = printed["lenet_level"]
     assert set(level["steps_per_s"]) == {"reference", "engine_plain", "engine", "engine_train_only"}
     for key in ("ratio_engine_vs_reference", "ratio_engine_vs_plain_engine", "train_gflops",

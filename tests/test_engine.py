@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from lt_core import lottery, models, pruning
+from lt_core import store as store_module
 from lt_core.config import ConfigError, Experiment, load, make
 from lt_core.data import Splits
 from lt_core.masks import Mask
@@ -177,6 +178,8 @@ def test_imp_levels_nest_reset_restores_theta0_and_controls(tiny, tmp_path):
     assert len(summary) == 3 + 2 * 2 + 2 + 1
     assert set(curves.control) == {"ticket", "reinit", "random", "oneshot"}
     assert summary[summary.control == "ticket"].density.is_monotonic_decreasing
+    # provenance: the kind of CPU (it decides the summation order of the last digits) with every unit
+    assert set(summary.cpu) == {store_module.cpu_kind()} and store_module.cpu_kind().endswith(")")
     dense = summary[summary.level == 0].iloc[0]
     run0 = curves[(curves.level == 0) & (curves.split == "val")]
     assert dense.early_stop_iteration == run0.iteration[run0.loss.idxmin()]
