@@ -67,8 +67,8 @@ def matmul_gflops(n: int, repeats: int, product=torch.mm) -> float:
 def matmul_rates(n: int, repeats: int) -> dict[str, float]:
     """The product rate through torch's BLAS (torch.mm) and through oneDNN (lt_core/products.py), if any."""
     rates = {"blas": round(matmul_gflops(n, repeats), 1)}
-    if products.ONEDNN:  # n x n products are above products.MIN_MACS for the sizes used here
-        rates["onednn"] = round(matmul_gflops(n, repeats, products.mm), 1)
+    if products.ONEDNN:
+        rates["onednn"] = round(matmul_gflops(n, repeats, products.onednn_mm), 1)
     return rates
 
 

@@ -6,10 +6,14 @@ for a 2048-square product, while oneDNN (also inside torch, the library behind i
 AVX-512 and reaches about 470 (`python -m lt_core bench` measures both). oneDNN's product is reached
 through `torch.ops.mkldnn._linear_pointwise`, the op torch's own compiler emits for CPU linear layers; it
 reads ordinary strided tensors. It has a fixed cost of about 10 us a call, so products of fewer than
-MIN_MACS multiply-adds stay in BLAS, where LeNet's 100- and 10-unit layers are faster.
+MIN_MACS multiply-adds stay in BLAS, where LeNet's 100- and 10-unit layers are faster. On a CPU without
+AVX-512 (an AVX2 AMD EPYC, measured side by side) both libraries run AVX2 code: oneDNN is 5-7% slower on
+LeNet's products (a 784 x 300 layer at batch 60) and 1.2-1.4x faster on the backward products of Conv-2's
+16,384 x 256 layer, so there MIN_MACS is raised to keep only products that large.
 
-The choice depends only on the shapes and on whether torch has oneDNN on an x86-64 CPU, never on a timing,
-so one kind of machine always computes the same sums. The results equal BLAS's up to summation order; the
+The choice depends only on the shapes, on whether torch has oneDNN on an x86-64 CPU and on the vector
+instructions torch detects (torch.backends.cpu.get_cpu_capability()), never on a timing, so one kind of
+machine always computes the same sums. The results equal BLAS's up to summation order; the
 engine's fast paths are tested against the plain path (which keeps torch's defaults) to a tolerance.
 """
 
@@ -23,7 +27,10 @@ from torch import nn
 
 ONEDNN = (torch.backends.mkldnn.is_available() and platform.machine().lower() in ("x86_64", "amd64")
           and hasattr(torch.ops.mkldnn, "_linear_pointwise"))
-MIN_MACS = 4_000_000  # smaller products stay in BLAS (measured: LeNet's fc2/fc3 products are faster there)
+AVX512 = torch.backends.cpu.get_cpu_capability().startswith("AVX512")
+# smaller products stay in BLAS (measured: with AVX-512, LeNet's fc2/fc3 products are faster there; with
+# AVX2, every LeNet product is)
+MIN_MACS = 4_000_000 if AVX512 else 100_000_000
 
 
 def onednn_for(m: int, k: int, n: int, like: torch.Tensor) -> bool:
@@ -31,11 +38,14 @@ def onednn_for(m: int, k: int, n: int, like: torch.Tensor) -> bool:
     return ONEDNN and like.device.type == "cpu" and like.dtype == torch.float32 and m * k * n >= MIN_MACS
 
 
+def onednn_mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """a @ b through oneDNN, whatever the size (ONEDNN must be true)."""
+    return torch.ops.mkldnn._linear_pointwise(a, b.t(), None, "none", [], "")
+
+
 def mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """a @ b (2-D, no autograd)."""
-    if onednn_for(a.shape[0], a.shape[1], b.shape[1], a):
-        return torch.ops.mkldnn._linear_pointwise(a, b.t(), None, "none", [], "")
-    return a @ b
+    return onednn_mm(a, b) if onednn_for(a.shape[0], a.shape[1], b.shape[1], a) else a @ b
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:

@@ -21,7 +21,10 @@ def operands(m, k, n, seed=0):
 
 @pytest.mark.parametrize("m,k,n", [(60, 784, 300), (300, 60, 784), (10, 100, 60)])
 @pytest.mark.parametrize("transposed", [False, True])
-def test_mm_and_linear_equal_torch_up_to_summation_order(m, k, n, transposed):
+@pytest.mark.parametrize("min_macs", [0, None])  # every product through oneDNN, or the machine's rule
+def test_mm_and_linear_equal_torch_up_to_summation_order(m, k, n, transposed, min_macs, monkeypatch):
+    if min_macs is not None:
+        monkeypatch.setattr(products, "MIN_MACS", min_macs)
     a, b = operands(m, k, n)
     if transposed:  # strided views, as the engine passes them
         a, b = a.t().contiguous().t(), b.t().contiguous().t()
@@ -33,8 +36,11 @@ def test_mm_and_linear_equal_torch_up_to_summation_order(m, k, n, transposed):
 @needs_onednn
 def test_only_large_products_go_to_onednn(monkeypatch):
     big, small = operands(60, 784, 300), operands(10, 100, 60)
-    assert products.onednn_for(60, 784, 300, big[0]) and not products.onednn_for(10, 100, 60, small[0])
-    assert not products.onednn_for(60, 784, 300, big[0].double())
+    # LeNet's first layer goes to oneDNN where it is faster (AVX-512), Conv-2's 16,384 x 256 layer on any
+    # x86-64 CPU, LeNet's 10-unit layer nowhere (measured crossovers: lt_core/products.py)
+    assert products.onednn_for(60, 784, 300, big[0]) == products.AVX512
+    assert products.onednn_for(60, 16384, 256, big[0]) and not products.onednn_for(10, 100, 60, small[0])
+    assert not products.onednn_for(60, 16384, 256, big[0].double())
     monkeypatch.setattr(products, "ONEDNN", False)  # without oneDNN: torch's own product, bit for bit
     assert torch.equal(products.mm(*big), big[0] @ big[1])
 
