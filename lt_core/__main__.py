@@ -2,7 +2,7 @@
 
     python -m lt_core data fetch [mnist|fashion_mnist|cifar10|all]
     python -m lt_core data verify [...]
-    python -m lt_core run params/lenet_mnist.yaml --profile smoke [--set trials=2 ...] [--results DIR]
+    python -m lt_core run params/lenet_mnist.yaml --profile smoke [--set trials=2 ...] [--results DIR] [--workers 2]
     python -m lt_core status params/lenet_mnist.yaml --profile smoke
     python -m lt_core results params/lenet_mnist.yaml --profile smoke --csv out.csv [--summary]
     python -m lt_core results params/lenet_mnist.yaml --profile paper --export book/recorded/lenet_mnist_paper
@@ -35,7 +35,7 @@ def cmd_data(args) -> int:
 
 def cmd_run(args) -> int:
     from .lottery import run
-    run(_experiment(args), args.results, progress=not args.quiet)
+    run(_experiment(args), args.results, progress=not args.quiet, workers=args.workers)
     return 0
 
 
@@ -105,6 +105,8 @@ def parser() -> argparse.ArgumentParser:
         c.set_defaults(func=func)
         if name == "run":
             c.add_argument("--quiet", action="store_true", help="no progress bar")
+            c.add_argument("--workers", type=int, default=1, metavar="N",
+                           help="train in N processes sharing the CPU threads (default 1; README, Speed)")
         if name == "results":
             c.add_argument("--csv", default=None, help="write the table to this CSV file")
             c.add_argument("--summary", action="store_true", help="one row per trained network")

@@ -16,6 +16,9 @@ and engine interleaved within a repeat so that they share the machine's noise):
                and each under torch.compile (not in the default cases: compiling takes minutes), on random data.
   batched      N LeNet-300-100 levels (a dense network and pruned ones, as a ticket and its controls) trained
                as one stacked computation (lt_core/batched.py) against N separate engine runs.
+  workers      two whole LeNet trials (levels 0..--levels, --trial-steps each) through `lottery.run` in one
+               process against two processes of one thread each (lt_core/parallel.py); not in the default
+               cases, and it needs MNIST itself, even with --synthetic (each process loads it).
 
 The machine's matrix-product rate is measured through torch's BLAS (torch.mm, MKL) and through oneDNN
 (lt_core/products.py); fractions are of the faster (LeNet's also of BLAS's, the rate torch.mm shows).
@@ -283,6 +286,27 @@ def batched_case(data, args) -> dict:
     return out
 
 
+def workers_case(args) -> dict:
+    """Networks per hour of `lottery.run` in one process (all threads) against two processes of half the
+    threads each, on two whole trials of tickets. Starting the processes and loading the data are included;
+    a longer run amortises them."""
+    import tempfile
+    from . import lottery
+    cfg = make({"experiment": "bench_workers", "trials": 2, "levels": args.levels, "controls": ("ticket",),
+                "iterations": args.trial_steps, "eval_every": 100})
+    n = len(lottery.units(cfg))
+    times = {1: [], 2: []}
+    for r in range(args.repeats):
+        for workers in ((1, 2) if r % 2 == 0 else (2, 1)):
+            with tempfile.TemporaryDirectory() as root:
+                start = time.perf_counter()
+                lottery.run(cfg, root, log=lambda *_: None, workers=workers)
+                times[workers].append(time.perf_counter() - start)
+    per_hour = {f"processes_{w}": round(n * 3600 / statistics.median(v)) for w, v in times.items()}
+    return {"networks": n, "steps": args.trial_steps, "networks_per_hour": per_hour,
+            "ratio_2_vs_1": round(per_hour["processes_2"] / per_hour["processes_1"], 2)}
+
+
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m lt_core bench", description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="tiny sizes: checks that the bench runs (seconds)")
@@ -293,7 +317,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--levels", type=int, default=18)
     p.add_argument("--conv-steps", type=int, default=40)
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
-    p.add_argument("--cases", default="lenet,conv2,batched", help="any of lenet, conv2, batched, conv_settings (comma-separated)")
+    p.add_argument("--cases", default="lenet,conv2,batched", help="any of lenet, conv2, batched, conv_settings, workers (comma-separated)")
     p.add_argument("--stack", default="2,4", help="batched: numbers of networks stacked")
     p.add_argument("--out", default=None, help="also write the JSON to this file")
     args = p.parse_args(argv[1:] if argv[:1] == ["--"] else argv)  # `bench -- --quick` (see __main__)
@@ -326,6 +350,9 @@ def main(argv: list[str]) -> int:
     if "batched" in cases:
         out["batched"] = batched_case(load("mnist", args.quick, args.synthetic), args)
         progress("batched")
+    if "workers" in cases:
+        out["workers"] = workers_case(args)
+        progress("workers")
     out["peak_rss_mb"] = peak_rss_mb()
     text = json.dumps(out, indent=1)
     print(text)

@@ -20,7 +20,7 @@ import time
 import torch
 
 from . import data as datasets
-from . import models, pruning
+from . import models, parallel, pruning
 from .config import Experiment
 from .masks import Mask
 from .store import RunStore, Unit, code_version, provenance
@@ -135,8 +135,11 @@ def early_stop(rows) -> dict:
     return out
 
 
-def run(cfg: Experiment, root=None, *, progress: bool = False, log=print) -> RunStore:
-    """Train every unit of `cfg` that the store does not have yet; return the store."""
+def run(cfg: Experiment, root=None, *, progress: bool = False, log=print, workers: int = 1) -> RunStore:
+    """Train every unit of `cfg` that the store does not have yet; return the store. workers > 1 trains
+    them in that many processes sharing the CPU threads (lt_core/parallel.py says when that pays)."""
+    if workers < 1:
+        raise ValueError(f"workers={workers}: use 1 (one process) or more")
     plan(cfg)
     code_version()  # read now: the code this process runs, before anyone edits the working tree
     store = RunStore(cfg, root)
@@ -144,10 +147,16 @@ def run(cfg: Experiment, root=None, *, progress: bool = False, log=print) -> Run
     if not todo:
         log(f"{cfg.experiment}: all {len(units(cfg))} units done in {store.dir}")
         return store
-    splits = datasets.load(cfg.dataset, val_size=cfg.val_size, split_seed=cfg.split_seed)
+    splits = datasets.load(cfg.dataset, val_size=cfg.val_size, split_seed=cfg.split_seed)  # errors said here
     device = resolve_device(cfg.device)
-    data = DeviceData.prepare(splits, device)
     store.write_config()
+    if workers > 1:
+        log(f"{cfg.experiment}: {len(todo)} of {len(units(cfg))} units to train on {device} in {workers} "
+            f"processes -> {store.dir}")
+        stored = set(units(cfg)) - set(todo)
+        parallel.train_units(cfg, store, todo, stored, workers, Trial, progress=progress)
+        return store
+    data = DeviceData.prepare(splits, device)
     log(f"{cfg.experiment}: {len(todo)} of {len(units(cfg))} units to train on {device} -> {store.dir}")
     bar = None
     if progress:

@@ -1,0 +1,74 @@
+"""lt_core.parallel: an experiment's units trained in worker processes store what one process stores.
+
+The workers are fresh interpreters, so they see no monkeypatching: these tests train on real MNIST, a few
+steps per network. Classes the workers must find (a failing Trial) live in this module, which they import
+by name."""
+
+import pytest
+
+from lt_core import lottery, parallel
+from lt_core.store import RunStore, Unit
+
+from test_engine import cfg
+
+SMALL = dict(dataset="mnist", trials=2, levels=2, iterations=20, eval_every=10)
+
+
+def test_needs_are_what_a_unit_starts_from_and_come_before_it():
+    c = cfg(**SMALL)
+    order = {u: i for i, u in enumerate(lottery.units(c))}
+    assert {u.control for u in order} == {"ticket", "reinit", "random", "oneshot"}
+    for unit, position in order.items():
+        needs = parallel.needs(unit)
+        assert all(order[n] < position and n.trial == unit.trial for n in needs)  # one process's order works
+        if unit.level == 0:
+            assert needs == []
+        elif unit.control == "oneshot":
+            assert needs == [Unit(unit.trial, 0, "ticket")]
+        else:  # mask_l comes from the level-(l-1) ticket's trained weights
+            assert needs == [Unit(unit.trial, unit.level - 1, "ticket")]
+
+
+def test_workers_store_what_one_process_stores(tmp_path):
+    c = cfg(**SMALL)
+    one = lottery.run(c, tmp_path / "one", log=lambda *_: None)
+    messages = []
+    two = lottery.run(c, tmp_path / "two", log=messages.append, workers=2)
+    assert "in 2 processes" in messages[0]
+    a = {(s["trial"], s["level"], s["control"], s["draw"]): s for s in one.summaries()}
+    b = {(s["trial"], s["level"], s["control"], s["draw"]): s for s in two.summaries()}
+    assert set(a) == set(b) and len(b) == len(lottery.units(c))
+    for key, s in b.items():
+        assert s["threads"] == 1 and a[key]["threads"] >= 1
+        assert s["seed"] == a[key]["seed"] and s["data_seed"] == a[key]["data_seed"]
+        assert s["density"] == a[key]["density"], key  # the same masks
+        # the same training up to the kernels' summation order (one thread instead of two)
+        assert abs(s["final_test_accuracy"] - a[key]["final_test_accuracy"]) <= 0.01, key
+    lottery.run(c, tmp_path / "two", log=messages.append, workers=2)
+    assert messages[-1].startswith(f"{c.experiment}: all {len(b)} units done")
+
+
+class FailingTrial(lottery.Trial):
+    """Trial 1's level-1 ticket fails (in a worker process)."""
+
+    def run_unit(self, unit):
+        if unit == Unit(1, 1, "ticket"):
+            raise ValueError("broken on purpose")
+        super().run_unit(unit)
+
+
+def test_a_failing_unit_is_named_finished_units_stay_and_a_rerun_resumes(tmp_path):
+    c = cfg(**SMALL)
+    store = RunStore(c, tmp_path)
+    store.write_config()
+    todo = lottery.units(c)
+    with pytest.raises(RuntimeError, match=r"training Unit\(trial=1, level=1, control='ticket'.*broken on purpose"):
+        parallel.train_units(c, store, todo, set(), 2, FailingTrial)
+    assert store.done(Unit(1, 0, "ticket")) and not store.done(Unit(1, 1, "ticket"))
+    lottery.run(c, tmp_path, log=lambda *_: None, workers=2)
+    assert all(store.done(u) for u in todo)
+
+
+def test_workers_must_be_positive(tmp_path):
+    with pytest.raises(ValueError, match="workers=0"):
+        lottery.run(cfg(), tmp_path, log=lambda *_: None, workers=0)
