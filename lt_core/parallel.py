@@ -3,7 +3,7 @@
 Why: at batch 60 a LeNet step is a few dozen small kernels, and at the sparse levels of a trial almost
 nothing else: one thread runs them as fast as two (measured on an AVX2 EPYC: 650-700 us a step at 1.85%
 density either way), so the second core idles. Two one-thread processes keep both cores busy: on whole
-trials (19 levels of 1,000 steps each, two trials) they trained 1.35x more networks an hour than one
+trials (19 levels of 1,000 steps each, two trials) they trained 1.25-1.35x more networks an hour than one
 two-thread process there (`python -m lt_core bench --cases workers`). Dense levels gain less, since a
 dense step does use both threads. Opt-in: a process loads the data set (seconds), so short runs lose.
 

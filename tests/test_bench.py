@@ -69,3 +69,12 @@ def test_train_only_timing_refuses_evaluations_among_the_steps():
     with pytest.raises(ValueError, match="eval_every"):
         bench.run_engine(model, Mask.ones_like(model), None, make({"iterations": 50, "eval_every": 10}),
                          train_only=True)
+
+
+def test_workers_case_reports_networks_per_hour_both_ways(capsys):
+    """Real MNIST (each worker process loads it): two trials of 5 levels x 60 steps, once each way."""
+    assert bench.main(["--quick", "--cases", "workers", "--threads", "2"]) == 0
+    printed = json.loads(capsys.readouterr().out)["workers"]
+    assert printed["networks"] == 10 and printed["steps"] == 60
+    assert set(printed["networks_per_hour"]) == {"processes_1", "processes_2"}
+    assert all(v > 0 for v in printed["networks_per_hour"].values()) and printed["ratio_2_vs_1"] > 0
