@@ -23,7 +23,7 @@ import time
 import torch
 
 from .config import Experiment
-from .store import RunStore, Unit
+from .store import RunStore, Unit, code_version
 
 _WORKER: dict = {}  # per worker process: the experiment, its store, the data and the trials' state
 
@@ -38,16 +38,24 @@ def needs(unit: Unit) -> list[Unit]:
 
 
 def _start_worker(cfg: Experiment, root: str, threads: int, make_trial) -> None:
+    """A worker's set-up. An error here is kept and raised by the worker's first unit: a Pool whose
+    initializer raises starts new workers forever, and the run would hang instead of saying why."""
     from . import data as datasets
     from .train import DeviceData, resolve_device
-    torch.set_num_threads(threads)
-    splits = datasets.load(cfg.dataset, val_size=cfg.val_size, split_seed=cfg.split_seed)
-    _WORKER.update(cfg=cfg, store=RunStore(cfg, root), trials={}, make_trial=make_trial,
-                   data=DeviceData.prepare(splits, resolve_device(cfg.device)))
+    try:
+        torch.set_num_threads(threads)
+        code_version()  # read now, as the parent did: the code this process runs
+        splits = datasets.load(cfg.dataset, val_size=cfg.val_size, split_seed=cfg.split_seed)
+        _WORKER.update(cfg=cfg, store=RunStore(cfg, root), trials={}, make_trial=make_trial,
+                       data=DeviceData.prepare(splits, resolve_device(cfg.device)))
+    except Exception as error:
+        _WORKER["error"] = error
 
 
 def _train_unit(unit: Unit) -> Unit:
     w = _WORKER
+    if "error" in w:
+        raise RuntimeError(f"the worker process could not start: {w['error']!r}") from w["error"]
     trial = w["trials"].setdefault(unit.trial, w["make_trial"](w["cfg"], w["store"], unit.trial, w["data"]))
     trial.run_unit(unit)
     return unit

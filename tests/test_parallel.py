@@ -4,7 +4,10 @@ The workers are fresh interpreters, so they see no monkeypatching: these tests t
 steps per network. Classes the workers must find (a failing Trial) live in this module, which they import
 by name."""
 
+import threading
+
 import pytest
+import torch
 
 from lt_core import lottery, parallel
 from lt_core.store import RunStore, Unit
@@ -72,3 +75,24 @@ def test_a_failing_unit_is_named_finished_units_stay_and_a_rerun_resumes(tmp_pat
 def test_workers_must_be_positive(tmp_path):
     with pytest.raises(ValueError, match="workers=0"):
         lottery.run(cfg(), tmp_path, log=lambda *_: None, workers=0)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine where device=cuda fails")
+def test_a_worker_that_cannot_start_says_why_instead_of_hanging(tmp_path):
+    """A Pool whose initializer raises restarts workers forever; the set-up error must reach the caller.
+    (lottery.run checks the device before starting workers; train_units is called directly here.)"""
+    c = cfg(**SMALL, device="cuda")
+    store = RunStore(c, tmp_path)
+    outcome = {}
+
+    def call():
+        try:
+            parallel.train_units(c, store, lottery.units(c), set(), 2, lottery.Trial)
+        except RuntimeError as error:
+            outcome["error"] = str(error)
+
+    thread = threading.Thread(target=call, daemon=True)
+    thread.start()
+    thread.join(timeout=180)
+    assert not thread.is_alive(), "train_units hung on a worker that could not start"
+    assert "could not start" in outcome["error"] and "cuda" in outcome["error"]
