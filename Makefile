@@ -3,6 +3,7 @@
 #   make book                 execute chapters (papermill, profile from book/chapters.yml, default
 #                             quick) and render the HTML book into _build/html/index.html
 #   make book PROFILE=smoke   the same with every chapter at the cheap `smoke` profile
+#   make book WORKERS=2       train in two processes of one thread each (README, Speed)
 #   make bench | make data | make lock | make clean | make distclean
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -12,6 +13,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 PROFILE ?=
+WORKERS ?=
 # the venv is (re)installed whenever the lock or pyproject.toml changes
 DEPS_HASH := $(shell cat requirements.lock pyproject.toml | sha256sum | cut -c1-16)
 STAMP  := $(VENV)/.installed-$(DEPS_HASH)
@@ -19,7 +21,7 @@ STAMP  := $(VENV)/.installed-$(DEPS_HASH)
 .PHONY: help venv data test book bench browser-deps lock clean distclean
 
 help:
-	@sed -n '2,6p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '2,7p' Makefile | sed 's/^# \{0,1\}//'
 
 venv: $(STAMP)
 
@@ -55,7 +57,7 @@ test: venv data browser-deps
 	LT_RESULTS=$(TEST_RESULTS) LT_PROFILE=smoke $(PY) -m pytest tests book --nbval-lax --nbval-current-env -p no:cacheprovider
 
 book: venv data
-	$(PY) tools/build_book.py $(if $(PROFILE),--profile $(PROFILE))
+	$(PY) tools/build_book.py $(if $(PROFILE),--profile $(PROFILE)) $(if $(WORKERS),--workers $(WORKERS))
 	@echo "== open _build/html/index.html"
 
 bench: venv data

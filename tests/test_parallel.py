@@ -5,6 +5,7 @@ steps per network. Classes the workers must find (a failing Trial) live in this 
 by name."""
 
 import threading
+from pathlib import Path
 
 import pytest
 import torch
@@ -96,3 +97,18 @@ def test_a_worker_that_cannot_start_says_why_instead_of_hanging(tmp_path):
     thread.join(timeout=180)
     assert not thread.is_alive(), "train_units hung on a worker that could not start"
     assert "could not start" in outcome["error"] and "cuda" in outcome["error"]
+
+
+def test_the_chapter_trains_with_workers(tmp_path):
+    """papermill's `-p workers 2` reaches lottery.run: every network of the smoke profile is trained by a
+    one-thread worker process."""
+    import papermill as pm
+    from lt_core import config, results
+    root = Path(__file__).resolve().parents[1]
+    pm.execute_notebook(str(root / "book" / "lenet_mnist.ipynb"), str(tmp_path / "out.ipynb"),
+                        parameters={"profile": "smoke", "workers": 2, "results_root": str(tmp_path / "results")},
+                        cwd=str(root / "book"), progress_bar=False)
+    params = config.read(root / "params" / "lenet_mnist.yaml")
+    c = config.resolve("lenet_mnist", params["base"], params["profiles"], "smoke", {})
+    _, summary = results.load(c, tmp_path / "results")
+    assert len(summary) == len(lottery.units(c)) and set(summary.threads) == {1}

@@ -190,7 +190,7 @@ def hide_injected_parameters(nb_path: Path) -> None:
 
 
 def execute_chapters(repo: Path, chapters: list[dict], src: Path, cache: Path,
-                     profile_override: str | None, force: bool) -> None:
+                     profile_override: str | None, force: bool, workers: int = 1) -> None:
     import papermill as pm
 
     cache.mkdir(parents=True, exist_ok=True)
@@ -207,6 +207,7 @@ def execute_chapters(repo: Path, chapters: list[dict], src: Path, cache: Path,
             continue
         params = yaml.safe_load(ch["params_path"].read_text()) or {}
         params["profile"] = profile
+        params["workers"] = workers
         log(f"executing {ch['stem']}.ipynb  -f {ch['params']} -p profile {profile}")
         t0 = time.time()
         try:
@@ -310,14 +311,14 @@ def external_scripts(html: Path) -> list[str]:
 
 
 def build(repo: Path = REPO, out: Path | None = None, profile: str | None = None,
-          force: bool = False, npm_cache: Path | None = None) -> Path:
+          force: bool = False, npm_cache: Path | None = None, workers: int = 1) -> Path:
     repo = repo.resolve()
     out = (out or repo / "_build").resolve()
     src = out / "src"
     pages, chapters = resolve_entries(repo)
     log(f"{len(pages)} page(s), {len(chapters)} chapter notebook(s); staging in {src}")
     stage_sources(repo, src)
-    execute_chapters(repo, chapters, src, out / "exec-cache", profile, force)
+    execute_chapters(repo, chapters, src, out / "exec-cache", profile, force, workers)
     fetch_js(npm_cache or REPO / "_build" / "npm-cache", src / "_widgets" / "_static")
     html = out / "html"
     jupyter_book_build(src, out / "jb", html)
@@ -337,9 +338,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=None, help="output root (default: <repo>/_build); HTML in <out>/html")
     ap.add_argument("--repo", type=Path, default=REPO, help="book source root (default: this repo)")
     ap.add_argument("--force", action="store_true", help="re-execute notebooks even if unchanged")
+    ap.add_argument("--workers", type=int, default=1,
+                    help="training processes per chapter (the notebooks' `workers` parameter; README, Speed)")
     args = ap.parse_args(argv)
     try:
-        build(args.repo, args.out, args.profile, args.force)
+        build(args.repo, args.out, args.profile, args.force, workers=args.workers)
     except (BuildError, subprocess.CalledProcessError) as exc:
         print(f"[build_book] ERROR: {exc}", file=sys.stderr)
         return 1
