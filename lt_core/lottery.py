@@ -88,7 +88,12 @@ class Trial:
 
     def unit_start(self, unit: Unit) -> tuple[Mask, torch.nn.Module]:
         """The mask and the initialised model a unit trains."""
-        cfg, mask = self.cfg, self.ticket_mask(unit.level)
+        cfg = self.cfg
+        if unit.control == "oneshot":  # from the trained dense network alone, not from the chain of tickets
+            dense = self.store.load_tensor(Unit(self.trial, 0, "ticket"), "final")
+            mask = pruning.oneshot(dense, self.ticket_mask(0), self.spec, unit.level)
+        else:
+            mask = self.ticket_mask(unit.level)
         if unit.control == "reinit":
             return mask, new_model(cfg, derive_seed(self.seed, "reinit", unit.level, unit.draw))
         model = new_model(cfg, derive_seed(self.seed, "init"))  # theta_0
@@ -97,9 +102,6 @@ class Trial:
         if unit.control == "random":
             generator = torch.Generator().manual_seed(derive_seed(self.seed, "random", unit.level))
             mask = pruning.random_like(mask, generator)
-        elif unit.control == "oneshot":
-            dense = self.store.load_tensor(Unit(self.trial, 0, "ticket"), "final")
-            mask = pruning.oneshot(dense, self.ticket_mask(0), self.spec, unit.level)
         return mask, model
 
     def run_unit(self, unit: Unit) -> None:

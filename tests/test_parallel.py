@@ -13,7 +13,9 @@ import torch
 from lt_core import lottery, parallel
 from lt_core.store import RunStore, Unit
 
-from test_engine import cfg
+from lt_core.train import DeviceData
+
+from test_engine import cfg, tiny  # noqa: F401 (a fixture)
 
 SMALL = dict(dataset="mnist", trials=2, levels=2, iterations=20, eval_every=10)
 
@@ -31,6 +33,32 @@ def test_needs_are_what_a_unit_starts_from_and_come_before_it():
             assert needs == [Unit(unit.trial, 0, "ticket")]
         else:  # mask_l comes from the level-(l-1) ticket's trained weights
             assert needs == [Unit(unit.trial, unit.level - 1, "ticket")]
+
+
+def test_units_train_in_the_earliest_order_their_needs_allow(tiny, tmp_path):
+    """Deterministic stand-in for the workers' races: every unit trained, by a fresh Trial (no cached masks),
+    as early as `needs` lets it (controls before the ticket of their depth, so a one-shot control runs before
+    the level-1 ticket), gives exactly what one process in lottery.units order gives. A need that `needs`
+    misses fails here with a missing file."""
+    c = cfg(levels=3, reinit_draws=1, rewind_iteration=10)
+    one = lottery.run(c, tmp_path / "one", log=lambda *_: None)
+    depth = {}
+    for unit in lottery.units(c):  # needs come earlier in this order (test above)
+        depth[unit] = 1 + max((depth[n] for n in parallel.needs(unit)), default=-1)
+    order = sorted(depth, key=lambda u: (depth[u], u.control == "ticket"))
+    assert order.index(Unit(0, 2, "oneshot")) < order.index(Unit(0, 1, "ticket"))
+    store = RunStore(c, tmp_path / "eager")
+    store.write_config()
+    data = DeviceData.prepare(tiny, torch.device("cpu"))
+    for unit in order:
+        assert all(store.done(n) for n in parallel.needs(unit))
+        lottery.Trial(c, store, unit.trial, data).run_unit(unit)
+    a = {(s["level"], s["control"], s["draw"]): s for s in one.summaries()}
+    b = {(s["level"], s["control"], s["draw"]): s for s in store.summaries()}
+    assert set(a) == set(b)
+    for key in a:
+        for field in ("density", "final_test_accuracy", "early_stop_iteration", "early_stop_val_loss"):
+            assert a[key][field] == b[key][field], (key, field)
 
 
 def test_workers_store_what_one_process_stores(tmp_path):
