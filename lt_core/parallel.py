@@ -2,17 +2,20 @@
 
 Why: at batch 60 a LeNet step is a few dozen small kernels, and at the sparse levels of a trial almost
 nothing else: one thread runs them as fast as two (measured on an AVX2 EPYC: 650-700 us a step at 1.85%
-density either way), so the second core idles. Two one-thread processes keep both cores busy: on whole
-trials (19 levels of 1,000 steps each, two trials) they trained 1.25-1.35x more networks an hour than one
-two-thread process there (`python -m lt_core bench --cases workers`). Dense levels gain less, since a
-dense step does use both threads. Opt-in: a process loads the data set (seconds), so short runs lose.
+density either way), so the second core idles. Two one-thread processes keep both cores busy. There,
+on two whole trials of tickets (19 levels of 1,000 steps each) they trained 1.25x more networks an hour
+than one two-thread process (`python -m lt_core bench --cases workers`), and `make book WORKERS=2` (the
+quick profile: tickets and controls, 92 networks) took 8.6 minutes instead of 13. Dense levels gain
+less, since a dense step does use both threads. Opt-in: a process loads the data set (seconds), so
+short runs lose.
 
 Units are handed out one at a time, as soon as what they start from is stored (`needs`): a ticket and
 the reinit and random controls of level l start from the level-(l-1) ticket's trained weights, one-shot
-controls from the dense network. Ready tickets go first, since each trial's chain of tickets is the
-longest path. Every worker trains a unit exactly as `lottery.run` does in one process and stores it the
-same way, so resumption is unchanged; only the summation order of multi-threaded kernels differs, and
-`threads` is recorded with every unit.
+controls from the dense network alone (lottery.Trial.unit_start builds their mask from nothing else;
+tests/test_parallel.py trains every unit in the earliest order this allows). Ready tickets go first,
+since each trial's chain of tickets is the longest path. Every worker trains a unit exactly as
+`lottery.run` does in one process and stores it the same way, so resumption is unchanged; only the
+summation order of multi-threaded kernels differs, and `threads` is recorded with every unit.
 """
 
 from __future__ import annotations
@@ -76,25 +79,27 @@ def train_units(cfg: Experiment, store: RunStore, todo: list[Unit], stored: set[
         from tqdm.auto import tqdm
         bar = tqdm(total=len(todo), unit="network", smoothing=0.05)
     start = (cfg, str(store.dir.parent), threads, make_trial)
-    with context.Pool(workers, initializer=_start_worker, initargs=start) as pool:
-        while waiting or running:
-            ready = [u for u in waiting if all(n in stored for n in needs(u))]
-            ready.sort(key=lambda u: u.control != "ticket")  # stable: tickets first, then lottery order
-            for unit in ready[:workers - len(running)]:  # one unit per idle worker: priorities stay current
-                running[unit] = pool.apply_async(_train_unit, (unit,))
-                waiting.remove(unit)
-            if not running:
-                raise RuntimeError(f"{len(waiting)} units wait for units that are neither stored nor "
-                                   f"scheduled, e.g. {waiting[0]}: a bug in parallel.needs")
-            time.sleep(poll)
-            for unit in [u for u, result in running.items() if result.ready()]:
-                try:
-                    running.pop(unit).get()
-                except Exception as error:
-                    raise RuntimeError(f"training {unit} failed in a worker process ({error!r}); the finished "
-                                       "units are stored: run again to resume") from error
-                stored.add(unit)
-                if bar is not None:
-                    bar.update(1)
-    if bar is not None:
-        bar.close()
+    try:
+        with context.Pool(workers, initializer=_start_worker, initargs=start) as pool:
+            while waiting or running:
+                ready = [u for u in waiting if all(n in stored for n in needs(u))]
+                ready.sort(key=lambda u: u.control != "ticket")  # stable: tickets first, then lottery order
+                for unit in ready[:workers - len(running)]:  # one per idle worker: priorities stay current
+                    running[unit] = pool.apply_async(_train_unit, (unit,))
+                    waiting.remove(unit)
+                if not running:
+                    raise RuntimeError(f"{len(waiting)} units wait for units that are neither stored nor "
+                                       f"scheduled, e.g. {waiting[0]}: a bug in parallel.needs")
+                time.sleep(poll)
+                for unit in [u for u, result in running.items() if result.ready()]:
+                    try:
+                        running.pop(unit).get()
+                    except Exception as error:
+                        raise RuntimeError(f"training {unit} failed in a worker process ({error!r}); the "
+                                           "finished units are stored: run again to resume") from error
+                    stored.add(unit)
+                    if bar is not None:
+                        bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
