@@ -34,6 +34,7 @@ import os
 import resource
 import statistics
 import sys
+import tempfile
 import time
 
 import torch
@@ -41,7 +42,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from . import data as datasets
-from . import batched, models, products, pruning, sparse_input, store
+from . import batched, lottery, models, products, pruning, sparse_input, store
 from . import train as engine
 from .config import make
 from .masks import Mask
@@ -290,8 +291,6 @@ def workers_case(args) -> dict:
     """Networks per hour of `lottery.run` in one process (all threads) against two processes of half the
     threads each, on two whole trials of tickets. Starting the processes and loading the data are included;
     a longer run amortises them."""
-    import tempfile
-    from . import lottery
     cfg = make({"experiment": "bench_workers", "trials": 2, "levels": args.levels, "controls": ("ticket",),
                 "iterations": args.trial_steps, "eval_every": 100})
     n = len(lottery.units(cfg))

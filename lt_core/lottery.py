@@ -86,6 +86,17 @@ class Trial:
                 self.masks[level] = pruning.magnitude(previous, self.ticket_mask(level - 1), self.spec)
         return self.masks[level]
 
+    @staticmethod
+    def needs(unit: Unit) -> list[Unit]:
+        """The units whose stored results unit_start reads for `unit` (lt_core/parallel.py starts a unit
+        once these are stored): the level-(l-1) ticket for a ticket and the reinit and random controls of
+        level l (mask_l; theta_k through the chain), the dense network for a one-shot control."""
+        if unit.level == 0:
+            return []
+        if unit.control == "oneshot":
+            return [Unit(unit.trial, 0, "ticket")]
+        return [Unit(unit.trial, unit.level - 1, "ticket")]
+
     def unit_start(self, unit: Unit) -> tuple[Mask, torch.nn.Module]:
         """The mask and the initialised model a unit trains."""
         cfg = self.cfg
@@ -155,8 +166,7 @@ def run(cfg: Experiment, root=None, *, progress: bool = False, log=print, worker
     if workers > 1:
         log(f"{cfg.experiment}: {len(todo)} of {len(units(cfg))} units to train on {device} in {workers} "
             f"processes -> {store.dir}")
-        stored = set(units(cfg)) - set(todo)
-        parallel.train_units(cfg, store, todo, stored, workers, Trial, progress=progress)
+        parallel.train_units(cfg, store, todo, workers, Trial, progress=progress)
         return store
     data = DeviceData.prepare(splits, device)
     log(f"{cfg.experiment}: {len(todo)} of {len(units(cfg))} units to train on {device} -> {store.dir}")

@@ -9,9 +9,8 @@ quick profile: tickets and controls, 92 networks) took 8.6 minutes instead of 13
 less, since a dense step does use both threads. Opt-in: a process loads the data set (seconds), so
 short runs lose.
 
-Units are handed out one at a time, as soon as what they start from is stored (`needs`): a ticket and
-the reinit and random controls of level l start from the level-(l-1) ticket's trained weights, one-shot
-controls from the dense network alone (lottery.Trial.unit_start builds their mask from nothing else;
+Units are handed out one at a time, as soon as what they start from is stored (lottery.Trial.needs,
+beside the unit_start it describes: the level-(l-1) ticket, or the dense network for one-shot controls;
 tests/test_parallel.py trains every unit in the earliest order this allows). Ready tickets go first,
 since each trial's chain of tickets is the longest path. Every worker trains a unit exactly as
 `lottery.run` does in one process and stores it the same way, so resumption is unchanged; only the
@@ -31,16 +30,7 @@ from .store import RunStore, Unit, code_version
 _WORKER: dict = {}  # per worker process: the experiment, its store, the data and the trials' state
 
 
-def needs(unit: Unit) -> list[Unit]:
-    """The stored units a unit starts from (see lottery.Trial.unit_start)."""
-    if unit.level == 0:
-        return []
-    if unit.control == "oneshot":
-        return [Unit(unit.trial, 0, "ticket")]  # the trained dense network (and theta_k, stored with it)
-    return [Unit(unit.trial, unit.level - 1, "ticket")]  # its mask_l, and theta_k through the chain
-
-
-def _start_worker(cfg: Experiment, root: str, threads: int, make_trial) -> None:
+def _start_worker(cfg: Experiment, root: str, threads: int, trial_class) -> None:
     """A worker's set-up. An error here is kept and raised by the worker's first unit: a Pool whose
     initializer raises starts new workers forever, and the run would hang instead of saying why."""
     from . import data as datasets
@@ -49,7 +39,7 @@ def _start_worker(cfg: Experiment, root: str, threads: int, make_trial) -> None:
         torch.set_num_threads(threads)
         code_version()  # read now, as the parent did: the code this process runs
         splits = datasets.load(cfg.dataset, val_size=cfg.val_size, split_seed=cfg.split_seed)
-        _WORKER.update(cfg=cfg, store=RunStore(cfg, root), trials={}, make_trial=make_trial,
+        _WORKER.update(cfg=cfg, store=RunStore(cfg, root), trials={}, trial_class=trial_class,
                        data=DeviceData.prepare(splits, resolve_device(cfg.device)))
     except Exception as error:
         _WORKER["error"] = error
@@ -59,37 +49,38 @@ def _train_unit(unit: Unit) -> Unit:
     w = _WORKER
     if "error" in w:
         raise RuntimeError(f"the worker process could not start: {w['error']!r}") from w["error"]
-    trial = w["trials"].setdefault(unit.trial, w["make_trial"](w["cfg"], w["store"], unit.trial, w["data"]))
+    trial = w["trials"].setdefault(unit.trial, w["trial_class"](w["cfg"], w["store"], unit.trial, w["data"]))
     trial.run_unit(unit)
     return unit
 
 
-def train_units(cfg: Experiment, store: RunStore, todo: list[Unit], stored: set[Unit], workers: int,
-                make_trial, *, progress: bool = False, poll: float = 0.05) -> None:
-    """Train `todo` (units not yet stored, in lottery.units order; `stored` holds the others) in `workers`
-    processes sharing torch's threads, each unit by make_trial(cfg, store, trial, data).run_unit(unit). A
-    worker's error stops the run and is raised here naming the unit; units finished by then stay stored, so
-    running again resumes. Stopping this process (Ctrl-C, an interrupted kernel) stops the workers too."""
+def train_units(cfg: Experiment, store: RunStore, todo: list[Unit], workers: int, trial_class, *,
+                progress: bool = False, poll: float = 0.05) -> None:
+    """Train `todo` (the units not yet stored, in lottery.units order) in `workers` processes sharing
+    torch's threads, each unit by trial_class(cfg, store, trial, data).run_unit(unit) once the units
+    trial_class.needs(unit) names are stored (any unit outside `todo` is). A worker's error stops the run
+    and is raised here naming the unit; units finished by then stay stored, so running again resumes.
+    Stopping this process (Ctrl-C, an interrupted kernel) stops the workers too."""
     threads = max(1, torch.get_num_threads() // workers)
-    stored = set(stored)  # kept up to date here: only this process hands out units
+    unfinished = set(todo)  # kept up to date here: only this process hands out units
     waiting, running = list(todo), {}
     context = multiprocessing.get_context("spawn")  # fresh interpreters: no inherited threads or state
     bar = None
     if progress:
         from tqdm.auto import tqdm
         bar = tqdm(total=len(todo), unit="network", smoothing=0.05)
-    start = (cfg, str(store.dir.parent), threads, make_trial)
+    start = (cfg, str(store.dir.parent), threads, trial_class)
     try:
         with context.Pool(workers, initializer=_start_worker, initargs=start) as pool:
             while waiting or running:
-                ready = [u for u in waiting if all(n in stored for n in needs(u))]
+                ready = [u for u in waiting if not unfinished.intersection(trial_class.needs(u))]
                 ready.sort(key=lambda u: u.control != "ticket")  # stable: tickets first, then lottery order
                 for unit in ready[:workers - len(running)]:  # one per idle worker: priorities stay current
                     running[unit] = pool.apply_async(_train_unit, (unit,))
                     waiting.remove(unit)
                 if not running:
                     raise RuntimeError(f"{len(waiting)} units wait for units that are neither stored nor "
-                                       f"scheduled, e.g. {waiting[0]}: a bug in parallel.needs")
+                                       f"scheduled, e.g. {waiting[0]}: a bug in Trial.needs")
                 time.sleep(poll)
                 for unit in [u for u, result in running.items() if result.ready()]:
                     try:
@@ -97,7 +88,7 @@ def train_units(cfg: Experiment, store: RunStore, todo: list[Unit], stored: set[
                     except Exception as error:
                         raise RuntimeError(f"training {unit} failed in a worker process ({error!r}); the "
                                            "finished units are stored: run again to resume") from error
-                    stored.add(unit)
+                    unfinished.discard(unit)
                     if bar is not None:
                         bar.update(1)
     finally:

@@ -9,15 +9,13 @@ from another code version that trains differently fails.
 """
 
 import json
-from pathlib import Path
 
 import pytest
 
-from lt_core import chapter, config, results
+from lt_core import chapter, results
+from lt_core.store import REPO
 
-ROOT = Path(__file__).resolve().parents[1]
-
-NOTEBOOK = ROOT / "book" / "lenet_mnist.ipynb"
+NOTEBOOK = REPO / "book" / "lenet_mnist.ipynb"
 ACCURACY_POINTS = (1.0, 0.3)   # per row, mean over rows: percentage points
 EARLY_STOP_INTERVALS = (3, 1)  # per row, mean over rows: evaluation intervals
 
@@ -48,8 +46,7 @@ def test_parser_reads_the_sparsified_index():
 
 
 def test_committed_level_table_matches_a_fresh_smoke_run(real_book):
-    params = config.read(ROOT / "params" / "lenet_mnist.yaml")
-    cfg = config.resolve("lenet_mnist", params["base"], params["profiles"], "smoke", {})
+    cfg = chapter.configure("lenet_mnist", "smoke")
     _, summary = results.load(cfg, real_book.parent / "results")  # trained afresh by the real_book fixture
     fresh = {key: [float(v) for v in row] for key, row in chapter.level_table(summary).iterrows()}
     committed = committed_level_table()

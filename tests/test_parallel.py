@@ -5,14 +5,13 @@ steps per network. Classes the workers must find (a failing Trial) live in this 
 by name."""
 
 import threading
-from pathlib import Path
 
+import papermill as pm
 import pytest
 import torch
 
-from lt_core import lottery, parallel
-from lt_core.store import RunStore, Unit
-
+from lt_core import chapter, lottery, parallel, results
+from lt_core.store import REPO, RunStore, Unit
 from lt_core.train import DeviceData
 
 from test_engine import cfg, tiny  # noqa: F401 (a fixture)
@@ -25,7 +24,7 @@ def test_needs_are_what_a_unit_starts_from_and_come_before_it():
     order = {u: i for i, u in enumerate(lottery.units(c))}
     assert {u.control for u in order} == {"ticket", "reinit", "random", "oneshot"}
     for unit, position in order.items():
-        needs = parallel.needs(unit)
+        needs = lottery.Trial.needs(unit)
         assert all(order[n] < position and n.trial == unit.trial for n in needs)  # one process's order works
         if unit.level == 0:
             assert needs == []
@@ -44,14 +43,14 @@ def test_units_train_in_the_earliest_order_their_needs_allow(tiny, tmp_path):
     one = lottery.run(c, tmp_path / "one", log=lambda *_: None)
     depth = {}
     for unit in lottery.units(c):  # needs come earlier in this order (test above)
-        depth[unit] = 1 + max((depth[n] for n in parallel.needs(unit)), default=-1)
+        depth[unit] = 1 + max((depth[n] for n in lottery.Trial.needs(unit)), default=-1)
     order = sorted(depth, key=lambda u: (depth[u], u.control == "ticket"))
     assert order.index(Unit(0, 2, "oneshot")) < order.index(Unit(0, 1, "ticket"))
     store = RunStore(c, tmp_path / "eager")
     store.write_config()
     data = DeviceData.prepare(tiny, torch.device("cpu"))
     for unit in order:
-        assert all(store.done(n) for n in parallel.needs(unit))
+        assert all(store.done(n) for n in lottery.Trial.needs(unit))
         lottery.Trial(c, store, unit.trial, data).run_unit(unit)
     a = {(s["level"], s["control"], s["draw"]): s for s in one.summaries()}
     b = {(s["level"], s["control"], s["draw"]): s for s in store.summaries()}
@@ -95,7 +94,7 @@ def test_a_failing_unit_is_named_finished_units_stay_and_a_rerun_resumes(tmp_pat
     store.write_config()
     todo = lottery.units(c)
     with pytest.raises(RuntimeError, match=r"training Unit\(trial=1, level=1, control='ticket'.*broken on purpose"):
-        parallel.train_units(c, store, todo, set(), 2, FailingTrial)
+        parallel.train_units(c, store, todo, 2, FailingTrial)
     assert store.done(Unit(1, 0, "ticket")) and not store.done(Unit(1, 1, "ticket"))
     lottery.run(c, tmp_path, log=lambda *_: None, workers=2)
     assert all(store.done(u) for u in todo)
@@ -116,7 +115,7 @@ def test_a_worker_that_cannot_start_says_why_instead_of_hanging(tmp_path):
 
     def call():
         try:
-            parallel.train_units(c, store, lottery.units(c), set(), 2, lottery.Trial)
+            parallel.train_units(c, store, lottery.units(c), 2, lottery.Trial)
         except RuntimeError as error:
             outcome["error"] = str(error)
 
@@ -130,13 +129,9 @@ def test_a_worker_that_cannot_start_says_why_instead_of_hanging(tmp_path):
 def test_the_chapter_trains_with_workers(tmp_path):
     """papermill's `-p workers 2` reaches lottery.run: every network of the smoke profile is trained by a
     one-thread worker process."""
-    import papermill as pm
-    from lt_core import config, results
-    root = Path(__file__).resolve().parents[1]
-    pm.execute_notebook(str(root / "book" / "lenet_mnist.ipynb"), str(tmp_path / "out.ipynb"),
+    pm.execute_notebook(str(REPO / "book" / "lenet_mnist.ipynb"), str(tmp_path / "out.ipynb"),
                         parameters={"profile": "smoke", "workers": 2, "results_root": str(tmp_path / "results")},
-                        cwd=str(root / "book"), progress_bar=False)
-    params = config.read(root / "params" / "lenet_mnist.yaml")
-    c = config.resolve("lenet_mnist", params["base"], params["profiles"], "smoke", {})
+                        cwd=str(REPO / "book"), progress_bar=False)
+    c = chapter.configure("lenet_mnist", "smoke")
     _, summary = results.load(c, tmp_path / "results")
     assert len(summary) == len(lottery.units(c)) and set(summary.threads) == {1}
