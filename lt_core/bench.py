@@ -7,11 +7,15 @@ and engine interleaved within a repeat so that they share the machine's noise):
 
   lenet_level  one IMP level of LeNet-300-100 (dense, paper hyperparameters, evaluation every 100 steps);
                also the engine's plain autograd path (train(..., plain=True)) and training steps alone, whose
-               rate x 67 MFLOP is compared with the measured matrix-product rate; and the level's ceilings,
-               its arithmetic at that rate (dense, and as the engine computes it);
+               rate x 67 MFLOP is compared with the measured matrix-product rate; the level's ceilings, its
+               arithmetic at that rate (dense, and as the engine computes it); and the kernels' bound, a
+               step's products alone at their own shapes (lt_core/ceilings.py), at the same comparison;
   lenet_trial  the engine's cost of every level of a paper trial (density 100% .. 1.8%, masks pruned from
                trained weights) against levels x the dense level's cost, each level timed next to a dense one;
-  conv2        Conv-2 on CIFAR-10 training steps (evaluation excluded: Conv-2's cadence is not the point).
+               also that ratio if the levels with packed (sparse) layers cost nothing: the floor that the
+               dense-path levels alone set;
+  conv2        Conv-2 on CIFAR-10 training steps (evaluation excluded: Conv-2's cadence is not the point),
+               and the kernels' bound: a step's convolutions and products alone (lt_core/ceilings.py).
   conv_settings  per conv net (Conv-2/4/6, ResNet-20): a training step in the default layout, in channels_last,
                and each under torch.compile (not in the default cases: compiling takes minutes), on random data.
   batched      N LeNet-300-100 levels (a dense network and pruned ones, as a ticket and its controls) trained
@@ -42,7 +46,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from . import data as datasets
-from . import batched, lottery, models, products, pruning, sparse_input, store
+from . import batched, ceilings, lottery, models, products, pruning, sparse, sparse_input, store
 from . import train as engine
 from .config import make
 from .masks import Mask
@@ -149,17 +153,21 @@ def lenet_cases(data, args) -> tuple[dict, dict]:
     train_cfg = make({"iterations": args.steps, "eval_every": 10**6})  # evaluations only at 0 and n: untimed
     model = lambda: models.build("lenet_300_100", seed=0)
     ones = Mask.ones_like(model())
-    times = {"reference": [], "engine_plain": [], "engine": [], "engine_train_only": []}
+    kernels = ceilings.step_kernels(model(), data.x_train[:cfg.batch_size])
+    times = {"reference": [], "engine_plain": [], "engine": [], "engine_train_only": [], "kernels": []}
     for _ in range(args.repeats):
         times["reference"].append(reference(model(), ones, data, cfg, 1, evaluate=True))
         times["engine_plain"].append(run_engine(model(), ones, data, cfg, fast=False))
         times["engine"].append(run_engine(model(), ones, data, cfg))
         times["engine_train_only"].append(run_engine(model(), ones, data, train_cfg, train_only=True))
+        times["kernels"].append(ceilings.seconds(kernels, args.steps))
     sps = {k: round(args.steps / statistics.median(v), 1) for k, v in times.items()}
     level = {"steps": args.steps, "eval_every": 100, "steps_per_s": sps,
              "ratio_engine_vs_reference": round(sps["engine"] / sps["reference"], 2),
              "ratio_engine_vs_plain_engine": round(sps["engine"] / sps["engine_plain"], 2),
              "train_gflops": round(sps["engine_train_only"] * LENET_STEP_FLOP / 1e9, 1),
+             # training steps' rate if a step were its products alone, at LeNet's shapes (batch 60)
+             "kernels_train_gflops": round(sps["kernels"] * LENET_STEP_FLOP / 1e9, 1),
              "peak_rss_mb": peak_rss_mb()}
     # ceilings: a level's arithmetic (training steps and the val + test evaluations they carry) at the
     # measured matrix-product rate. "dense": every product dense, as the reference computes it. Without
@@ -192,9 +200,14 @@ def lenet_cases(data, args) -> tuple[dict, dict]:
             ratios.append(timed["level"] / timed["dense"])
         levels[lv] = {"density": round(mask.density(), 4), "seconds": round(statistics.median(secs), 3),
                       "ratio_vs_dense": round(statistics.median(ratios), 3)}
+    # levels the engine trains without a packed layer (density above sparse.PACK_DENSITY, where dense
+    # products beat sparse ones on this CPU): their cost alone, spread over all levels, is the trial ratio's
+    # floor were every packed level free
+    dense_path = [v["ratio_vs_dense"] for v in levels.values() if v["density"] > sparse.PACK_DENSITY]
     trial = {"steps_per_level": args.trial_steps, "eval_every": 100, "levels": levels,
              "trial_seconds": round(sum(v["seconds"] for v in levels.values()), 2),
              "ratio_trial_vs_levels_x_dense": round(statistics.mean(v["ratio_vs_dense"] for v in levels.values()), 3),
+             "ratio_if_packed_levels_were_free": round(sum(dense_path) / len(levels), 3),
              "peak_rss_mb": peak_rss_mb()}
     return level, trial
 
@@ -208,14 +221,17 @@ def conv2_case(data, args) -> dict:
     # iterations 0 and n from costing minutes
     data = DeviceData(data.x_train, data.y_train, data.x_val[:120], data.y_val[:120], data.x_test[:120],
                       data.y_test[:120], data.black)
-    times = {"reference": [], "engine_contiguous": [], "engine": []}
+    kernels = ceilings.step_kernels(model(), data.x_train[:cfg.batch_size])
+    times = {"reference": [], "engine_contiguous": [], "engine": [], "kernels": []}
     for _ in range(args.repeats):  # engine_contiguous: the plain path, i.e. without channels_last
         times["reference"].append(reference(model(), ones, data, cfg, 1, evaluate=False))
         times["engine_contiguous"].append(run_engine(model(), ones, data, cfg, fast=False, train_only=True))
         times["engine"].append(run_engine(model(), ones, data, cfg, train_only=True))
+        times["kernels"].append(ceilings.seconds(kernels, args.conv_steps))
     sps = {k: round(args.conv_steps / statistics.median(v), 2) for k, v in times.items()}
     return {"steps": args.conv_steps, "steps_per_s": sps,
             "ratio_engine_vs_reference": round(sps["engine"] / sps["reference"], 2),
+            "kernels_ratio_vs_reference": round(sps["kernels"] / sps["reference"], 2),
             "ratio_channels_last": round(sps["engine"] / sps["engine_contiguous"], 2),
             "step_gflop": CONV2_STEP_FLOP / 1e9,
             "fraction_of_matmul_rate": round(sps["engine"] * CONV2_STEP_FLOP / 1e9 / args.matmul, 3),
@@ -340,6 +356,7 @@ def main(argv: list[str]) -> int:
         level["fraction_of_matmul_rate"] = round(level["train_gflops"] / out["matmul_gflops"], 3)
         level["fraction_of_blas_matmul_rate"] = round(level["train_gflops"]
                                                       / out["matmul_gflops_by_library"]["blas"], 3)
+        level["kernels_fraction_of_matmul_rate"] = round(level["kernels_train_gflops"] / out["matmul_gflops"], 3)
         progress("lenet")
     if "conv2" in cases:
         out["conv2"] = conv2_case(load("cifar10", args.quick, args.synthetic), args)

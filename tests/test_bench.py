@@ -28,8 +28,9 @@ def test_bench_quick_runs_and_reports(tmp_path, capsys):
             "peak_rss_mb"} <= set(printed)
     assert {"torch", "cpu", "threads", "cpus", "load_average_1min", "repeats"} <= set(printed["conditions"])
     level = printed["lenet_level"]
-    assert set(level["steps_per_s"]) == {"reference", "engine_plain", "engine", "engine_train_only"}
-    for key in ("ratio_engine_vs_reference", "ratio_engine_vs_plain_engine", "train_gflops",
+    assert set(level["steps_per_s"]) == {"reference", "engine_plain", "engine", "engine_train_only", "kernels"}
+    for key in ("ratio_engine_vs_reference", "ratio_engine_vs_plain_engine", "train_gflops", "kernels_train_gflops",
+                "kernels_fraction_of_matmul_rate",
                 "fraction_of_matmul_rate", "peak_rss_mb", "ceiling_steps_per_s", "ceiling_ratio_vs_reference",
                 "ceiling_dense_steps_per_s", "ceiling_dense_ratio_vs_reference"):
         assert level[key] > 0, key
@@ -40,9 +41,12 @@ def test_bench_quick_runs_and_reports(tmp_path, capsys):
     densities = [v["density"] for v in trial["levels"].values()]
     assert densities[0] == 1.0 and densities == sorted(densities, reverse=True)
     assert trial["ratio_trial_vs_levels_x_dense"] > 0 and all(v["ratio_vs_dense"] > 0 for v in trial["levels"].values())
+    # the quick trial (5 levels, 100% .. 41%) has no packed level: the floor is the ratio itself
+    assert trial["ratio_if_packed_levels_were_free"] == pytest.approx(trial["ratio_trial_vs_levels_x_dense"], abs=1e-3)
     conv = printed["conv2"]
-    assert set(conv["steps_per_s"]) == {"reference", "engine_contiguous", "engine"}
+    assert set(conv["steps_per_s"]) == {"reference", "engine_contiguous", "engine", "kernels"}
     assert conv["ratio_engine_vs_reference"] > 0 and conv["ratio_channels_last"] > 0
+    assert conv["kernels_ratio_vs_reference"] > 0
     for n in (2, 4):
         stacked = printed["batched"][f"n{n}"]
         assert set(stacked["network_steps_per_s"]) == {"separate", "stacked"}

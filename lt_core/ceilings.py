@@ -1,0 +1,84 @@
+"""What the libraries' kernels allow: the matrix products and convolutions of one training step, timed alone.
+
+Why: the bench's targets are ratios against a reference loop and fractions of a 2048-square product's rate.
+A training step's products have other shapes (a batch of 60), at which the same libraries (MKL, oneDNN) run
+slower, and any loop built on those kernels spends at least their time per step. Timed in the same run as
+the loops, that time says how much of a missed target is the engine's and how much the kernels': a target
+above the kernels' own bound cannot be met by removing overhead, only by doing less arithmetic or by
+faster kernels.
+
+`step_kernels` finds a model's layers and their input shapes from one forward pass (hooks, no hand-written
+shape list), then times, per step: every layer's forward product or convolution, its weight gradient, and
+its input gradient unless it is the first layer (whose input needs none), through the ops the engine
+calls: `products.linear`/`products.mm` for linear layers, oneDNN's convolution and convolution backward
+(in channels_last, the engine's CPU layout) for convolutions. Bias adds, activations, pooling, the loss
+and the optimizer are left out, so the bound is generous.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import products
+
+
+def _layers(model: nn.Module, x: torch.Tensor) -> list[tuple[nn.Module, torch.Tensor]]:
+    """(layer, a copy of its input) for every Linear and Conv2d, in the order the forward pass meets them."""
+    seen: list[tuple[nn.Module, torch.Tensor]] = []
+    hooks = [m.register_forward_hook(lambda m, inputs, out: seen.append((m, inputs[0].detach().clone())))
+             for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return seen
+
+
+def _linear_kernels(layer: nn.Linear, x: torch.Tensor, first: bool) -> list:
+    w = layer.weight.detach()
+    x = x.flatten(1)
+    g = torch.randn(x.shape[0], w.shape[0])
+    calls = [lambda: products.linear(x, w), lambda: products.mm(g.t(), x)]  # forward, weight gradient
+    if not first:
+        calls.append(lambda: products.mm(g, w))                                # input gradient
+    return calls
+
+
+def _conv_kernels(layer: nn.Conv2d, x: torch.Tensor, first: bool) -> list:
+    cl = torch.channels_last
+    w = layer.weight.detach().contiguous(memory_format=cl)
+    x = x.contiguous(memory_format=cl)
+    out = F.conv2d(x, w, None, layer.stride, layer.padding, layer.dilation, layer.groups)
+    g = torch.randn_like(out).contiguous(memory_format=cl)
+    mask = [not first, True, False]  # input gradient (not for the first layer), weight gradient
+    backward = lambda: torch.ops.aten.convolution_backward(
+        g, x, w, None, list(layer.stride), list(layer.padding), list(layer.dilation), False, [0, 0],
+        layer.groups, mask)
+    return [lambda: F.conv2d(x, w, None, layer.stride, layer.padding, layer.dilation, layer.groups), backward]
+
+
+def step_kernels(model: nn.Module, x: torch.Tensor) -> list:
+    """The kernel calls of one training step of `model` on the batch `x` (see the module docstring)."""
+    calls = []
+    for i, (layer, inputs) in enumerate(_layers(model, x)):
+        make = _conv_kernels if isinstance(layer, nn.Conv2d) else _linear_kernels
+        calls += make(layer, inputs, first=i == 0)
+    return calls
+
+
+def seconds(calls: list, steps: int) -> float:
+    """Seconds for `steps` passes over `calls` (one step's kernels each), after one untimed pass that lets
+    the libraries set up their kernels."""
+    for call in calls:
+        call()
+    start = time.perf_counter()
+    for _ in range(steps):
+        for call in calls:
+            call()
+    return time.perf_counter() - start
