@@ -198,12 +198,13 @@ def lenet_cases(data, args) -> tuple[dict, dict]:
             timed = {which: run_engine(model(), mask if which == "level" else ones, data, tcfg) for which in order}
             secs.append(timed["level"])
             ratios.append(timed["level"] / timed["dense"])
-        levels[lv] = {"density": round(mask.density(), 4), "seconds": round(statistics.median(secs), 3),
-                      "ratio_vs_dense": round(statistics.median(ratios), 3)}
-    # levels the engine trains without a packed layer (density above sparse.PACK_DENSITY, where dense
+        packed = any(sparse.packs(weights[n], mask[n], torch.device("cpu")) for n in weights)
+        levels[lv] = {"density": round(mask.density(), 4), "packed": packed,
+                      "seconds": round(statistics.median(secs), 3), "ratio_vs_dense": round(statistics.median(ratios), 3)}
+    # the levels the engine trains with no packed layer (sparse.packs: above the density where dense
     # products beat sparse ones on this CPU): their cost alone, spread over all levels, is the trial ratio's
     # floor were every packed level free
-    dense_path = [v["ratio_vs_dense"] for v in levels.values() if v["density"] > sparse.PACK_DENSITY]
+    dense_path = [v["ratio_vs_dense"] for v in levels.values() if not v["packed"]]
     trial = {"steps_per_level": args.trial_steps, "eval_every": 100, "levels": levels,
              "trial_seconds": round(sum(v["seconds"] for v in levels.values()), 2),
              "ratio_trial_vs_levels_x_dense": round(statistics.mean(v["ratio_vs_dense"] for v in levels.values()), 3),

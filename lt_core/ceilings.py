@@ -26,10 +26,11 @@ from torch import nn
 from . import products
 
 
-def _layers(model: nn.Module, x: torch.Tensor) -> list[tuple[nn.Module, torch.Tensor]]:
-    """(layer, a copy of its input) for every Linear and Conv2d, in the order the forward pass meets them."""
-    seen: list[tuple[nn.Module, torch.Tensor]] = []
-    hooks = [m.register_forward_hook(lambda m, inputs, out: seen.append((m, inputs[0].detach().clone())))
+def _layers(model: nn.Module, x: torch.Tensor) -> list[tuple[nn.Module, torch.Tensor, torch.Size]]:
+    """(layer, a copy of its input, its output's shape) for every Linear and Conv2d, in the order the
+    forward pass meets them."""
+    seen: list[tuple[nn.Module, torch.Tensor, torch.Size]] = []
+    hooks = [m.register_forward_hook(lambda m, inputs, out: seen.append((m, inputs[0].detach().clone(), out.shape)))
              for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
     try:
         with torch.no_grad():
@@ -40,22 +41,17 @@ def _layers(model: nn.Module, x: torch.Tensor) -> list[tuple[nn.Module, torch.Te
     return seen
 
 
-def _linear_kernels(layer: nn.Linear, x: torch.Tensor, first: bool) -> list:
-    w = layer.weight.detach()
-    x = x.flatten(1)
-    g = torch.randn(x.shape[0], w.shape[0])
+def _linear_kernels(layer: nn.Linear, x: torch.Tensor, g: torch.Tensor, first: bool) -> list:
+    w, x = layer.weight.detach(), x.flatten(1)
     calls = [lambda: products.linear(x, w), lambda: products.mm(g.t(), x)]  # forward, weight gradient
     if not first:
         calls.append(lambda: products.mm(g, w))                                # input gradient
     return calls
 
 
-def _conv_kernels(layer: nn.Conv2d, x: torch.Tensor, first: bool) -> list:
+def _conv_kernels(layer: nn.Conv2d, x: torch.Tensor, g: torch.Tensor, first: bool) -> list:
     cl = torch.channels_last
-    w = layer.weight.detach().contiguous(memory_format=cl)
-    x = x.contiguous(memory_format=cl)
-    out = F.conv2d(x, w, None, layer.stride, layer.padding, layer.dilation, layer.groups)
-    g = torch.randn_like(out).contiguous(memory_format=cl)
+    w, x, g = (t.contiguous(memory_format=cl) for t in (layer.weight.detach(), x, g))
     mask = [not first, True, False]  # input gradient (not for the first layer), weight gradient
     backward = lambda: torch.ops.aten.convolution_backward(
         g, x, w, None, list(layer.stride), list(layer.padding), list(layer.dilation), False, [0, 0],
@@ -66,9 +62,9 @@ def _conv_kernels(layer: nn.Conv2d, x: torch.Tensor, first: bool) -> list:
 def step_kernels(model: nn.Module, x: torch.Tensor) -> list:
     """The kernel calls of one training step of `model` on the batch `x` (see the module docstring)."""
     calls = []
-    for i, (layer, inputs) in enumerate(_layers(model, x)):
+    for i, (layer, inputs, out_shape) in enumerate(_layers(model, x)):
         make = _conv_kernels if isinstance(layer, nn.Conv2d) else _linear_kernels
-        calls += make(layer, inputs, first=i == 0)
+        calls += make(layer, inputs, torch.randn(out_shape), first=i == 0)  # g: a gradient of the output
     return calls
 
 

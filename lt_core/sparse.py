@@ -61,7 +61,8 @@ def wanted(model, device: torch.device) -> bool:
     return supports(model) and device.type == "cpu"
 
 
-def _packs(weight: torch.Tensor, mask: torch.Tensor, device: torch.device) -> bool:
+def packs(weight: torch.Tensor, mask: torch.Tensor, device: torch.device) -> bool:
+    """Whether a layer with this weight and mask is trained packed (the rule in the module docstring)."""
     return device.type == "cpu" and weight.numel() >= PACK_MIN_SIZE and float(mask.float().mean()) <= PACK_DENSITY
 
 
@@ -78,7 +79,7 @@ class Layer:
         self.shape = tuple(w.shape)
         mask = mask.to(w.device)
         self.density = float(mask.float().mean())
-        self.packed = _packs(w, mask, device)
+        self.packed = packs(w, mask, device)
         if not self.packed:
             self.weight = linear.weight
             self.maskf = None if bool(mask.all()) else mask.float()  # all-ones: skip the multiply (exact)

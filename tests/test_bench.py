@@ -42,6 +42,7 @@ def test_bench_quick_runs_and_reports(tmp_path, capsys):
     assert densities[0] == 1.0 and densities == sorted(densities, reverse=True)
     assert trial["ratio_trial_vs_levels_x_dense"] > 0 and all(v["ratio_vs_dense"] > 0 for v in trial["levels"].values())
     # the quick trial (5 levels, 100% .. 41%) has no packed level: the floor is the ratio itself
+    assert not any(v["packed"] for v in trial["levels"].values())
     assert trial["ratio_if_packed_levels_were_free"] == pytest.approx(trial["ratio_trial_vs_levels_x_dense"], abs=1e-3)
     conv = printed["conv2"]
     assert set(conv["steps_per_s"]) == {"reference", "engine_contiguous", "engine", "kernels"}
