@@ -3,6 +3,7 @@
     python -m lt_core data fetch [mnist|fashion_mnist|cifar10|all]
     python -m lt_core data verify [...]
     python -m lt_core run params/lenet_mnist.yaml --profile smoke [--set trials=2 ...] [--results DIR] [--workers 2]
+    python -m lt_core run params/lenet_mnist.yaml --profile paper --resume-from book/recorded/lenet_mnist_paper
     python -m lt_core status params/lenet_mnist.yaml --profile smoke
     python -m lt_core results params/lenet_mnist.yaml --profile smoke --csv out.csv [--summary]
     python -m lt_core results params/lenet_mnist.yaml --profile paper --export book/recorded/lenet_mnist_paper
@@ -25,7 +26,7 @@ def _experiment(args):
 
 
 def cmd_data(args) -> int:
-    from . import fetch
+    from .data import fetch
     names = DATASETS if (not args.names or "all" in args.names) else args.names
     unknown = [n for n in names if n not in DATASETS]
     if unknown:
@@ -34,19 +35,25 @@ def cmd_data(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from .lottery import run
-    run(_experiment(args), args.results, progress=not args.quiet, workers=args.workers)
+    from .runs.executor import run
+    cfg = _experiment(args)
+    if args.resume_from:
+        from .runs.recorded import resume
+        resume(cfg, args.resume_from, args.results)
+    run(cfg, args.results, progress=not args.quiet, workers=args.workers)
     return 0
 
 
 def cmd_status(args) -> int:
-    from .lottery import plan
-    from .results import status
-    from .store import RunStore
+    from .procedures.base import procedure_for
+    from .procedures.imp import plan
+    from .runs.results import status
+    from .runs.store import RunStore
     cfg = _experiment(args)
-    densities = plan(cfg)
+    procedure_for(cfg).check()
     print(f"{cfg.experiment} [{cfg.digest()}] in {RunStore(cfg, args.results).dir}")
-    print("levels: " + ", ".join(f"{i}:{100 * d:.1f}%" for i, d in enumerate(densities)))
+    if cfg.procedure == "imp":
+        print("levels: " + ", ".join(f"{i}:{100 * d:.1f}%" for i, d in enumerate(plan(cfg))))
     table = status(cfg, args.results)
     print(table.to_string(index=False))
     missing = int(table.missing.sum()) if len(table) else 0
@@ -66,7 +73,8 @@ def _run_command(args) -> str:
 
 
 def cmd_results(args) -> int:
-    from .results import curves_table, export, summary_table
+    from .runs.recorded import export
+    from .runs.results import curves_table, summary_table
     cfg = _experiment(args)
     if args.export:
         dest = export(cfg, args.export, args.results, every=args.every)
@@ -82,7 +90,7 @@ def cmd_results(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from . import bench
+    from .speed import bench
     return bench.main(args.bench_args)
 
 
@@ -107,6 +115,9 @@ def parser() -> argparse.ArgumentParser:
             c.add_argument("--quiet", action="store_true", help="no progress bar")
             c.add_argument("--workers", type=int, default=1, metavar="N",
                            help="train in N processes sharing the CPU threads (default 1; README, Speed)")
+            c.add_argument("--resume-from", default=None, metavar="DIR",
+                           help="first take the units a recorded run (book/recorded/<name>) holds, then train "
+                                "the rest (retraining the few whose weights the rest starts from)")
         if name == "results":
             c.add_argument("--csv", default=None, help="write the table to this CSV file")
             c.add_argument("--summary", action="store_true", help="one row per trained network")
@@ -121,12 +132,12 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["bench"]:  # its options belong to lt_core.bench (argparse would claim --quick itself)
-        from . import bench
+    if argv[:1] == ["bench"]:  # its options belong to lt_core.speed.bench (argparse would claim --quick itself)
+        from .speed import bench
         return bench.main(argv[1:])
     args = parser().parse_args(argv)
     from .config import ConfigError
-    from .data import DataError
+    from .data.datasets import DataError
     try:
         return args.func(args)
     except (ConfigError, DataError, ValueError, FileNotFoundError) as error:

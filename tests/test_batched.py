@@ -3,10 +3,11 @@
 import pytest
 import torch
 
-from lt_core import models, pruning
-from lt_core.batched import StackedLeNet, train_stacked
-from lt_core.masks import Mask
-from lt_core.train import DeviceData, train
+from lt_core.nets import models
+from lt_core.sparsity import pruning
+from lt_core.speed.batched import StackedLeNet, train_stacked
+from lt_core.sparsity.masks import Mask
+from lt_core.training.loop import DeviceData, train
 
 from test_engine import cfg, tiny_splits, weights
 

@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from lt_core import bench
+from lt_core.speed import bench
 
 
 @pytest.fixture(autouse=True)
@@ -67,9 +67,9 @@ def test_conv_settings_case_reports_every_setting(monkeypatch, capsys):
 
 def test_train_only_timing_refuses_evaluations_among_the_steps():
     """A train-only rate with evaluations inside the timed span would understate the training FLOP rate."""
-    from lt_core import models
+    from lt_core.nets import models
     from lt_core.config import make
-    from lt_core.masks import Mask
+    from lt_core.sparsity.masks import Mask
     model = models.build("lenet_300_100", seed=0)
     with pytest.raises(ValueError, match="eval_every"):
         bench.run_engine(model, Mask.ones_like(model), None, make({"iterations": 50, "eval_every": 10}),

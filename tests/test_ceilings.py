@@ -2,7 +2,8 @@
 
 import torch
 
-from lt_core import ceilings, models
+from lt_core.speed import ceilings
+from lt_core.nets import models
 
 
 def shapes(calls):

@@ -12,8 +12,9 @@ import json
 
 import pytest
 
-from lt_core import chapter, results
-from lt_core.store import REPO
+from lt_core.book import chapter
+from lt_core.runs import results
+from lt_core.runs.store import REPO
 
 NOTEBOOK = REPO / "book" / "lenet_mnist.ipynb"
 ACCURACY_POINTS = (1.0, 0.3)   # per row, mean over rows: percentage points

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from lt_core.data import data_root, find_dir
+from lt_core.data.datasets import data_root, find_dir
 
 REPO = Path(__file__).resolve().parent.parent
 

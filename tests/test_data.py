@@ -14,8 +14,9 @@ import pytest
 import torch
 from PIL import Image
 
-from lt_core import data, fetch
-from lt_core.data import DataError
+from lt_core.data import datasets as data
+from lt_core.data import fetch
+from lt_core.data.datasets import DataError
 
 FIX = "python -m lt_core data fetch"
 

@@ -8,14 +8,18 @@ import json
 import pytest
 import torch
 
-from lt_core import lottery, models, pruning
-from lt_core import store as store_module
+from lt_core.procedures import imp
+from lt_core.runs import executor
+from lt_core.nets import models
+from lt_core.sparsity import pruning
+from lt_core import provenance
+from lt_core.data import datasets
 from lt_core.config import ConfigError, Experiment, load, make
-from lt_core.data import Splits
-from lt_core.masks import Mask
-from lt_core.results import load as load_results
-from lt_core.store import RunStore, Unit
-from lt_core.train import DeviceData, train
+from lt_core.data.datasets import Splits
+from lt_core.sparsity.masks import Mask
+from lt_core.runs.results import load as load_results
+from lt_core.runs.store import RunStore, Unit
+from lt_core.training.loop import DeviceData, train
 
 
 def tiny_splits(n_train=240, n_val=60, n_test=60, seed=0) -> Splits:
@@ -34,7 +38,7 @@ def tiny_splits(n_train=240, n_val=60, n_test=60, seed=0) -> Splits:
 @pytest.fixture
 def tiny(monkeypatch):
     splits = tiny_splits()
-    monkeypatch.setattr(lottery.datasets, "load", lambda *a, **k: splits)
+    monkeypatch.setattr(datasets, "load", lambda *a, **k: splits)
     return splits
 
 
@@ -107,9 +111,9 @@ def test_impossible_sparsity_and_bad_config_fail_before_training():
     with pytest.raises(ConfigError, match="must be in \\[0, 1\\)"):
         make({"rates": {"fc": 1.0}})
     with pytest.raises(ValueError, match="impossible sparsity"):
-        lottery.plan(make({"rates": {"fc": 0.9, "output": 0.9}, "levels": 40}))
+        imp.plan(make({"rates": {"fc": 0.9, "output": 0.9}, "levels": 40}))
     with pytest.raises(ValueError, match="layer kinds \\['conv'\\]"):
-        lottery.plan(make({"rates": {"conv": 0.2}}))
+        imp.plan(make({"rates": {"conv": 0.2}}))
 
 
 def test_run_names_ignore_defaults_and_extent():
@@ -158,11 +162,11 @@ def test_same_seed_same_numbers_and_data_order_depends_on_seed_only():
 
 def test_imp_levels_nest_reset_restores_theta0_and_controls(tiny, tmp_path):
     c = cfg(reinit_draws=2)
-    store = lottery.run(c, tmp_path, log=lambda *_: None)
-    t = lottery.Trial(c, store, 0, None)
+    store = executor.run(c, tmp_path, log=lambda *_: None)
+    t = imp.Trial(c, store, 0, None)
     masks = [Mask.load(store.unit_dir(Unit(0, l, "ticket")) / "mask.pt") for l in range(3)]
     assert masks[2].nested_in(masks[1]) and masks[1].nested_in(masks[0])
-    theta0 = models.build("lenet_300_100", seed=lottery.derive_seed(t.seed, "init")).state_dict()
+    theta0 = models.build("lenet_300_100", seed=imp.derive_seed(t.seed, "init")).state_dict()
     for level in (1, 2):
         m, model = t.unit_start(Unit(0, level, "ticket"))
         for name in model.prunable:  # reset: theta_0 bit for bit on the surviving weights
@@ -179,7 +183,7 @@ def test_imp_levels_nest_reset_restores_theta0_and_controls(tiny, tmp_path):
     assert set(curves.control) == {"ticket", "reinit", "random", "oneshot"}
     assert summary[summary.control == "ticket"].density.is_monotonic_decreasing
     # provenance: the kind of CPU (it decides the summation order of the last digits) with every unit
-    assert set(summary.cpu) == {store_module.cpu_kind()} and store_module.cpu_kind().endswith(")")
+    assert set(summary.cpu) == {provenance.cpu_kind()} and provenance.cpu_kind().endswith(")")
     dense = summary[summary.level == 0].iloc[0]
     run0 = curves[(curves.level == 0) & (curves.split == "val")]
     assert dense.early_stop_iteration == run0.iteration[run0.loss.idxmin()]
@@ -187,14 +191,14 @@ def test_imp_levels_nest_reset_restores_theta0_and_controls(tiny, tmp_path):
 
 def test_late_resetting_restores_theta_k(tiny, tmp_path):
     c = cfg(rewind_iteration=10, levels=1, controls=["ticket"])
-    store = lottery.run(c, tmp_path, log=lambda *_: None)
+    store = executor.run(c, tmp_path, log=lambda *_: None)
     theta_k = store.load_trial_tensor(0, "rewind")
-    theta0 = models.build("lenet_300_100", seed=lottery.derive_seed(lottery.derive_seed(0, 0), "init")).state_dict()
+    theta0 = models.build("lenet_300_100", seed=imp.derive_seed(imp.derive_seed(0, 0), "init")).state_dict()
     assert not torch.equal(theta_k["fc1.weight"], theta0["fc1.weight"])
     # theta_k is what a fresh dense run holds after 10 steps
     data = DeviceData.prepare(tiny, torch.device("cpu"))
-    t = lottery.Trial(c, store, 0, data)
-    ref = train(models.build("lenet_300_100", seed=lottery.derive_seed(t.seed, "init")),
+    t = imp.Trial(c, store, 0, data)
+    ref = train(models.build("lenet_300_100", seed=imp.derive_seed(t.seed, "init")),
                 Mask.ones_like(models.build("lenet_300_100")), data, c, data_seed=t.data_seed, keep_iteration=10)
     assert all(torch.equal(ref.kept_state[k], theta_k[k]) for k in theta_k)
     m, model = t.unit_start(Unit(0, 1, "ticket"))
@@ -204,7 +208,7 @@ def test_late_resetting_restores_theta_k(tiny, tmp_path):
 def test_second_run_trains_nothing_and_killed_run_resumes(tiny, tmp_path, monkeypatch):
     c = cfg()
     calls = []
-    real = lottery.Trial.run_unit
+    real = imp.Trial.run_unit
 
     def dying(self, unit):
         if len(calls) == 3:
@@ -212,20 +216,20 @@ def test_second_run_trains_nothing_and_killed_run_resumes(tiny, tmp_path, monkey
         calls.append(unit)
         real(self, unit)
 
-    monkeypatch.setattr(lottery.Trial, "run_unit", dying)
+    monkeypatch.setattr(imp.Trial, "run_unit", dying)
     with pytest.raises(KeyboardInterrupt):
-        lottery.run(c, tmp_path, log=lambda *_: None)
+        executor.run(c, tmp_path, log=lambda *_: None)
     assert len(RunStore(c, tmp_path).summaries()) == 3
-    monkeypatch.setattr(lottery.Trial, "run_unit", lambda self, u: (calls.append(u), real(self, u)))
-    lottery.run(c, tmp_path, log=lambda *_: None)
-    assert len(calls) == len(lottery.units(c))  # the three finished units were not trained again
+    monkeypatch.setattr(imp.Trial, "run_unit", lambda self, u: (calls.append(u), real(self, u)))
+    executor.run(c, tmp_path, log=lambda *_: None)
+    assert len(calls) == len(imp.units(c))  # the three finished units were not trained again
     first = json.dumps(RunStore(c, tmp_path).summaries()[-1]["final_test_accuracy"])
     calls.clear()
-    lottery.run(c, tmp_path, log=lambda *_: None)
+    executor.run(c, tmp_path, log=lambda *_: None)
     assert calls == []
     # resumed results equal an uninterrupted run's
     other = tmp_path / "fresh"
-    lottery.run(c, other, log=lambda *_: None)
+    executor.run(c, other, log=lambda *_: None)
     _, a = load_results(c, tmp_path)
     _, b = load_results(c, other)
     cols = ["trial", "level", "control", "draw", "density", "early_stop_iteration", "final_test_accuracy"]
@@ -234,6 +238,6 @@ def test_second_run_trains_nothing_and_killed_run_resumes(tiny, tmp_path, monkey
 
 
 def test_changed_parameter_never_reuses_stale_results(tiny, tmp_path):
-    a = lottery.run(cfg(), tmp_path, log=lambda *_: None)
-    b = lottery.run(cfg(lr=1e-3), tmp_path, log=lambda *_: None)
-    assert a.dir != b.dir and len(b.summaries()) == len(lottery.units(cfg()))
+    a = executor.run(cfg(), tmp_path, log=lambda *_: None)
+    b = executor.run(cfg(lr=1e-3), tmp_path, log=lambda *_: None)
+    assert a.dir != b.dir and len(b.summaries()) == len(imp.units(cfg()))

@@ -6,9 +6,9 @@ import math
 import pytest
 import torch
 
-from lt_core import models
+from lt_core.nets import models
 from lt_core.config import make
-from lt_core.train import augment, lr_at
+from lt_core.training.loop import augment, lr_at
 
 CIFAR = (3, 32, 32)
 

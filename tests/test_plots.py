@@ -12,7 +12,8 @@ import pytest  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 import synthetic  # noqa: E402
-from lt_core import plots  # noqa: E402
+from lt_core.book import plots  # noqa: E402
+from lt_core.chapters import lenet_mnist  # noqa: E402
 
 PAPER_DENSITIES = [1.0, 0.513, 0.211, 0.070, 0.036, 0.019]
 
@@ -94,7 +95,7 @@ def test_reinit_draws_are_averaged_within_a_trial():
 @pytest.mark.parametrize("shared", [True, False])
 def test_mask_picture(shared):
     masks = synthetic.make_masks((1.0, 0.2, 0.05))
-    fig = plots.mask_picture(masks, shared_scale=shared)
+    fig = lenet_mnist.mask_picture(masks, shared_scale=shared)
     images = [ax.images[0] for ax in fig.axes if ax.images]
     assert len(images) == 3
     assert all(im.get_array().shape == (28, 28) for im in images)

@@ -5,9 +5,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lt_core import models, products
-from lt_core.masks import Mask
-from lt_core.train import DeviceData, train
+from lt_core.nets import models
+from lt_core.nets import products
+from lt_core.sparsity.masks import Mask
+from lt_core.training.loop import DeviceData, train
 
 from test_engine import cfg, tiny_splits
 

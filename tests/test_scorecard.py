@@ -9,15 +9,16 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 import synthetic  # noqa: E402
-from lt_core import scorecard as sc  # noqa: E402
+from lt_core.book import scorecard as sc  # noqa: E402
+from lt_core.chapters import lenet_mnist  # noqa: E402
 
-IDS = [c.id for c in sc.lenet_claims()]
+IDS = [c.id for c in lenet_mnist.claims()]
 FIRST_SEVEN = IDS[:-1]  # all but the random-sparse trend need densities <= 26 %
 
 
 def card(profile=synthetic.PAPER, **kwargs):
     curves, summary = synthetic.make_tables(profile, **kwargs)
-    return sc.scorecard(sc.lenet_claims(), summary, curves)
+    return sc.scorecard(lenet_mnist.claims(), summary, curves)
 
 
 @pytest.fixture(scope="module")
@@ -28,14 +29,14 @@ def paper_card():
 def test_table_shape(paper_card):
     assert list(paper_card.columns) == ["claim", "paper", "ours", "verdict"]
     assert list(paper_card.index) == IDS and len(IDS) == 8
-    assert set(sc.lenet_claims()[0].__dataclass_fields__) >= {"id", "text", "paper_value"}
+    assert set(lenet_mnist.claims()[0].__dataclass_fields__) >= {"id", "text", "paper_value"}
     with pytest.raises(dataclasses.FrozenInstanceError):
-        sc.lenet_claims()[0].id = "x"
+        lenet_mnist.claims()[0].id = "x"
 
 
 def test_rules_column_is_optional():
     curves, summary = synthetic.make_tables(levels=3, trials=1)
-    assert "rule" in sc.scorecard(sc.lenet_claims(), summary, curves, rules=True).columns
+    assert "rule" in sc.scorecard(lenet_mnist.claims(), summary, curves, rules=True).columns
 
 
 def test_tables_built_to_satisfy_are_reproduced(paper_card):
@@ -75,7 +76,7 @@ def test_missing_controls_are_not_measured():
 def test_no_dense_run_means_nothing_is_measured():
     curves, summary = synthetic.make_tables(levels=19, trials=1)
     summary = summary[summary.level > 0]
-    got = sc.scorecard(sc.lenet_claims(), summary, curves)
+    got = sc.scorecard(lenet_mnist.claims(), summary, curves)
     assert (got.verdict == "not measured").all()
 
 
@@ -109,7 +110,7 @@ def test_spearman():
 
 def test_verdicts_come_from_the_tables_not_the_claims():
     curves, summary = synthetic.make_tables(levels=19, trials=1)
-    claims = sc.lenet_claims()
+    claims = lenet_mnist.claims()
     before = sc.scorecard(claims, summary, curves).loc["ticket-earlier-21", "verdict"]
     slowed = summary.copy()
     ticket = (slowed.control == "ticket") & (slowed.level > 0)

@@ -9,9 +9,13 @@ Pruned weights stay exactly zero on every path. No timings here: speed lives in 
 import pytest
 import torch
 
-from lt_core import models, optim, pruning, sparse, sparse_input
-from lt_core.masks import Mask
-from lt_core.train import DeviceData, evaluate, train
+from lt_core.nets import models
+from lt_core.training import optim
+from lt_core.sparsity import pruning
+from lt_core.training.fast import sparse
+from lt_core.training.fast import sparse_input
+from lt_core.sparsity.masks import Mask
+from lt_core.training.loop import DeviceData, evaluate, train
 
 from test_engine import cfg, tiny_splits, weights
 

@@ -13,14 +13,16 @@ from ipywidgets.embed import embed_data  # noqa: E402
 from ipywidgets.widgets.widget_link import Link  # noqa: E402
 
 import synthetic  # noqa: E402
-from lt_core import plots, views  # noqa: E402
+from lt_core.book import plots
+from lt_core.book import views  # noqa: E402
+from lt_core.chapters import lenet_mnist  # noqa: E402
 
 DENSITIES = [0.211, 1.0, 0.036]
 MASKS = synthetic.make_masks(DENSITIES)
 
 
 def _view():
-    return views.density_slider_view(lambda d: plots.mask_picture({d: MASKS[d]}), DENSITIES)
+    return views.density_slider_view(lambda d: lenet_mnist.mask_picture({d: MASKS[d]}), DENSITIES)
 
 
 def test_structure_and_labels():
@@ -61,5 +63,5 @@ def test_figure_png_closes_pyplot_figures():
 
 
 def test_duplicate_one_decimal_labels_get_more_digits():
-    box = views.density_slider_view(lambda d: plots.mask_picture({d: MASKS[1.0]}), [0.2111, 0.2109])
+    box = views.density_slider_view(lambda d: lenet_mnist.mask_picture({d: MASKS[1.0]}), [0.2111, 0.2109])
     assert box.slider.options == ("21.11%", "21.09%")

@@ -22,8 +22,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import optim, products, sparse, sparse_input
-from .masks import Mask
+from ..nets import products
+from ..sparsity.masks import Mask
+from . import optim
+from .fast import sparse, sparse_input
 
 EVAL_CHUNK = 2000  # examples per evaluation batch: large for speed, bounded for conv-net activation memory
 

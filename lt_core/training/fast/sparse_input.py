@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import torch
 
-from . import products
+from ...nets import products
 
 INPUT_DENSITY = 0.3  # data whose inputs are at most this fraction non-black takes this path (MNIST: 0.19)
 

@@ -1,4 +1,7 @@
-"""The paper's claims as data, with verdicts computed from our tables.
+"""The scorecard engine: a paper's claims as data, with verdicts computed from our tables.
+
+The claims themselves (the paper's sentences and numbers) live in each chapter's module
+(lt_core/chapters/); the measures and rules here are built for any network of the Frankle-Carbin family.
 
 A Claim holds the paper's sentence and number, a `measure(summary, curves) -> Measured` that
 computes ours, and a `rule(Measured) -> verdict`. `scorecard` runs them into a table.
@@ -24,7 +27,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 import pandas as pd
 
-from lt_core.plots import density_label as lab, per_trial
+from .plots import density_label as lab, per_trial
 
 REPRODUCED, PARTLY, NOT, UNMEASURED = "reproduced", "partly", "not reproduced", "not measured"
 REACH = 1.15
@@ -87,11 +90,11 @@ def _holds_to(summary, control, tol=HOLD):
     return float(levels.index[kept].min()) if kept.any() else 1.0, bool(kept.all())
 
 
-def _scale(v, half, ok=lambda v: v > 0):
+def scale(v, half, ok=lambda v: v > 0):
     return REPRODUCED if v >= half else PARTLY if ok(v) else NOT
 
 
-def _es_earlier(target):
+def es_earlier(target):
     def measure(summary, curves):
         rows = _at(summary, "ticket", target)
         if rows is None:
@@ -103,7 +106,7 @@ def _es_earlier(target):
     return measure
 
 
-def _acc_gain(control, target):
+def acc_gain(control, target):
     def measure(summary, curves):
         rows = _at(summary, control, target)
         if rows is None:
@@ -114,51 +117,67 @@ def _acc_gain(control, target):
     return measure
 
 
-def _ticket_vs_reinit(summary, curves):
-    t, r = _at(summary, "ticket", 0.211), _at(summary, "reinit", 0.211)
-    if t is None or r is None:
-        return _missing("ticket or reinit not measured near 21.1%")
-    es_t, es_r = _vs(t, r, ES)
-    acc_t, acc_r = _vs(t, r, ACC)
-    speed, gain = float(np.mean(es_r / es_t)), float(np.mean(acc_t - acc_r) * 100)
-    pace = f"{speed:.2f}x faster" if speed >= 1 else f"{1 / speed:.2f}x slower"
-    return Measured(speed, f"{pace}, {gain:+.2f} pts at {lab(t.density.iloc[0])}",
-                    {"speedup": speed, "gain": gain})
+def ticket_vs_reinit(target):
+    """Measure: ES(reinit)/ES(ticket) and ticket minus reinit accuracy at the level nearest `target`."""
+    def measure(summary, curves):
+        t, r = _at(summary, "ticket", target), _at(summary, "reinit", target)
+        if t is None or r is None:
+            return _missing(f"ticket or reinit not measured near {lab(target)}")
+        es_t, es_r = _vs(t, r, ES)
+        acc_t, acc_r = _vs(t, r, ACC)
+        speed, gain = float(np.mean(es_r / es_t)), float(np.mean(acc_t - acc_r) * 100)
+        pace = f"{speed:.2f}x faster" if speed >= 1 else f"{1 / speed:.2f}x slower"
+        return Measured(speed, f"{pace}, {gain:+.2f} pts at {lab(t.density.iloc[0])}",
+                        {"speedup": speed, "gain": gain})
+    return measure
 
 
-def _ticket_vs_reinit_rule(m):
-    if m.parts["speedup"] >= 1.755 and m.parts["gain"] >= 0.25:
-        return REPRODUCED
-    return PARTLY if m.parts["speedup"] > 1 or m.parts["gain"] > 0 else NOT
+def ticket_vs_reinit_rule(speedup, gain):
+    """Reproduced with at least the given speed-up and accuracy gain, partly if either goes that way."""
+    def rule(m):
+        if m.parts["speedup"] >= speedup and m.parts["gain"] >= gain:
+            return REPRODUCED
+        return PARTLY if m.parts["speedup"] > 1 or m.parts["gain"] > 0 else NOT
+    return rule
 
 
-def _reinit_range(summary, curves):
-    if _at(summary, "ticket", 0.029) is None or _at(summary, "reinit", 0.029) is None:
-        return _missing("ticket or reinit not pruned to about 2.9%")
-    (d_t, _), (d_r, _) = _holds_to(summary, "ticket"), _holds_to(summary, "reinit")
-    return Measured(d_r / d_t, f"ticket holds to {lab(d_t)}, reinit to {lab(d_r)}",
-                    {"ticket": d_t, "reinit": d_r})
+def reinit_range(ticket_to):
+    """Measure: the lowest densities ticket and reinit keep accuracy to; needs both pruned to `ticket_to`."""
+    def measure(summary, curves):
+        if _at(summary, "ticket", ticket_to) is None or _at(summary, "reinit", ticket_to) is None:
+            return _missing(f"ticket or reinit not pruned to about {lab(ticket_to)}")
+        (d_t, _), (d_r, _) = _holds_to(summary, "ticket"), _holds_to(summary, "reinit")
+        return Measured(d_r / d_t, f"ticket holds to {lab(d_t)}, reinit to {lab(d_r)}",
+                        {"ticket": d_t, "reinit": d_r})
+    return measure
 
 
-def _reinit_range_rule(m):
-    d_t, d_r = m.parts["ticket"], m.parts["reinit"]
-    if d_t <= 0.029 * 1.5 and d_r / d_t >= math.sqrt(0.21 / 0.029):
-        return REPRODUCED
-    return PARTLY if d_r > d_t else NOT
+def reinit_range_rule(ticket_to, reinit_to):
+    """Reproduced if the ticket keeps accuracy to <= 1.5 x ticket_to and reinit stops at least half the
+    paper's gap (in log) denser; partly if reinit stops denser at all."""
+    def rule(m):
+        d_t, d_r = m.parts["ticket"], m.parts["reinit"]
+        if d_t <= ticket_to * 1.5 and d_r / d_t >= math.sqrt(reinit_to / ticket_to):
+            return REPRODUCED
+        return PARTLY if d_r > d_t else NOT
+    return rule
 
 
-def _oneshot_earlier(summary, curves, lo=0.176, hi=0.675):
-    rows = _runs(summary, "oneshot")
-    if rows is None or not (rows.density.min() <= lo * REACH and rows.density.max() >= hi / REACH):
-        return _missing(f"one-shot levels do not span {lab(hi)}-{lab(lo)}")
-    # 2 % slack: our level densities need not hit the paper's printed bounds exactly
-    inside = rows[rows.density.between(lo / 1.02, hi * 1.02)].groupby("density")[ES].mean()
-    earlier = int((inside < _dense(summary)[ES].mean()).sum())
-    return Measured(earlier / len(inside), f"{earlier}/{len(inside)} levels earlier "
-                    f"({lab(inside.index.max())}-{lab(inside.index.min())})")
+def oneshot_earlier(lo, hi):
+    """Measure: the share of one-shot levels in [lo, hi] whose mean early stop comes before dense's."""
+    def measure(summary, curves):
+        rows = _runs(summary, "oneshot")
+        if rows is None or not (rows.density.min() <= lo * REACH and rows.density.max() >= hi / REACH):
+            return _missing(f"one-shot levels do not span {lab(hi)}-{lab(lo)}")
+        # 2 % slack: our level densities need not hit the paper's printed bounds exactly
+        inside = rows[rows.density.between(lo / 1.02, hi * 1.02)].groupby("density")[ES].mean()
+        earlier = int((inside < _dense(summary)[ES].mean()).sum())
+        return Measured(earlier / len(inside), f"{earlier}/{len(inside)} levels earlier "
+                        f"({lab(inside.index.max())}-{lab(inside.index.min())})")
+    return measure
 
 
-def _iterative_smaller(summary, curves):
+def iterative_smaller(summary, curves):
     if _runs(summary, "oneshot") is None:
         return _missing("no one-shot runs")
     (d_t, all_t), (d_o, all_o) = _holds_to(summary, "ticket"), _holds_to(summary, "oneshot")
@@ -173,7 +192,7 @@ def _spearman(a, b) -> float:
     return 0.0 if ra.std() == 0 or rb.std() == 0 else float(np.corrcoef(ra, rb)[0, 1])
 
 
-def _random_trend(summary, curves):
+def random_trend(summary, curves):
     if _runs(summary, "random") is None:
         return _missing("no random sparse runs")
     by = per_trial(summary, "random").groupby("density")[[ES, ACC]].mean()  # dense included
@@ -184,58 +203,9 @@ def _random_trend(summary, curves):
                     f"accuracy {acc:+.2f} ({len(by)} densities)", {"slow": slow, "acc": acc})
 
 
-def _random_trend_rule(m):
+def random_trend_rule(m):
     slow, acc = m.parts["slow"], m.parts["acc"]
     return REPRODUCED if min(slow, acc) >= 0.7 else PARTLY if max(slow, acc) >= 0.7 else NOT
-
-
-def lenet_claims() -> list[Claim]:
-    """Frankle & Carbin (2019), LeNet-300-100 on MNIST (Section 2 and Figures 1, 3, 4)."""
-    return [
-        Claim("ticket-earlier-21", "At P_m = 21.1% the winning ticket reaches minimum validation "
-              "loss earlier than the dense network", "38% earlier", _es_earlier(0.211),
-              lambda m: _scale(m.value, 0.19),
-              "1 - ES(ticket)/ES(dense) per trial, mean; reproduced if >= 19% (half of 38%), "
-              "partly if > 0"),
-        Claim("ticket-accuracy-13.5", "At P_m = 13.5% test accuracy at early stop rises above "
-              "the dense network's", "> +0.3 pts", _acc_gain("ticket", 0.135),
-              lambda m: REPRODUCED if m.value > 0.3 else _scale(m.value, math.inf),
-              "ticket minus dense accuracy at early stop, points, mean over trials; reproduced "
-              "if > 0.3 (the paper's own bound), partly if > 0"),
-        Claim("ticket-accuracy-3.6", "At P_m = 3.6% the winning ticket's test accuracy is back "
-              "to the dense network's", "about dense (±0.3 pts)", _acc_gain("ticket", 0.036),
-              lambda m: REPRODUCED if abs(m.value) <= 0.3 else
-              PARTLY if abs(m.value) <= 1.0 else NOT,
-              "ticket minus dense accuracy at early stop; reproduced if within ±0.3 pts, "
-              "partly if within ±1.0"),
-        Claim("reinit-loses-accuracy", "Reinitialised tickets lose accuracy from about 21% on, "
-              "winning tickets keep it down to about 2.9%", "reinit ~21%, ticket ~2.9%",
-              _reinit_range, _reinit_range_rule,
-              f"lowest density kept within {HOLD} pts of dense (contiguous); reproduced if the "
-              "ticket keeps to <= 4.35% (1.5 x 2.9%) and reinit stops >= 2.7x denser (half the "
-              "paper's 21/2.9 gap in log), partly if reinit stops denser at all"),
-        Claim("ticket-vs-reinit-21", "At P_m ≈ 21% a winning ticket reaches minimum validation "
-              "loss faster than when reinitialised, and is more accurate", "2.51x, +0.5 pts",
-              _ticket_vs_reinit, _ticket_vs_reinit_rule,
-              "ES(reinit)/ES(ticket) and ticket minus reinit accuracy, per trial, mean; "
-              "reproduced if >= 1.755x and >= +0.25 pts (half of each), partly if either goes "
-              "the paper's way"),
-        Claim("oneshot-earlier", "One-shot tickets reach early stop earlier than the dense "
-              "network for 67.5% >= P_m >= 17.6%", "all of 67.5%-17.6%", _oneshot_earlier,
-              lambda m: REPRODUCED if m.value >= 0.8 else PARTLY if m.value >= 0.5 else NOT,
-              "share of one-shot levels in the range whose mean ES is below dense's; reproduced "
-              "if >= 80%, partly if >= 50%"),
-        Claim("iterative-smaller", "Iterative pruning finds smaller winning tickets than "
-              "one-shot pruning", "iterative < one-shot", _iterative_smaller,
-              lambda m: REPRODUCED if m.value > 1 else PARTLY if m.value == 1 else NOT,
-              f"lowest density each keeps accuracy to (within {HOLD} pts of dense, contiguous); "
-              "reproduced if iterative's is lower, partly if equal"),
-        Claim("random-sparse-worse", "Random sparse subnetworks learn slower and reach lower "
-              "accuracy the sparser they are", "monotonic (Figure 1)", _random_trend,
-              _random_trend_rule,
-              "rank correlation over densities (dense included) of mean ES (should fall with "
-              "density) and accuracy (should rise); reproduced if both >= 0.7, partly if one"),
-    ]
 
 
 def scorecard(claims, summary: pd.DataFrame, curves: pd.DataFrame | None = None,

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-REPO = pathlib.Path(__file__).resolve().parent.parent
+from ..provenance import REPO
 NAMES = ("mnist", "fashion_mnist", "cifar10")
 CIFAR_RECORD = 1 + 3 * 32 * 32  # one label byte, then R, G, B planes of 1024 bytes
 

@@ -20,7 +20,7 @@ and engine interleaved within a repeat so that they share the machine's noise):
                and each under torch.compile (not in the default cases: compiling takes minutes), on random data.
   batched      N LeNet-300-100 levels (a dense network and pruned ones, as a ticket and its controls) trained
                as one stacked computation (lt_core/batched.py) against N separate engine runs.
-  workers      two whole LeNet trials (levels 0..--levels, --trial-steps each) through `lottery.run` in one
+  workers      two whole LeNet trials (levels 0..--levels, --trial-steps each) through `executor.run` in one
                process against two processes of one thread each (lt_core/parallel.py); not in the default
                cases, and it needs MNIST itself, even with --synthetic (each process loads it).
 
@@ -45,12 +45,18 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from . import data as datasets
-from . import batched, ceilings, lottery, models, products, pruning, sparse, sparse_input, store
-from . import train as engine
-from .config import make
-from .masks import Mask
-from .train import DeviceData
+from .. import provenance
+from ..config import make
+from ..data import datasets
+from ..nets import models, products
+from ..procedures import imp
+from ..runs import executor
+from ..sparsity import pruning
+from ..sparsity.masks import Mask
+from ..training import loop as engine
+from ..training.fast import sparse, sparse_input
+from ..training.loop import DeviceData
+from . import batched, ceilings
 
 LENET_STEP_FLOP = 67e6  # forward + weight gradients + input gradients of layers 2-3, batch 60
 LENET_FORWARD_FLOP = 2 * (784 * 300 + 300 * 100 + 100 * 10)  # per example: what evaluation costs
@@ -305,18 +311,18 @@ def batched_case(data, args) -> dict:
 
 
 def workers_case(args) -> dict:
-    """Networks per hour of `lottery.run` in one process (all threads) against two processes of half the
+    """Networks per hour of `executor.run` in one process (all threads) against two processes of half the
     threads each, on two whole trials of tickets. Starting the processes and loading the data are included;
     a longer run amortises them."""
     cfg = make({"experiment": "bench_workers", "trials": 2, "levels": args.levels, "controls": ("ticket",),
                 "iterations": args.trial_steps, "eval_every": 100})
-    n = len(lottery.units(cfg))
+    n = len(imp.units(cfg))
     times = {1: [], 2: []}
     for r in range(args.repeats):
         for workers in ((1, 2) if r % 2 == 0 else (2, 1)):
             with tempfile.TemporaryDirectory() as root:
                 start = time.perf_counter()
-                lottery.run(cfg, root, log=lambda *_: None, workers=workers)
+                executor.run(cfg, root, log=lambda *_: None, workers=workers)
                 times[workers].append(time.perf_counter() - start)
     per_hour = {f"processes_{w}": round(n * 3600 / statistics.median(v)) for w, v in times.items()}
     return {"networks": n, "steps": args.trial_steps, "networks_per_hour": per_hour,
@@ -343,7 +349,7 @@ def main(argv: list[str]) -> int:
     args.stack = [int(n) for n in args.stack.split(",")]
     if args.threads:
         torch.set_num_threads(args.threads)
-    out = {"conditions": {"torch": torch.__version__, "cpu": store.cpu_kind(), "threads": torch.get_num_threads(),
+    out = {"conditions": {"torch": torch.__version__, "cpu": provenance.cpu_kind(), "threads": torch.get_num_threads(),
                           "cpus": os.cpu_count(), "load_average_1min": round(os.getloadavg()[0], 2),
                           "repeats": args.repeats, "quick": args.quick, "synthetic": args.synthetic},
            "matmul_gflops_by_library": matmul_rates(256 if args.quick else 2048, 2 if args.quick else 7)}

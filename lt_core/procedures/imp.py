@@ -10,6 +10,9 @@ Per trial t (all seeds derive from (cfg.seed, t)):
             oneshot: the trained dense network pruned in one step to level l's counts, theta_k (l >= 2:
                      at level 1 one-shot and iterative pruning are the same network).
 Every unit trains on the same batches in the same order (the data seed depends on the trial only).
+
+`ImpProcedure` is this on the procedure contract (lt_core/procedures/base.py); `Trial` holds what one
+trial's units share.
 """
 
 from __future__ import annotations
@@ -19,12 +22,13 @@ import time
 
 import torch
 
-from . import data as datasets
-from . import models, parallel, pruning
-from .config import Experiment
-from .masks import Mask
-from .store import RunStore, Unit, code_version, provenance
-from .train import DeviceData, resolve_device, train
+from ..config import Experiment
+from ..nets import models
+from ..provenance import provenance
+from ..sparsity import pruning
+from ..sparsity.masks import Mask
+from ..training.loop import DeviceData, train
+from .base import Procedure, Unit, register
 
 SHAPES = {"mnist": (1, 28, 28), "fashion_mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
 
@@ -40,7 +44,7 @@ def units(cfg: Experiment) -> list[Unit]:
     for trial in range(cfg.trials):
         for level in range(cfg.levels + 1):
             out.append(Unit(trial, level, "ticket"))
-            if level not in cfg.levels_with_controls():
+            if level not in levels_with_controls(cfg):
                 continue
             if "reinit" in cfg.controls:
                 out += [Unit(trial, level, "reinit", d) for d in range(cfg.reinit_draws)]
@@ -49,6 +53,11 @@ def units(cfg: Experiment) -> list[Unit]:
             if "oneshot" in cfg.controls and level >= 2:
                 out.append(Unit(trial, level, "oneshot"))
     return out
+
+
+def levels_with_controls(cfg: Experiment) -> list[int]:
+    chosen = cfg.control_levels or range(1, cfg.levels + 1)
+    return sorted(level for level in set(chosen) if 1 <= level <= cfg.levels)
 
 
 def new_model(cfg: Experiment, seed: int):
@@ -68,7 +77,7 @@ def plan(cfg: Experiment) -> list[float]:
 class Trial:
     """The state a trial's units share: theta_k, the masks, the ticket's trained weights."""
 
-    def __init__(self, cfg: Experiment, store: RunStore, trial: int, data: DeviceData, on_step=None):
+    def __init__(self, cfg: Experiment, store, trial: int, data: DeviceData, on_step=None):
         self.cfg, self.store, self.trial, self.data, self.on_step = cfg, store, trial, data, on_step
         self.seed = derive_seed(cfg.seed, trial)
         self.data_seed = derive_seed(self.seed, "data") % (2**31)
@@ -79,7 +88,7 @@ class Trial:
         if level not in self.masks:
             if level == 0:
                 self.masks[0] = Mask.ones_like(new_model(self.cfg, 0))
-            elif self.store.done(Unit(self.trial, level, "ticket")):
+            elif self.store.has(Unit(self.trial, level, "ticket"), "mask"):  # stored, or kept by a resume
                 self.masks[level] = Mask.load(self.store.unit_dir(Unit(self.trial, level, "ticket")) / "mask.pt")
             else:
                 previous = self.store.load_tensor(Unit(self.trial, level - 1, "ticket"), "final")
@@ -88,7 +97,7 @@ class Trial:
 
     @staticmethod
     def needs(unit: Unit) -> list[Unit]:
-        """The units whose stored results unit_start reads for `unit` (lt_core/parallel.py starts a unit
+        """The units whose stored results unit_start reads for `unit` (lt_core/runs/pool.py starts a unit
         once these are stored): the level-(l-1) ticket for a ticket and the reinit and random controls of
         level l (mask_l; theta_k through the chain), the dense network for a one-shot control."""
         if unit.level == 0:
@@ -148,39 +157,46 @@ def early_stop(rows) -> dict:
     return out
 
 
-def run(cfg: Experiment, root=None, *, progress: bool = False, log=print, workers: int = 1) -> RunStore:
-    """Train every unit of `cfg` that the store does not have yet; return the store. workers > 1 trains
-    them in that many processes sharing the CPU threads (lt_core/parallel.py says when that pays)."""
-    if workers < 1:
-        raise ValueError(f"workers={workers}: use 1 (one process) or more")
-    plan(cfg)
-    code_version()  # read now: the code this process runs, before anyone edits the working tree
-    store = RunStore(cfg, root)
-    todo = [u for u in units(cfg) if not store.done(u)]
-    if not todo:
-        log(f"{cfg.experiment}: all {len(units(cfg))} units done in {store.dir}")
-        return store
-    splits = datasets.load(cfg.dataset, val_size=cfg.val_size, split_seed=cfg.split_seed)  # errors said here
-    device = resolve_device(cfg.device)
-    store.write_config()
-    if workers > 1:
-        log(f"{cfg.experiment}: {len(todo)} of {len(units(cfg))} units to train on {device} in {workers} "
-            f"processes -> {store.dir}")
-        parallel.train_units(cfg, store, todo, workers, Trial, progress=progress)
-        return store
-    data = DeviceData.prepare(splits, device)
-    log(f"{cfg.experiment}: {len(todo)} of {len(units(cfg))} units to train on {device} -> {store.dir}")
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=len(todo) * cfg.iterations, unit="step", unit_scale=True, smoothing=0.05)
-    step_hook = (lambda done: bar.update(1)) if bar is not None else None
-    trials: dict[int, Trial] = {}
-    for unit in todo:
-        trial = trials.setdefault(unit.trial, Trial(cfg, store, unit.trial, data, step_hook))
-        if bar is not None:
-            bar.set_description(f"trial {unit.trial} level {unit.level} {unit.control}")
-        trial.run_unit(unit)
-    if bar is not None:
-        bar.close()
-    return store
+@register
+class ImpProcedure(Procedure):
+    """IMP on the contract: the units above, Trial.needs, one Trial per trial and store."""
+    name = "imp"
+
+    def __init__(self, cfg: Experiment):
+        super().__init__(cfg)
+        self._trials: dict[tuple, Trial] = {}
+
+    def check(self) -> None:
+        plan(self.cfg)
+
+    def units(self) -> list[Unit]:
+        return units(self.cfg)
+
+    def needs(self, unit: Unit) -> list[Unit]:
+        return Trial.needs(unit)
+
+    def reads_weights(self, unit: Unit, masks_known: bool = False) -> list[Unit]:
+        """A ticket whose mask is not stored prunes the level-(l-1) ticket's trained weights; a one-shot
+        control the dense network's; with late resetting every level > 0 starts from theta_k, which training
+        level 0 stores. The reinit and random controls read only mask_l, which the level-l ticket stores."""
+        if unit.level == 0:
+            return []
+        out = {Unit(unit.trial, 0, "ticket")} if (unit.control == "oneshot" or self.cfg.rewind_iteration) else set()
+        if unit.control == "ticket" and not masks_known:
+            out.add(Unit(unit.trial, unit.level - 1, "ticket"))
+        return sorted(out)
+
+    def resume_tensors(self, unit: Unit) -> tuple[str, ...]:
+        return ("mask",) if unit.control == "ticket" else ()  # the controls' masks are derived from it
+
+    def priority(self, unit: Unit):
+        return unit.control != "ticket"  # each trial's chain of tickets is the longest path: tickets first
+
+    def trial(self, store, trial: int, data, on_step=None) -> Trial:
+        key = (str(store.dir), trial)
+        if key not in self._trials:
+            self._trials[key] = Trial(self.cfg, store, trial, data, on_step)
+        return self._trials[key]
+
+    def run_unit(self, unit: Unit, store, data, on_step=None) -> None:
+        self.trial(store, unit.trial, data, on_step).run_unit(unit)

@@ -19,9 +19,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .masks import Mask
-from .models import LeNet300100
-from .train import Batches, DeviceData, lr_at, make_optimizer
+from ..nets.models import LeNet300100
+from ..sparsity.masks import Mask
+from ..training.loop import Batches, DeviceData, lr_at, make_optimizer
 
 NAMES = ("fc1", "fc2", "fc3")
 

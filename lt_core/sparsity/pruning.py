@@ -28,7 +28,7 @@ class PruneSpec:
 
     @classmethod
     def of(cls, model, cfg) -> "PruneSpec":
-        unknown = sorted(set(cfg.rate) - set(model.prunable.values()))
+        unknown = sorted(set(dict(cfg.rates)) - set(model.prunable.values()))
         if unknown:
             raise ValueError(f"pruning rates name layer kinds {unknown} that model '{cfg.model}' does not have; "
                              f"its kinds are {sorted(set(model.prunable.values()))}")

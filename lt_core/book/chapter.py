@@ -11,9 +11,10 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from . import config, plots, pruning
-from .lottery import new_model, plan
-from .store import REPO
+from .. import config
+from ..procedures.imp import new_model, plan
+from ..provenance import REPO
+from ..sparsity import pruning
 
 PARAMS = REPO / "params"
 
@@ -73,45 +74,6 @@ def provenance(summary: pd.DataFrame) -> pd.DataFrame:
     out = summary.groupby(cols, dropna=False).agg(units=("control", "size"),
                                                  first=("finished", "min"), last=("finished", "max"))
     return out.reset_index()
-
-
-def level_view(curves: pd.DataFrame, masks: dict, density: float) -> Figure:
-    """One slider position: the ticket's first-layer mask and test accuracy of every control there."""
-    fig = Figure(figsize=(8.0, 2.9), layout="constrained")
-    left, right = fig.subplots(1, 2, width_ratios=[1, 2.2])
-    m = masks[density]
-    left.imshow(m.mean(axis=0).reshape(28, 28), cmap="magma", vmin=0, vmax=1)
-    left.set_title(f"first layer kept per pixel, P_m={plots.density_label(density)}", fontsize=8)
-    left.set_axis_off()
-    test = curves[curves.split == "test"]
-    level = int(test[(test.control == "ticket") & (abs(test.density - density) < 1e-9)].level.iloc[0])
-    for control, (color, ls) in plots.STYLE.items():
-        runs = test[(test.control == control) & (test.level == level)]
-        if runs.empty:
-            continue
-        mean = runs.groupby("iteration").accuracy.mean()
-        right.plot(mean.index, mean.values, color=color, ls=ls, label=control)
-    dense = test[(test.control == "ticket") & (test.level == 0)].groupby("iteration").accuracy.mean()
-    right.plot(dense.index, dense.values, color="k", lw=0.8, alpha=0.6, label="dense")
-    top = dense.max()
-    right.set_ylim(top - 0.06, top + 0.015)
-    right.set_xlabel("training iteration")
-    right.set_ylabel("test accuracy")
-    right.legend(fontsize=8, ncol=2)
-    return fig
-
-
-def pixel_regions(masks: dict, border: int = 4) -> pd.DataFrame:
-    """Per density, the share of first-layer connections kept by the `border`-pixel frame of the 28x28
-    image (almost always 0 in MNIST) and by the centre, to read the mask picture by numbers."""
-    rows = []
-    for density in sorted(masks, reverse=True):
-        kept = masks[density].mean(axis=0).reshape(28, 28)
-        frame = np.ones((28, 28), dtype=bool)
-        frame[border:-border, border:-border] = False
-        rows.append({"density %": round(100 * density, 1), "border kept %": round(100 * kept[frame].mean(), 1),
-                     "centre kept %": round(100 * kept[~frame].mean(), 1)})
-    return pd.DataFrame(rows).set_index("density %")
 
 
 def nearest(masks: dict, densities) -> dict:

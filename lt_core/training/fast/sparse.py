@@ -37,8 +37,8 @@ import warnings
 import torch
 import torch.nn.functional as F
 
-from . import products
-from .models import LeNet300100
+from ...nets import products
+from ...nets.models import LeNet300100
 from .sparse_input import INPUT_DENSITY, first_layer
 
 PACK_DENSITY = 0.3       # at or below this mask density a layer is packed (training steps: crossover ~0.29)

@@ -27,7 +27,7 @@ import time
 
 import numpy as np
 
-from .data import (CIFAR_RECORD, NAMES, REPO, DataError, data_root, find_dir, fix_command,
+from .datasets import (CIFAR_RECORD, NAMES, REPO, DataError, data_root, find_dir, fix_command,
                    read_png_sprite, spec)
 
 __all__ = ["DataError", "command", "fetch", "verify", "CHECKSUMS_FILE"]
@@ -211,8 +211,8 @@ def command(action: str, names: list[str], root: pathlib.Path | None = None) -> 
     return status
 
 
-if __name__ == "__main__":  # stop-gap for the Makefile: python -m lt_core.fetch fetch all
+if __name__ == "__main__":  # stop-gap for the Makefile: python -m lt_core.data.fetch fetch all
     args = sys.argv[1:]
     if not args or args[0] not in ("fetch", "verify"):
-        sys.exit("usage: python -m lt_core.fetch fetch|verify all|NAME...")
+        sys.exit("usage: python -m lt_core.data.fetch fetch|verify all|NAME...")
     sys.exit(command(args[0], list(NAMES) if args[1:] in ([], ["all"]) else args[1:]))

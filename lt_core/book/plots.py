@@ -173,27 +173,3 @@ def early_stop_vs_density(summary: pd.DataFrame) -> Figure:
     axes[0].legend(fontsize=8)
     fig.suptitle("Mean over trials, band = min-max over trials (reinit draws averaged first)")
     return fig
-
-
-def mask_picture(masks: dict, shared_scale: bool = True) -> Figure:
-    """Per density, a 28x28 map of the fraction of first-layer connections each pixel keeps.
-
-    shared_scale=True puts every panel on 0..1 (comparable across densities); False scales each
-    panel to its own maximum, which shows where the few survivors sit at very low densities.
-    """
-    ds = sorted(masks, reverse=True)
-    fig = Figure(figsize=(2.3 * len(ds) + 0.8, 2.8), layout="constrained")
-    axes = fig.subplots(1, len(ds), squeeze=False)[0]
-    for ax, d in zip(axes, ds):
-        m = np.asarray(masks[d], dtype=bool)
-        # mean over hidden units (rows) = share of the 300 outgoing connections a pixel keeps
-        kept = m.mean(axis=0).reshape(28, 28)
-        vmax = 1.0 if shared_scale else max(kept.max(), 1e-9)
-        img = ax.imshow(kept, cmap="magma", vmin=0, vmax=vmax)
-        ax.set_title(density_label(d))
-        ax.set_axis_off()
-        if not shared_scale:
-            fig.colorbar(img, ax=ax, shrink=0.8)
-    if shared_scale:
-        fig.colorbar(img, ax=list(axes), shrink=0.85, label="fraction of 300 kept")
-    return fig

@@ -21,7 +21,7 @@ def figure_png(fig: Figure, dpi: int = 90) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
     # pyplot-managed figures stay registered (and get re-shown by the notebook) until closed;
-    # plain Figure objects, as lt_core.plots makes, are a no-op here and simply get dropped
+    # plain Figure objects, as lt_core.book.plots makes, are a no-op here and simply get dropped
     plt.close(fig)
     return buf.getvalue()
 

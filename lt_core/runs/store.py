@@ -15,24 +15,17 @@ an explicit `root` (the command line's --results).
 from __future__ import annotations
 
 import csv
-import datetime as dt
-import functools
 import io
 import json
 import os
-import platform
-import subprocess
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from . import __version__
-from .config import Experiment
-
-REPO = Path(__file__).resolve().parent.parent
-
+from ..config import Experiment
+from ..procedures.base import Unit
+from ..provenance import REPO
 
 def results_root(root: str | Path | None = None) -> Path:
     return Path(root or os.environ.get("LT_RESULTS") or REPO / "results")
@@ -60,55 +53,6 @@ def tensor_bytes(obj) -> bytes:
     return buffer.getvalue()
 
 
-@functools.lru_cache(maxsize=1)
-def code_version() -> str:
-    """The git commit of the code (with '+dirty' when the working tree differs), else the package version."""
-    try:
-        run = lambda *args: subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True,
-                                           check=True, timeout=10).stdout.strip()
-        commit = run("rev-parse", "--short=12", "HEAD")
-        dirty = run("status", "--porcelain", "--untracked-files=no", "--", "lt_core")
-        return commit + ("+dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return f"lt_core {__version__}"
-
-
-@functools.lru_cache(maxsize=1)
-def cpu_kind() -> str:
-    """The CPU's model name and the vector instructions torch's kernels use on it (AVX2, AVX512, ...). Two
-    machines of different kinds sum in different orders (MKL, oneDNN and fbgemm pick their code by
-    instruction set), so the same run gives numbers that differ in the last digits: recorded with every
-    unit, it says which kind of machine a table's numbers come from."""
-    name = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            name = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), name)
-    except OSError:
-        pass
-    return f"{name} ({torch.backends.cpu.get_cpu_capability()})"
-
-
-def provenance(device: str) -> dict:
-    return {"code_version": code_version(), "lt_core": __version__, "torch": torch.__version__,
-            "device": device, "machine": f"{platform.machine()} {platform.node()}", "cpu": cpu_kind(),
-            "cpus": os.cpu_count(), "threads": torch.get_num_threads(),
-            "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
-
-
-@dataclass(frozen=True, order=True)
-class Unit:
-    """One trained network of an experiment."""
-    trial: int
-    level: int
-    control: str
-    draw: int = 0
-
-    @property
-    def path(self) -> str:
-        leaf = f"reinit_{self.draw}" if self.control == "reinit" else self.control
-        return f"trial_{self.trial:02d}/level_{self.level:02d}/{leaf}"
-
-
 class RunStore:
     def __init__(self, cfg: Experiment, root: str | Path | None = None):
         self.cfg = cfg
@@ -125,6 +69,11 @@ class RunStore:
     def done(self, unit: Unit) -> bool:
         return (self.unit_dir(unit) / "summary.json").exists()
 
+    def has(self, unit: Unit, name: str) -> bool:
+        """Whether the unit's tensor `name` is stored (a unit being trained, or one that `recorded.resume`
+        gave its recorded mask to train again, has its mask before its summary)."""
+        return (self.unit_dir(unit) / f"{name}.pt").exists()
+
     def save_unit(self, unit: Unit, rows, summary: dict, tensors: dict[str, object]) -> None:
         """Tensors and metrics first, summary.json last (the 'done' mark)."""
         folder = self.unit_dir(unit)
@@ -139,6 +88,9 @@ class RunStore:
 
     def load_tensor(self, unit: Unit, name: str):
         return torch.load(self.unit_dir(unit) / f"{name}.pt", map_location="cpu", weights_only=True)
+
+    def save_tensor(self, unit: Unit, name: str, obj) -> None:
+        atomic_write(self.unit_dir(unit) / f"{name}.pt", tensor_bytes(obj))
 
     def save_trial_tensor(self, trial: int, name: str, obj) -> None:
         atomic_write(self.dir / f"trial_{trial:02d}" / f"{name}.pt", tensor_bytes(obj))

@@ -1,0 +1,2 @@
+"""Procedures: what an experiment trains, unit by unit, on one contract (base: Unit, Procedure, the registry).
+imp: iterative magnitude pruning with the reinit, random and one-shot controls and late resetting."""

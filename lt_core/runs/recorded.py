@@ -1,0 +1,180 @@
+"""Recorded runs: the small, committable copy of a long run (`book/recorded/<name>/`), and resuming one.
+
+A recorded run (`export`) is a folder with config.json, summary.csv, curves.csv.gz and masks.zip: no
+weights, with the code version, machine, date and seeds of every unit inside summary.csv. masks.zip holds,
+bit-packed and compressed, the masks the procedure says a run needs to go on (`resume_tensors`; IMP: each
+ticket's): a LeNet-300-100 level is 33 KB packed, less compressed.
+
+`resume` puts a recorded run into an empty (or partial) run store, so that `run --resume-from DIR` on a
+fresh machine trains only what the recording lacks. Weights are never recorded, so the units whose trained
+weights a missing unit reads (`reads_weights`; IMP: the last finished ticket of each trial, and the dense
+network when a one-shot control is missing or the run rewinds to theta_k) are trained again rather than
+imported; so is a unit whose masks the recording lacks.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import math
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..config import ConfigError, Experiment
+from ..procedures.base import Unit, procedure_for
+from ..provenance import REPO
+from .results import load
+from .store import RunStore, atomic_write
+
+MASKS = "masks.zip"
+
+
+def export(cfg: Experiment, dest: str | Path, root=None, every: int = 1) -> Path:
+    """Write the small, committable copy of a run: config, summary, curves (every `every`-th evaluation)."""
+    dest = Path(dest)
+    curves, summary = load(cfg, root)
+    if every > 1:
+        keep = (curves.iteration % (every * cfg.eval_every) == 0) | (curves.iteration == cfg.iterations)
+        curves = curves[keep]
+    doc = {"digest": cfg.digest(), "config": cfg.to_dict()}
+    atomic_write(dest / "config.json", json.dumps(doc, indent=1, sort_keys=True))
+    atomic_write(dest / "summary.csv", summary.to_csv(index=False))
+    atomic_write(dest / "curves.csv.gz", _gzip_csv(curves))
+    atomic_write(dest / MASKS, _mask_archive(cfg, RunStore(cfg, root)))
+    return dest
+
+
+def _mask_archive(cfg: Experiment, store: RunStore) -> bytes:
+    """A zip of the kept masks: per unit and tensor name, the mask's bits (np.packbits, row-major) as .npy,
+    and index.json with each tensor's shape. Entries carry a fixed date, so equal masks give equal bytes."""
+    procedure, index, buffer = procedure_for(cfg), {}, io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
+        def put(name: str, payload: bytes) -> None:
+            archive.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), payload,
+                             compress_type=zipfile.ZIP_DEFLATED)
+        for unit in procedure.units():
+            if not store.done(unit):
+                continue
+            for kind in procedure.resume_tensors(unit):
+                for name, bits in store.load_tensor(unit, kind).items():
+                    key = f"{unit.path}/{kind}/{name}"
+                    index[key] = list(bits.shape)
+                    packed = io.BytesIO()
+                    np.save(packed, np.packbits(bits.numpy().astype(bool).ravel()))
+                    put(key + ".npy", packed.getvalue())
+        put("index.json", json.dumps(index, indent=0, sort_keys=True).encode())
+    return buffer.getvalue()
+
+
+def read_masks(folder: str | Path) -> dict[str, dict[str, torch.Tensor]]:
+    """'<unit path>/<kind>' -> {tensor name: bool tensor} from a recorded run's masks.zip ({} if none)."""
+    path = Path(folder) / MASKS
+    if not path.exists():
+        return {}
+    out: dict[str, dict[str, torch.Tensor]] = {}
+    with zipfile.ZipFile(path) as archive:
+        for key, shape in json.loads(archive.read("index.json")).items():
+            bits = np.load(io.BytesIO(archive.read(key + ".npy")))
+            flat = np.unpackbits(bits, count=math.prod(shape)).astype(bool)
+            unit_kind, name = key.rsplit("/", 1)
+            out.setdefault(unit_kind, {})[name] = torch.from_numpy(flat.reshape(shape))
+    return out
+
+
+def _gzip_csv(frame: pd.DataFrame) -> bytes:
+    """Five significant digits, and mtime 0 so the same table gives the same bytes."""
+    return gzip.compress(frame.to_csv(index=False, float_format="%.5g").encode(), mtime=0)
+
+
+def load_recorded(folder: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """(curves, summary, config document) of a recorded run written by `export`."""
+    folder = Path(folder)
+    if not (folder / "summary.csv").exists():
+        raise FileNotFoundError(f"no recorded run in {folder} (expected summary.csv, curves.csv.gz, config.json)")
+    doc = json.loads((folder / "config.json").read_text())
+    return pd.read_csv(folder / "curves.csv.gz"), pd.read_csv(folder / "summary.csv"), doc
+
+
+def recorded(name: str, folder: str | Path | None = None):
+    """(curves, summary, config document) of book/recorded/<name>, or None when it is not there."""
+    path = Path(folder) if folder else REPO / "book" / "recorded" / name
+    return load_recorded(path) if (path / "summary.csv").exists() else None
+
+
+def describe_recorded(summary: pd.DataFrame, doc: dict) -> str:
+    """What a recorded run covers, next to what its configuration asks for."""
+    cfg = doc["config"]
+    per_control = summary.groupby("control").size().to_dict()
+    versions = sorted(summary.code_version.dropna().unique()) if "code_version" in summary else []
+    lines = [f"run {doc['digest']}: {cfg['iterations']} iterations per network, batch {cfg['batch_size']}, "
+             f"{cfg['optimizer']} lr {cfg['lr']}, evaluation every {cfg['eval_every']}",
+             f"trials present: {sorted(int(t) for t in summary.trial.unique())} (of {cfg['trials']} asked); levels 0-"
+             f"{summary.level.max()} (of {cfg['levels']}), lowest density {100 * summary.density.min():.1f}%",
+             "networks per control: " + ", ".join(f"{k} {v}" for k, v in sorted(per_control.items())),
+             f"code versions: {', '.join(versions)}; finished {summary.finished.min()} .. {summary.finished.max()}"]
+    return "\n".join(lines)
+
+
+def _unit(row) -> Unit:
+    return Unit(int(row["trial"]), int(row["level"]), str(row["control"]), int(row["draw"]))
+
+
+def _plain(value):
+    """A summary.csv cell as summary.json had it (numpy scalars to Python, NaN to None)."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
+def resume(cfg: Experiment, folder: str | Path, root=None, log=print) -> dict[str, list[Unit]]:
+    """Put the recorded run in `folder` into the run store of `cfg` (units it already holds are left as
+    they are). Returns {"imported": [...], "retrain": [...]}: the recorded units stored now, and the
+    recorded units left to train again because a missing unit reads their weights or their masks were not
+    recorded. `executor.run` then trains these and every unit the recording lacks."""
+    folder = Path(folder)
+    curves, summary, doc = load_recorded(folder)
+    if doc.get("digest") != cfg.digest():
+        raise ConfigError(f"{folder} records run {doc.get('digest')}, but these parameters name run "
+                          f"{cfg.digest()}: resume with the parameters it was recorded with (its config.json), "
+                          "changing only trials, levels or controls")
+    procedure, store, masks = procedure_for(cfg), RunStore(cfg, root), read_masks(folder)
+    rows = {_unit(r): r for r in summary.to_dict("records")}
+    planned = set(procedure.units())
+    complete = {u for u in rows if u in planned and all(f"{u.path}/{kind}" in masks
+                                                         for kind in procedure.resume_tensors(u))}
+    retrain, frontier = set(), [u for u in planned if u not in complete]
+    while frontier:  # a unit trained again reads the weights it starts from too (with its masks known)
+        unit = frontier.pop()
+        for need in procedure.reads_weights(unit, masks_known=unit in complete):
+            if need in complete and need not in retrain:
+                retrain.add(need)
+                frontier.append(need)
+    for unit in sorted(retrain):  # trained again from the recorded masks, not from pruning anew
+        if not store.done(unit):
+            for kind in procedure.resume_tensors(unit):
+                store.save_tensor(unit, kind, masks[f"{unit.path}/{kind}"])
+    imported = []
+    groups = {k: g for k, g in curves.groupby(["trial", "level", "control", "draw"])}
+    for unit in sorted(complete - retrain):
+        if store.done(unit):
+            continue
+        metrics = groups.get((unit.trial, unit.level, unit.control, unit.draw), curves.iloc[:0])
+        metrics = metrics.sort_values(["iteration", "split"], key=lambda c: c if c.name == "iteration"
+                                      else c.map({"val": 0, "test": 1}))
+        unit_rows = list(zip(metrics.iteration.astype(int), metrics.split, metrics.loss.astype(float),
+                             metrics.accuracy.astype(float)))
+        record = {k: _plain(v) for k, v in rows[unit].items() if k != "experiment"}
+        record["resumed_from"] = str(folder)
+        tensors = {kind: masks[f"{unit.path}/{kind}"] for kind in procedure.resume_tensors(unit)}
+        store.save_unit(unit, unit_rows, record, tensors)
+        imported.append(unit)
+    if imported:
+        store.write_config()
+    log(f"{cfg.experiment}: {len(imported)} units resumed from {folder}; {len(retrain)} recorded units to "
+        f"train again for the weights or masks the rest starts from, {len(planned - complete)} not recorded")
+    return {"imported": imported, "retrain": sorted(retrain)}

@@ -1,0 +1,80 @@
+"""A recorded run resumes on a machine with an empty run store: export a partial smoke run, delete the store,
+resume from the export, and get the masks and numbers of an uninterrupted run."""
+
+import shutil
+
+import pytest
+import torch
+
+from lt_core.config import ConfigError
+from lt_core.procedures import imp
+from lt_core.procedures.base import Unit
+from lt_core.runs import executor, recorded
+from lt_core.runs.store import RunStore
+
+from test_engine import cfg, tiny  # noqa: F401 (a fixture)
+
+CLOSE = 0.01  # as tests/test_parallel.py allows for another thread count
+
+
+@pytest.mark.parametrize("rewind", [0, 10])
+def test_a_partial_recorded_run_resumes_on_an_empty_store(tiny, tmp_path, rewind):
+    full = cfg(levels=3, trials=2, rewind_iteration=rewind)
+    partial = cfg(levels=2, trials=2, rewind_iteration=rewind)  # the same run, stopped a level earlier
+    assert partial.digest() == full.digest()
+    whole = executor.run(full, tmp_path / "whole", log=lambda *_: None)
+    executor.run(partial, tmp_path / "first", log=lambda *_: None)
+    export = recorded.export(partial, tmp_path / "recorded", tmp_path / "first")
+    shutil.rmtree(tmp_path / "first")  # a fresh machine: nothing but what the repository commits
+    assert not any(p.suffix == ".pt" and p.stem == "final" for p in export.rglob("*"))  # no weights
+
+    messages = []
+    outcome = recorded.resume(full, export, tmp_path / "fresh", log=messages.append)
+    # the last finished ticket of each trial (level 2: the level-3 ticket prunes its weights) and the dense
+    # network (the level-3 one-shot control prunes it; with rewinding, theta_k comes from training it)
+    assert outcome["retrain"] == [Unit(t, level, "ticket") for t in (0, 1) for level in (0, 2)]
+    assert len(outcome["imported"]) == len(imp.units(partial)) - 4
+    assert "units resumed from" in messages[0]
+    store = executor.run(full, tmp_path / "fresh", log=lambda *_: None)
+
+    def by_unit(s):
+        return {(u["trial"], u["level"], u["control"], u["draw"]): u for u in s.summaries()}
+
+    a, b = by_unit(whole), by_unit(store)
+    assert set(a) == set(b) == {(u.trial, u.level, u.control, u.draw) for u in imp.units(full)}
+    for key in a:
+        assert a[key]["density"] == b[key]["density"], key
+        for field in ("final_test_accuracy", "early_stop_test_accuracy"):
+            assert abs(a[key][field] - b[key][field]) <= CLOSE, (key, field)
+    for trial in (0, 1):
+        for level in range(4):
+            unit = Unit(trial, level, "ticket")
+            ma, mb = whole.load_tensor(unit, "mask"), store.load_tensor(unit, "mask")
+            assert all(torch.equal(ma[n], mb[n]) for n in ma), unit  # the masks, bit for bit
+    imported = Unit(0, 1, "random")
+    assert "resumed_from" in b[(0, 1, "random", 0)] and "resumed_from" not in b[(0, 3, "ticket", 0)]
+    assert store.done(imported)
+
+
+def test_masks_survive_the_archive_bit_for_bit(tiny, tmp_path):
+    c = cfg(levels=2)
+    store = executor.run(c, tmp_path / "run", log=lambda *_: None)
+    export = recorded.export(c, tmp_path / "rec", tmp_path / "run")
+    masks = recorded.read_masks(export)
+    assert sorted(masks) == [f"{Unit(0, level, 'ticket').path}/mask" for level in range(3)]  # tickets only
+    for level in range(3):
+        stored = store.load_tensor(Unit(0, level, "ticket"), "mask")
+        assert masks[f"{Unit(0, level, 'ticket').path}/mask"].keys() == stored.keys()
+        assert all(torch.equal(masks[f"{Unit(0, level, 'ticket').path}/mask"][n], stored[n]) for n in stored)
+    first = (export / recorded.MASKS).read_bytes()
+    recorded.export(c, tmp_path / "rec", tmp_path / "run")
+    assert (export / recorded.MASKS).read_bytes() == first  # same masks, same bytes
+
+
+def test_resume_refuses_a_recording_of_other_parameters(tiny, tmp_path):
+    c = cfg(levels=1)
+    executor.run(c, tmp_path / "run", log=lambda *_: None)
+    export = recorded.export(c, tmp_path / "rec", tmp_path / "run")
+    with pytest.raises(ConfigError, match=r"records run .* but these parameters name run"):
+        recorded.resume(cfg(levels=1, lr=0.01), export, tmp_path / "fresh")
+    assert not RunStore(cfg(levels=1, lr=0.01), tmp_path / "fresh").dir.exists()
