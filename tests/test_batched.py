@@ -1,4 +1,4 @@
-"""Stacked training of several LeNets (lt_core/batched.py) against separate runs of the engine's plain path."""
+"""Stacked training of several LeNets (lt_core/speed/batched.py) against separate runs of the engine's plain path."""
 
 import pytest
 import torch

@@ -63,3 +63,27 @@ def test_committed_level_table_matches_a_fresh_smoke_run(real_book):
         assert worst <= per_row and average <= mean, (
             f"{what}: the committed table differs from a fresh run by up to {worst:.2f} (mean {average:.2f}; "
             f"allowed {per_row}, {mean}): re-execute book/lenet_mnist.ipynb (README)")
+
+
+def test_the_recorded_runs_scorecard_is_the_one_the_chapter_shows():
+    """The committed recorded run (book/recorded/lenet_mnist_paper) scored by the code now gives, claim by
+    claim, the `ours` and `verdict` cells that the committed chapter shows (computed by the code that
+    executed it). Fails when a change to the scorecard, the claims or the tables moves a recorded verdict."""
+    import html
+
+    from lt_core.book import scorecard
+    from lt_core.chapters import lenet_mnist
+    from lt_core.runs import recorded
+
+    curves, summary, _ = recorded.recorded("lenet_mnist_paper")
+    table = scorecard.scorecard(lenet_mnist.claims(), summary, curves, rules=True)
+    cells = [c for c in json.loads(NOTEBOOK.read_text())["cells"] if c["cell_type"] == "code"
+             and "rec_summary, rec_curves, rules=True" in "".join(c["source"])]
+    assert len(cells) == 1, "the chapter should score the recorded run in one cell"
+    shown = "".join(next(o["data"]["text/html"] for o in cells[0]["outputs"] if "text/html" in o.get("data", {})))
+    rows = {r.split("</th>", 1)[0]: r for r in shown.split("<th>")[1:]}
+    assert set(table.index) <= set(rows), "a claim of the code is missing from the committed scorecard"
+    for claim, row in table.iterrows():
+        for column in ("ours", "verdict"):
+            text = row[column] if len(row[column]) <= 50 else row[column][:46] + "..."  # pandas cuts at 50
+            assert f"<td>{html.escape(text)}</td>" in rows[claim], (claim, column, row[column])

@@ -109,3 +109,19 @@ def test_the_toy_runs_in_two_workers_killed_and_resumed(tmp_path):
     a = {(s["trial"], s["level"]): s for s in one.summaries()}
     for s in store.summaries():
         assert abs(s["final_test_accuracy"] - a[(s["trial"], s["level"])]["final_test_accuracy"]) <= 0.01
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_units_of_another_experiment_are_trained_first_in_their_own_store(tmp_path, workers):
+    """A toy whose first units need the last unit of another toy experiment (as ticket transfer will):
+    running it trains the source's units in the source's store, before the units that need them."""
+    c = toy(lengths=[20], source_lengths=[20, 30], trials=1)
+    source = procedure_for(c).source()
+    messages = []
+    executor.run(c, tmp_path, log=messages.append, workers=workers)
+    assert "3 of 3 units to train" in messages[0]  # the source's two and the toy's one
+    assert int(results.status(source, tmp_path).missing.sum()) == 0 and len(RunStore(source, tmp_path).summaries()) == 2
+    assert len(RunStore(c, tmp_path).summaries()) == 1
+    messages.clear()
+    executor.run(c, tmp_path, log=messages.append, workers=workers)
+    assert messages == [f"toy: all 3 units done in {RunStore(c, tmp_path).dir}"]

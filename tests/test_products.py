@@ -38,7 +38,7 @@ def test_mm_and_linear_equal_torch_up_to_summation_order(m, k, n, transposed, mi
 def test_only_large_products_go_to_onednn(monkeypatch):
     big, small = operands(60, 784, 300), operands(10, 100, 60)
     # LeNet's first layer goes to oneDNN where it is faster (AVX-512), Conv-2's 16,384 x 256 layer on any
-    # x86-64 CPU, LeNet's 10-unit layer nowhere (measured crossovers: lt_core/products.py)
+    # x86-64 CPU, LeNet's 10-unit layer nowhere (measured crossovers: lt_core/nets/products.py)
     assert products.onednn_for(60, 784, 300, big[0]) == products.AVX512
     assert products.onednn_for(60, 16384, 256, big[0]) and not products.onednn_for(10, 100, 60, small[0])
     assert not products.onednn_for(60, 16384, 256, big[0].double())

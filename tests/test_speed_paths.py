@@ -1,6 +1,6 @@
 """The engine's fast paths against its plain autograd path (train(..., plain=True)) on a tiny problem.
 
-The packed sparse path (lt_core/sparse.py), the sparse-input evaluation (sparse_input.py) and oneDNN's
+The packed sparse path (lt_core/training/fast/sparse.py), the sparse-input evaluation (sparse_input.py) and oneDNN's
 products (products.py) sum in another order than the plain path, so they are compared to a tolerance;
 changes of layout only (the max-pool gradient in channels_last) and the lean optimizers must be bit for bit.
 Pruned weights stay exactly zero on every path. No timings here: speed lives in `python -m lt_core bench`.

@@ -7,8 +7,9 @@ import dataclasses
 import time
 
 from lt_core.config import ConfigError, section
-from lt_core.procedures.base import Procedure, Unit, register
+from lt_core.procedures.base import Procedure, Unit, register, store_name
 from lt_core.procedures.imp import derive_seed, early_stop, new_model
+from lt_core.runs.store import RunStore
 from lt_core.sparsity.masks import Mask
 from lt_core.training.loop import train
 
@@ -18,6 +19,8 @@ from lt_core.training.loop import train
 class ToyLengths:
     lengths: tuple[int, ...] = (20, 40)
     pause: float = 0.0                 # seconds to sleep after each unit (gives a kill test a moment)
+    source_lengths: tuple[int, ...] = ()  # if set: each trial's first unit needs the last unit of a toy
+                                          # experiment with these lengths (units of another experiment)
 
     EXTENT = ("pause",)
 
@@ -33,14 +36,29 @@ class ToyProcedure(Procedure):
     def units(self):
         return [Unit(t, i, "dense") for t in range(self.cfg.trials) for i in range(len(self.cfg.lengths))]
 
+    def source(self):
+        return dataclasses.replace(self.cfg, experiment=self.cfg.experiment + "_source", settings=ToyLengths(
+            lengths=self.cfg.source_lengths, pause=self.cfg.pause))
+
+    def sources(self):
+        return {store_name(self.source()): self.source()} if self.cfg.source_lengths else {}
+
     def needs(self, unit):
-        return [Unit(unit.trial, unit.level - 1, "dense")] if unit.level else []
+        if unit.level:
+            return [Unit(unit.trial, unit.level - 1, "dense")]
+        if self.cfg.source_lengths:
+            return [Unit(unit.trial, len(self.cfg.source_lengths) - 1, "dense", 0, store_name(self.source()))]
+        return []
 
     def steps(self, unit):
         return self.cfg.lengths[unit.level]
 
     def run_unit(self, unit, store, data, on_step=None):
-        assert all(store.done(n) for n in self.needs(unit)), f"{unit} started before its needs"
+        own = [n for n in self.needs(unit) if not n.experiment]
+        assert all(store.done(n) for n in own), f"{unit} started before its needs"
+        for need in set(self.needs(unit)) - set(own):  # another experiment's unit: in its own store
+            other = RunStore(self.source(), store.dir.parent)
+            assert other.done(need.own()), f"{unit} started before {need}"
         cfg = dataclasses.replace(self.cfg, iterations=self.cfg.lengths[unit.level])
         seed = derive_seed(cfg.seed, unit.trial)
         model = new_model(cfg, derive_seed(seed, "init"))

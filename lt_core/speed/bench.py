@@ -9,23 +9,23 @@ and engine interleaved within a repeat so that they share the machine's noise):
                also the engine's plain autograd path (train(..., plain=True)) and training steps alone, whose
                rate x 67 MFLOP is compared with the measured matrix-product rate; the level's ceilings, its
                arithmetic at that rate (dense, and as the engine computes it); and the kernels' bound, a
-               step's products alone at their own shapes (lt_core/ceilings.py), at the same comparison;
+               step's products alone at their own shapes (lt_core/speed/ceilings.py), at the same comparison;
   lenet_trial  the engine's cost of every level of a paper trial (density 100% .. 1.8%, masks pruned from
                trained weights) against levels x the dense level's cost, each level timed next to a dense one;
                also that ratio if the levels with packed (sparse) layers cost nothing: the floor that the
                dense-path levels alone set;
   conv2        Conv-2 on CIFAR-10 training steps (evaluation excluded: Conv-2's cadence is not the point),
-               and the kernels' bound: a step's convolutions and products alone (lt_core/ceilings.py).
+               and the kernels' bound: a step's convolutions and products alone (lt_core/speed/ceilings.py).
   conv_settings  per conv net (Conv-2/4/6, ResNet-20): a training step in the default layout, in channels_last,
                and each under torch.compile (not in the default cases: compiling takes minutes), on random data.
   batched      N LeNet-300-100 levels (a dense network and pruned ones, as a ticket and its controls) trained
-               as one stacked computation (lt_core/batched.py) against N separate engine runs.
+               as one stacked computation (lt_core/speed/batched.py) against N separate engine runs.
   workers      two whole LeNet trials (levels 0..--levels, --trial-steps each) through `executor.run` in one
-               process against two processes of one thread each (lt_core/parallel.py); not in the default
+               process against two processes of one thread each (lt_core/runs/pool.py); not in the default
                cases, and it needs MNIST itself, even with --synthetic (each process loads it).
 
 The machine's matrix-product rate is measured through torch's BLAS (torch.mm, MKL) and through oneDNN
-(lt_core/products.py); fractions are of the faster (LeNet's also of BLAS's, the rate torch.mm shows).
+(lt_core/nets/products.py); fractions are of the faster (LeNet's also of BLAS's, the rate torch.mm shows).
 Timings are wall-clock on whatever else the machine is doing; `conditions` records threads and load.
 """
 
@@ -79,7 +79,7 @@ def matmul_gflops(n: int, repeats: int, product=torch.mm) -> float:
 
 
 def matmul_rates(n: int, repeats: int) -> dict[str, float]:
-    """The product rate through torch's BLAS (torch.mm) and through oneDNN (lt_core/products.py), if any."""
+    """The product rate through torch's BLAS (torch.mm) and through oneDNN (lt_core/nets/products.py), if any."""
     rates = {"blas": round(matmul_gflops(n, repeats), 1)}
     if products.ONEDNN:
         rates["onednn"] = round(matmul_gflops(n, repeats, products.onednn_mm), 1)
@@ -178,7 +178,7 @@ def lenet_cases(data, args) -> tuple[dict, dict]:
     # ceilings: a level's arithmetic (training steps and the val + test evaluations they carry) at the
     # measured matrix-product rate. "dense": every product dense, as the reference computes it. Without
     # prefix: the arithmetic the engine does, whose evaluation multiplies only non-black inputs in layer 1
-    # (lt_core/sparse_input.py); what no implementation of the engine's computation can beat here.
+    # (lt_core/training/fast/sparse_input.py); what no implementation of the engine's computation can beat here.
     examples = len(data.y_val) + len(data.y_test)
     first = 2 * 784 * 300
     sparse_share = data.input_density() if data.input_density() <= sparse_input.INPUT_DENSITY else 1.0

@@ -31,7 +31,7 @@ EVAL_CHUNK = 2000  # examples per evaluation batch: large for speed, bounded for
 
 
 def uses_channels_last(model: nn.Module) -> bool:
-    """Conv nets train in channels_last on the CPU (oneDNN's preferred layout; see lt_core/bench.py)."""
+    """Conv nets train in channels_last on the CPU (oneDNN's preferred layout; see lt_core/speed/bench.py)."""
     return any(isinstance(m, nn.Conv2d) for m in model.modules())
 
 
@@ -138,7 +138,7 @@ def lr_at(cfg, step: int) -> float:
 
 def make_optimizer(params: list[torch.Tensor], cfg, *, lean: bool = True):
     """Adam or SGD with momentum as fused kernels (one pass over all parameters: 3x faster than torch's
-    per-tensor loop on a CPU), called without torch.optim's per-step bookkeeping if lean (lt_core/optim.py)."""
+    per-tensor loop on a CPU), called without torch.optim's per-step bookkeeping if lean (lt_core/training/optim.py)."""
     return optim.make(params, cfg.optimizer, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
                       lean=lean)
 

@@ -16,7 +16,7 @@ each split are found once per dataset (train.DeviceData.ragged) and reused by ev
 
 Measured and not kept: the same decomposition for the training step (forward as a bag sum, weight
 gradient as bag sums over pixels). Finding a 60-example batch's nonzeros in both orders costs about as
-much as it saves, so training steps were no faster (lt_core/bench.py; the history is in the README).
+much as it saves, so training steps were no faster (lt_core/speed/bench.py; the history is in the README).
 Results match the dense product up to summation order (tests/test_speed_paths.py).
 """
 
