@@ -1,2 +1,4 @@
 """Procedures: what an experiment trains, unit by unit, on one contract (base: Unit, Procedure, the registry).
 imp: iterative magnitude pruning with the reinit, random and one-shot controls and late resetting."""
+
+from . import imp  # noqa: F401,E402  (registers the book's procedures)

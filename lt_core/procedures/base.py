@@ -106,7 +106,8 @@ def register(cls: type[Procedure]) -> type[Procedure]:
 
 
 def procedure_for(cfg: Experiment) -> Procedure:
-    from . import imp  # noqa: F401  (registers the book's procedures; same stage, so no upward import)
+    """The procedure `cfg.procedure` names (lt_core/procedures/__init__.py imports the book's, registering
+    them, before anything can import this module)."""
     if cfg.procedure not in PROCEDURES:
         raise ValueError(f"no procedure '{cfg.procedure}' is registered; known: {', '.join(PROCEDURES)}")
     return PROCEDURES[cfg.procedure](cfg)
