@@ -24,7 +24,7 @@ import dataclasses
 import difflib
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,8 +54,8 @@ class Imp:
             if not 0.0 <= rate < 1.0:
                 raise ConfigError(f"pruning rate for '{kind}' is {rate}: a rate is the fraction of surviving "
                                   "weights removed per round and must be in [0, 1)")
-        controls = Imp.controls
-        problems = [
+        controls = Imp.controls  # the default names every control there is
+        raise_first([
             (self.pruning not in ("layerwise", "global"), f"pruning '{self.pruning}' is not one of layerwise, global"),
             (not 0 <= self.rewind_iteration <= cfg.iterations,
              f"rewind_iteration {self.rewind_iteration} must lie between 0 and iterations ({cfg.iterations})"),
@@ -63,10 +63,7 @@ class Imp:
             (any(c not in controls for c in self.controls),
              f"controls {list(self.controls)} may only name {', '.join(controls)}"),
             ("ticket" not in self.controls, "controls must include 'ticket': the controls are defined by its masks"),
-        ]
-        for bad, message in problems:
-            if bad:
-                raise ConfigError(message)
+        ])
 
 
 # procedure name -> its section of fields; a procedure module adds its own with `section`
@@ -130,8 +127,9 @@ class Experiment:
         elif type(self.settings) is not SECTIONS[self.procedure]:
             raise ConfigError(f"settings of type {type(self.settings).__name__} do not belong to procedure "
                               f"'{self.procedure}'")
-        _check(self)
-        _check(self.settings)
+        _check_types(self)
+        _check_shared(self)
+        _check_types(self.settings)
         self.settings.check(self)
 
     def __getattr__(self, name):  # only called for names that are not shared fields
@@ -205,27 +203,31 @@ def _coerce(name: str, value, spec: dataclasses.Field):
     return value
 
 
-def _check(obj) -> None:
+def _check_types(obj) -> None:
     """Types of a dataclass's fields against their defaults' (shared fields and sections alike)."""
     for f in dataclasses.fields(obj):
         value, default = getattr(obj, f.name), f.default
         if isinstance(default, (int, float, str)) and not isinstance(value, type(default)) \
                 and not (isinstance(default, float) and isinstance(value, int)):
             raise ConfigError(f"'{f.name}' must be a {type(default).__name__}; got {value!r}")
-    if not isinstance(obj, Experiment):
-        return
-    cfg = obj
-    problems = [
+
+
+def raise_first(problems: list[tuple[bool, str]]) -> None:
+    """Raise ConfigError with the message of the first (bad, message) pair that is bad."""
+    for bad, message in problems:
+        if bad:
+            raise ConfigError(message)
+
+
+def _check_shared(cfg: Experiment) -> None:
+    raise_first([
         (cfg.optimizer not in ("adam", "sgd"), f"optimizer '{cfg.optimizer}' is not one of adam, sgd"),
         (cfg.device not in ("auto", "cpu", "cuda"), f"device '{cfg.device}' is not one of auto, cpu, cuda"),
         (cfg.iterations < 1 or cfg.batch_size < 1 or cfg.eval_every < 1,
          "iterations, batch_size and eval_every must be at least 1"),
         (cfg.trials < 1, "trials must be >= 1"),
         (not 0.0 <= cfg.dropout < 1.0, f"dropout {cfg.dropout} must be in [0, 1)"),
-    ]
-    for bad, message in problems:
-        if bad:
-            raise ConfigError(message)
+    ])
 
 
 def make(values: dict) -> Experiment:

@@ -18,7 +18,7 @@ from ..book.plots import density_label
 PAPER_DENSITIES = [1.0, 0.513, 0.211, 0.07, 0.036, 0.019]
 
 
-def claims() -> list[Claim]:
+def claims() -> list[sc.Claim]:
     """Frankle & Carbin (2019), LeNet-300-100 on MNIST (Section 2 and Figures 1, 3, 4)."""
     return [
         sc.Claim("ticket-earlier-21", "At P_m = 21.1% the winning ticket reaches minimum validation "

@@ -15,9 +15,8 @@ from ..config import Experiment
 from ..data import datasets
 from ..procedures.base import Procedure, Unit, procedure_for
 from ..provenance import code_version
-from ..training.loop import DeviceData, resolve_device
+from ..training.loop import ExperimentData, resolve_device
 from . import pool
-from .pool import data_key, load_data
 from .store import RunStore
 
 
@@ -54,46 +53,43 @@ def run(cfg: Experiment, root=None, *, progress: bool = False, log=print, worker
     if workers < 1:
         raise ValueError(f"workers={workers}: use 1 (one process) or more")
     procedure = procedure or procedure_for(cfg)
-    todo_jobs = jobs(procedure, root)
-    for job in todo_jobs.values():
+    all_jobs = jobs(procedure, root)
+    for job in all_jobs.values():
         job.procedure.check()
     code_version()  # read now: the code this process runs, before anyone edits the working tree
-    store = todo_jobs[""].store
+    store = all_jobs[""].store
     todo = [Unit(u.trial, u.level, u.control, u.draw, name)
-            for name, job in todo_jobs.items() for u in job.todo()]
-    total = sum(len(job.procedure.units()) for job in todo_jobs.values())
+            for name, job in all_jobs.items() for u in job.todo()]
+    total = sum(len(job.procedure.units()) for job in all_jobs.values())
     if not todo:
         log(f"{cfg.experiment}: all {total} units done in {store.dir}")
         return store
-    for job in todo_jobs.values():  # data and device errors are said before anything is written
+    for job in all_jobs.values():  # data and device errors are said before anything is written
         c = job.procedure.cfg
         datasets.load(c.dataset, val_size=c.val_size, split_seed=c.split_seed)
         resolve_device(c.device)
-    for job in todo_jobs.values():
+    for job in all_jobs.values():
         job.store.write_config()
     device = resolve_device(cfg.device)
     where = f"in {workers} processes " if workers > 1 else ""
     log(f"{cfg.experiment}: {len(todo)} of {total} units to train on {device} {where}-> {store.dir}")
     if workers > 1:
-        pool.train_units({name: (job.procedure, str(job.store.dir.parent)) for name, job in todo_jobs.items()},
+        pool.train_units({name: (job.procedure, str(job.store.dir.parent)) for name, job in all_jobs.items()},
                          todo, workers, progress=progress)
         return store
     bar = None
     if progress:
         from tqdm.auto import tqdm
-        steps = sum(todo_jobs[u.experiment].procedure.steps(u.own()) for u in todo)
+        steps = sum(all_jobs[u.experiment].procedure.steps(u.own()) for u in todo)
         bar = tqdm(total=steps, unit="step", unit_scale=True, smoothing=0.05)
     step_hook = (lambda done: bar.update(1)) if bar is not None else None
-    data: dict[tuple, DeviceData] = {}
+    data = ExperimentData()
     for unit in todo:
-        job = todo_jobs[unit.experiment]
-        key = data_key(job.procedure.cfg)
-        if key not in data:
-            data[key] = load_data(job.procedure.cfg)
+        job = all_jobs[unit.experiment]
         if bar is not None:
             bar.set_description(f"{unit.experiment or cfg.experiment} trial {unit.trial} level {unit.level} "
                                 f"{unit.control}")
-        job.procedure.run_unit(unit.own(), job.store, data[key], step_hook)
+        job.procedure.run_unit(unit.own(), job.store, data(job.procedure.cfg), step_hook)
     if bar is not None:
         bar.close()
     return store

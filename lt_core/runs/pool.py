@@ -26,24 +26,10 @@ import time
 
 import torch
 
-from ..config import Experiment
-from ..data import datasets
 from ..procedures.base import Procedure, Unit
 from ..provenance import code_version
-from ..training.loop import DeviceData, resolve_device
+from ..training.loop import ExperimentData
 from .store import RunStore
-
-
-# The data of an experiment, as both executors (this pool and runs/executor.py) load it.
-def data_key(cfg: Experiment) -> tuple:
-    """What a unit's data depend on: experiments that agree on it share one copy in memory."""
-    return cfg.dataset, cfg.val_size, cfg.split_seed, cfg.device
-
-
-def load_data(cfg: Experiment) -> DeviceData:
-    splits = datasets.load(cfg.dataset, val_size=cfg.val_size, split_seed=cfg.split_seed)  # cached in-process
-    return DeviceData.prepare(splits, resolve_device(cfg.device))
-
 
 _WORKER: dict = {}  # per worker process: the jobs (procedure, store), the data, a set-up error
 
@@ -55,19 +41,14 @@ def _start_worker(jobs: dict[str, tuple[Procedure, str]], threads: int) -> None:
         torch.set_num_threads(threads)
         code_version()  # read now, as the parent did: the code this process runs
         _WORKER.update(jobs={name: (proc, RunStore(proc.cfg, root)) for name, (proc, root) in jobs.items()},
-                       data={})
+                       data=ExperimentData())
         _data("")  # the experiment's own data now, so that a device or data error shows at the first unit
     except Exception as error:
         _WORKER["error"] = error
 
 
 def _data(name: str):
-    w = _WORKER
-    cfg = w["jobs"][name][0].cfg
-    key = data_key(cfg)
-    if key not in w["data"]:
-        w["data"][key] = load_data(cfg)
-    return w["data"][key]
+    return _WORKER["data"](_WORKER["jobs"][name][0].cfg)
 
 
 def _train_unit(unit: Unit) -> Unit:

@@ -163,9 +163,8 @@ def resume(cfg: Experiment, folder: str | Path, root=None, log=print) -> dict[st
     for unit in sorted(complete - retrain):
         if store.done(unit):
             continue
+        # the rows of a unit keep metrics.csv's order through export (iteration, then val before test)
         metrics = groups.get((unit.trial, unit.level, unit.control, unit.draw), curves.iloc[:0])
-        metrics = metrics.sort_values(["iteration", "split"], key=lambda c: c if c.name == "iteration"
-                                      else c.map({"val": 0, "test": 1}))
         unit_rows = list(zip(metrics.iteration.astype(int), metrics.split, metrics.loss.astype(float),
                              metrics.accuracy.astype(float)))
         record = {k: _plain(v) for k, v in rows[unit].items() if k != "experiment"}

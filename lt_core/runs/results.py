@@ -1,4 +1,4 @@
-"""Tidy tables from the run store, and the small recorded copies of long runs that the book commits.
+"""Tidy tables from the run store: every evaluation (`curves`), every unit (`summary`), what is done (`status`).
 
 `curves`: one row per evaluation — experiment, trial, level, density, control, draw, iteration, split,
 loss, accuracy. `summary`: one row per unit — the same keys plus early_stop_iteration (iteration of
@@ -10,9 +10,7 @@ The small committed copies of long runs are lt_core/runs/recorded.py's.
 
 from __future__ import annotations
 
-import gzip
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd

@@ -76,15 +76,14 @@ class RunStore:
 
     def save_unit(self, unit: Unit, rows, summary: dict, tensors: dict[str, object]) -> None:
         """Tensors and metrics first, summary.json last (the 'done' mark)."""
-        folder = self.unit_dir(unit)
         for name, obj in tensors.items():
-            atomic_write(folder / f"{name}.pt", tensor_bytes(obj))
+            self.save_tensor(unit, name, obj)
         text = io.StringIO()
         writer = csv.writer(text, lineterminator="\n")
         writer.writerow(["iteration", "split", "loss", "accuracy"])
         writer.writerows((i, s, repr(loss), repr(acc)) for i, s, loss, acc in rows)
-        atomic_write(folder / "metrics.csv", text.getvalue())
-        atomic_write(folder / "summary.json", json.dumps(summary, indent=1, sort_keys=True))
+        atomic_write(self.unit_dir(unit) / "metrics.csv", text.getvalue())
+        atomic_write(self.unit_dir(unit) / "summary.json", json.dumps(summary, indent=1, sort_keys=True))
 
     def load_tensor(self, unit: Unit, name: str):
         return torch.load(self.unit_dir(unit) / f"{name}.pt", map_location="cpu", weights_only=True)

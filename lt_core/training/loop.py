@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..data import datasets
 from ..nets import products
 from ..sparsity.masks import Mask
 from . import optim
@@ -95,6 +96,21 @@ class DeviceData:
             z = getattr(self, f"x_{split}").flatten(1) - self.feature_black()
             self.cache[key] = [sparse_input.ragged(z[s:s + chunk]) for s in range(0, len(z), chunk)]
         return self.cache[key]
+
+
+class ExperimentData:
+    """The DeviceData of each experiment a process trains, loaded once: experiments that agree on the data
+    set, its split and the device share one copy (the in-process executor and each pool worker hold one)."""
+
+    def __init__(self):
+        self._loaded: dict[tuple, DeviceData] = {}
+
+    def __call__(self, cfg) -> DeviceData:
+        key = (cfg.dataset, cfg.val_size, cfg.split_seed, cfg.device)
+        if key not in self._loaded:
+            splits = datasets.load(cfg.dataset, val_size=cfg.val_size, split_seed=cfg.split_seed)
+            self._loaded[key] = DeviceData.prepare(splits, resolve_device(cfg.device))
+        return self._loaded[key]
 
 
 class Batches:
