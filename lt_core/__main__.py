@@ -46,14 +46,13 @@ def cmd_run(args) -> int:
 
 def cmd_status(args) -> int:
     from .procedures.base import procedure_for
-    from .procedures.imp import plan
     from .runs.results import status
     from .runs.store import RunStore
     cfg = _experiment(args)
-    procedure_for(cfg).check()
+    outline = procedure_for(cfg).outline()
     print(f"{cfg.experiment} [{cfg.digest()}] in {RunStore(cfg, args.results).dir}")
-    if cfg.procedure == "imp":
-        print("levels: " + ", ".join(f"{i}:{100 * d:.1f}%" for i, d in enumerate(plan(cfg))))
+    if outline:
+        print(outline)
     table = status(cfg, args.results)
     print(table.to_string(index=False))
     missing = int(table.missing.sum()) if len(table) else 0

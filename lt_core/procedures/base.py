@@ -13,6 +13,7 @@ each, stored in a folder of its own. It says
                           when its own masks are not yet stored or when they are: a recorded run keeps
                           no weights, so resuming it retrains these;
     resume_tensors(unit)  the stored tensors (masks) a recorded run keeps of the unit;
+    check(), outline()    what can be checked before data are loaded; the line `status` prints;
     run_unit(unit, store, data, on_step)
                           train the unit and store it (summary last: that marks it done).
 
@@ -65,6 +66,11 @@ class Procedure:
 
     def check(self) -> None:
         """What can be checked before any data is loaded (models build, rates fit the layers, ...)."""
+
+    def outline(self) -> str:
+        """One line for `status`: what the experiment's units are (checked as `check` does)."""
+        self.check()
+        return ""
 
     def units(self) -> list[Unit]:
         raise NotImplementedError

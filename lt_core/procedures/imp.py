@@ -169,6 +169,9 @@ class ImpProcedure(Procedure):
     def check(self) -> None:
         plan(self.cfg)
 
+    def outline(self) -> str:
+        return "levels: " + ", ".join(f"{i}:{100 * d:.1f}%" for i, d in enumerate(plan(self.cfg)))
+
     def units(self) -> list[Unit]:
         return units(self.cfg)
 
