@@ -3,7 +3,7 @@
 * the real book, smoke profile, into a temporary directory;
 * a scratch book (temporary repo) with one papermill-executed IntSlider notebook: saved widget
   state is rendered by the locally served require.js + html-manager, papermill's injected
-  parameters are applied but not shown, and (when Chromium is installed) the slider appears in
+  parameters are applied and shown in place of the defaults, and (when Chromium is installed) the slider appears in
   headless Chromium with the network blocked.
 """
 from __future__ import annotations
@@ -92,9 +92,11 @@ def test_widget_page_uses_local_javascript(widget_book):
     assert _remote_loads(html) == []
     # papermill ran from the repo root with -f params/demo.yaml -p profile quick ...
     assert f"cwd={repo.name} profile=quick start=7" in page
-    # ... and its injected-parameters cell is collapsed (hide-input)
+    # ... the page shows its injected-parameters cell (the values used), open, and not the notebook's
+    # own defaults (`start = 3`), which would read as if they had been used
     injected = re.search(r'<div class="cell [^"]*tag_injected-parameters[^"]*"', page)
-    assert injected and "tag_hide-input" in injected.group(0)
+    assert injected and "tag_hide-input" not in injected.group(0)
+    assert "start = 3" not in page and "start" in page[injected.start():]
 
 
 def test_missing_toc_entry_fails_clearly(tmp_path):
@@ -142,3 +144,19 @@ def test_widget_renders_in_headless_chromium_offline(widget_book):
         assert errors == [], "console errors on the widget page"
     finally:
         driver.quit()
+
+
+def test_book_is_packed_and_its_scorecard_page_filled(real_book):
+    import tarfile
+    with tarfile.open(real_book.parent / "book.tar.gz") as tar:
+        names = tar.getnames()
+    assert "html/index.html" in names and "html/book/lenet_mnist.html" in names
+    page = (real_book / "book" / "scorecard.html").read_text()
+    assert "BOOKWIDE-SCORECARD" not in page and "ticket-earlier-21" in page
+    assert 'href="lenet_mnist.html"' in page
+
+
+def test_footer_names_licence_authors_and_build_date(real_book):
+    page = (real_book / "book" / "lenet_mnist.html").read_text()
+    assert "MIT licence" in page and "CC BY 4.0" in page and "The Lottery Ticket Book authors" in page
+    assert re.search(r"Last updated on\s+20\d\d-\d\d-\d\d", page), "no build date in the footer"

@@ -67,8 +67,9 @@ def test_committed_level_table_matches_a_fresh_smoke_run(real_book):
 
 def test_the_recorded_runs_scorecard_is_the_one_the_chapter_shows():
     """The committed recorded run (book/recorded/lenet_mnist_paper) scored by the code now gives, claim by
-    claim, the `ours` and `verdict` cells that the committed chapter shows (computed by the code that
-    executed it). Fails when a change to the scorecard, the claims or the tables moves a recorded verdict."""
+    claim, the cells (claim, paper, ours, spread over trials, verdict) that the committed chapter's
+    reproducibility summary shows (computed by the code that executed it). Fails when a change to the
+    scorecard, the claims or the tables moves a recorded verdict."""
     import html
 
     from lt_core.book import scorecard
@@ -76,14 +77,14 @@ def test_the_recorded_runs_scorecard_is_the_one_the_chapter_shows():
     from lt_core.runs import recorded
 
     curves, summary, _ = recorded.recorded("lenet_mnist_paper")
-    table = scorecard.scorecard(lenet_mnist.claims(), summary, curves, rules=True)
+    table = scorecard.scorecard(lenet_mnist.claims(), summary, curves, trials=True)
     cells = [c for c in json.loads(NOTEBOOK.read_text())["cells"] if c["cell_type"] == "code"
-             and "rec_summary, rec_curves, rules=True" in "".join(c["source"])]
+             and "scorecard.scorecard(claims, rec_summary, rec_curves, trials=True)" in "".join(c["source"])]
     assert len(cells) == 1, "the chapter should score the recorded run in one cell"
     shown = "".join(next(o["data"]["text/html"] for o in cells[0]["outputs"] if "text/html" in o.get("data", {})))
-    rows = {r.split("</th>", 1)[0]: r for r in shown.split("<th>")[1:]}
-    assert set(table.index) <= set(rows), "a claim of the code is missing from the committed scorecard"
+    rows = {r.split("</td>", 1)[0].rsplit(">", 1)[-1]: r for r in shown.split("<tr>")[2:]}  # first: header
+    assert set(table.index) == set(rows), "the committed scorecard has other claims than the code"
     for claim, row in table.iterrows():
-        for column in ("ours", "verdict"):
-            text = row[column] if len(row[column]) <= 50 else row[column][:46] + "..."  # pandas cuts at 50
-            assert f"<td>{html.escape(text)}</td>" in rows[claim], (claim, column, row[column])
+        for column, text in row.items():
+            cell = f'<td data-label="{html.escape(column)}">{html.escape(str(text))}</td>'
+            assert cell in rows[claim], (claim, column, text)

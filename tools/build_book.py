@@ -14,14 +14,18 @@ Steps
   3. execute each chapter:  papermill book/X.ipynb <out>/src/book/X.ipynb -f params/<p>.yaml
      -p profile <profile>, with the repo root as working directory.  Executed copies are cached
      in <out>/exec-cache keyed by the notebook, params file, profile, lt_core sources and
-     requirements.lock; --force re-executes.  Papermill's injected-parameters cell gets the
-     `hide-input` tag: collapsed in the page, one click shows the values actually used.
+     requirements.lock; --force re-executes.  The page shows papermill's injected-parameters cell
+     (the values actually used) and drops the notebook's default parameters cell (`remove-cell`).
+     While a chapter trains, a line per network it stores (lt_core.book.progress); at the end, what
+     each chapter cost.
   4. fetch require.js, @jupyter-widgets/html-manager and MathJax from the npm registry
      (`npm pack`, pinned versions and integrity, cached in _build/npm-cache) into
      <out>/src/_widgets/_static/{widgets,mathjax} so saved widget state and math render offline
      (see _config.yml: nb_ipywidgets_js, mathjax_path).
   5. `jupyter-book build` with execution off; the HTML ends up in <out>/html (index.html).
-  6. check that no page loads a script from http(s).
+  6. check that no page loads a script from http(s); pack <out>/book.tar.gz (the HTML, to host
+     anywhere).
+The book-wide scorecard (book/scorecard.md) is filled in while staging, from lt_core.chapters.catalogue.
 """
 from __future__ import annotations
 
@@ -80,6 +84,7 @@ JS_PACKAGES = {
     },
 }
 
+BOOKWIDE_MARKER = "<!-- BOOKWIDE-SCORECARD: tools/build_book.py writes the table here -->"
 EXTERNAL_SCRIPT = re.compile(r"<script\b[^>]*\bsrc\s*=\s*[\"']?(?:https?:)?//", re.I)
 
 
@@ -174,26 +179,42 @@ def exec_key(repo: Path, ch: dict, profile: str) -> str:
     return h.hexdigest()
 
 
-def hide_injected_parameters(nb_path: Path) -> None:
-    """Collapse papermill's injected-parameters cell (myst-nb `hide-input`)."""
+def show_used_parameters(nb_path: Path) -> None:
+    """The page shows the parameters the chapter ran with: papermill's injected-parameters cell stays, the
+    notebook's own default parameters cell (which papermill keeps above it) is removed (`remove-cell`)."""
     import nbformat
 
     nb = nbformat.read(nb_path, as_version=4)
-    changed = False
-    for cell in nb.cells:
-        tags = cell.get("metadata", {}).get("tags", [])
-        if "injected-parameters" in tags and "hide-input" not in tags:
-            cell.metadata["tags"] = list(tags) + ["hide-input"]
-            changed = True
-    if changed:
-        nbformat.write(nb, nb_path)
+    tags_of = [cell.get("metadata", {}).get("tags", []) for cell in nb.cells]
+    if not any("injected-parameters" in tags for tags in tags_of):
+        return
+    for cell, tags in zip(nb.cells, tags_of):
+        if "parameters" in tags and "remove-cell" not in tags:
+            cell.metadata["tags"] = list(tags) + ["remove-cell"]
+    nbformat.write(nb, nb_path)
+
+
+def progress_watcher(repo: Path, ch: dict, profile: str):
+    """A watcher of the chapter's run store (lt_core.book.progress), or a no-op when the params file is
+    not an lt_core experiment (the scratch books of the tests)."""
+    import contextlib
+    try:
+        from lt_core import config
+        from lt_core.book.progress import Watcher
+        cfg = config.load(ch["params_path"], profile)
+    except Exception:  # not an experiment: nothing to watch
+        return contextlib.nullcontext(None)
+    return Watcher(cfg, None, say=log)
 
 
 def execute_chapters(repo: Path, chapters: list[dict], src: Path, cache: Path,
-                     profile_override: str | None, force: bool, workers: int = 1) -> None:
+                     profile_override: str | None, force: bool, workers: int = 1) -> list[dict]:
+    """Execute (or take from the cache) every chapter; returns what each cost: chapter, profile, how,
+    seconds, networks trained."""
     import papermill as pm
 
     cache.mkdir(parents=True, exist_ok=True)
+    costs = []
     for ch in chapters:
         profile = profile_override or ch.get("profile") or DEFAULT_PROFILE
         target = src / f"{ch['stem']}.ipynb"
@@ -204,6 +225,7 @@ def execute_chapters(repo: Path, chapters: list[dict], src: Path, cache: Path,
         if not force and cached.exists() and keyfile.exists() and keyfile.read_text() == key:
             log(f"{ch['stem']}.ipynb: unchanged since last run (profile {profile}), using cached execution")
             shutil.copy2(cached, target)
+            costs.append({"chapter": ch["stem"], "profile": profile, "how": "cached", "seconds": 0.0, "trained": 0})
             continue
         params = yaml.safe_load(ch["params_path"].read_text()) or {}
         params["profile"] = profile
@@ -211,16 +233,50 @@ def execute_chapters(repo: Path, chapters: list[dict], src: Path, cache: Path,
         log(f"executing {ch['stem']}.ipynb  -f {ch['params']} -p profile {profile}")
         t0 = time.time()
         try:
-            pm.execute_notebook(
-                str(ch["nb"]), str(target), parameters=params, cwd=str(repo),
-                progress_bar=False, log_output=False, request_save_on_cell_execute=False,
-            )
+            with progress_watcher(repo, ch, profile) as watcher:
+                pm.execute_notebook(
+                    str(ch["nb"]), str(target), parameters=params, cwd=str(repo),
+                    progress_bar=False, log_output=False, request_save_on_cell_execute=False,
+                )
         except Exception as exc:  # papermill keeps the partial output for inspection
             raise BuildError(f"{ch['stem']}.ipynb failed (profile {profile}); partial output in {target}:\n{exc}") from exc
-        hide_injected_parameters(target)
+        show_used_parameters(target)
         shutil.copy2(target, cached)
         keyfile.write_text(key)
-        log(f"{ch['stem']}.ipynb executed in {time.time() - t0:.0f} s")
+        seconds = time.time() - t0
+        trained = watcher.trained if watcher is not None else 0
+        costs.append({"chapter": ch["stem"], "profile": profile, "how": "executed", "seconds": seconds,
+                      "trained": trained})
+        log(f"{ch['stem']}.ipynb executed in {seconds:.0f} s ({trained} networks trained)")
+    return costs
+
+
+def fill_bookwide_scorecard(src: Path) -> None:
+    """Write the book-wide scorecard into the staged book/scorecard.md, at its marker."""
+    page = src / "book" / "scorecard.md"
+    if not page.exists():
+        return
+    from lt_core.chapters import catalogue
+    text = page.read_text()
+    if BOOKWIDE_MARKER not in text:
+        raise BuildError(f"book/scorecard.md lost its marker line {BOOKWIDE_MARKER!r}")
+    page.write_text(text.replace(BOOKWIDE_MARKER, catalogue.markdown(catalogue.bookwide())))
+
+
+def pack(html: Path, dest: Path) -> None:
+    """<dest> = the HTML folder as a .tar.gz (written beside, then renamed: never half a file)."""
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    with tarfile.open(tmp, "w:gz") as tar:
+        tar.add(html, arcname="html")
+    os.replace(tmp, dest)
+
+
+def report_costs(costs: list[dict]) -> None:
+    log("what each chapter cost:")
+    for c in costs:
+        log(f"  {c['chapter']:<28} profile {c['profile']:<6} {c['how']:<8} {c['seconds']:7.0f} s  "
+            f"{c['trained']} networks trained")
+    log(f"  total execution {sum(c['seconds'] for c in costs):.0f} s (budget: 30 minutes on 2 CPU cores)")
 
 
 # --------------------------------------------------------------------------- offline widgets
@@ -301,6 +357,23 @@ def drop_duplicate_inline_scripts(html: Path) -> None:
             page.write_text("\n".join(kept))
 
 
+def lighten_pages(html: Path) -> None:
+    """Page weight: figures as palette PNGs (lt_core.book.views.compact_png, about a third of the bytes) and
+    loaded lazily, so the first paint waits for neither them nor the figures below the fold (the widget
+    scripts are deferred in _config.yml)."""
+    from lt_core.book.views import compact_png
+    for png in (html / "_images").glob("*.png") if (html / "_images").is_dir() else []:
+        data = png.read_bytes()
+        smaller = compact_png(data)
+        if len(smaller) < len(data):
+            png.write_bytes(smaller)
+    for page in html.rglob("*.html"):
+        text = page.read_text()
+        lazy = re.sub(r"<img (?![^>]*\bloading=)", '<img loading="lazy" decoding="async" ', text)
+        if lazy != text:
+            page.write_text(lazy)
+
+
 def external_scripts(html: Path) -> list[str]:
     bad = []
     for page in sorted(html.rglob("*.html")):
@@ -318,15 +391,19 @@ def build(repo: Path = REPO, out: Path | None = None, profile: str | None = None
     pages, chapters = resolve_entries(repo)
     log(f"{len(pages)} page(s), {len(chapters)} chapter notebook(s); staging in {src}")
     stage_sources(repo, src)
-    execute_chapters(repo, chapters, src, out / "exec-cache", profile, force, workers)
+    fill_bookwide_scorecard(src)
+    costs = execute_chapters(repo, chapters, src, out / "exec-cache", profile, force, workers)
     fetch_js(npm_cache or REPO / "_build" / "npm-cache", src / "_widgets" / "_static")
     html = out / "html"
     jupyter_book_build(src, out / "jb", html)
     drop_duplicate_inline_scripts(html)
+    lighten_pages(html)
     bad = external_scripts(html)
     if bad:
         raise BuildError("pages load scripts from the network:\n  " + "\n  ".join(bad))
-    log(f"done: {html / 'index.html'}")
+    pack(html, out / "book.tar.gz")
+    report_costs(costs)
+    log(f"done: {html / 'index.html'} (and {out / 'book.tar.gz'})")
     return html
 
 

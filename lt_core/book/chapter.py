@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from .. import config
+from ..procedures.base import procedure_for
 from ..procedures.imp import new_model, plan
 from ..provenance import REPO
 from ..sparsity import pruning
@@ -25,7 +26,18 @@ def configure(experiment: str, profile: str, base: dict | None = None, profiles:
         doc = config.read(PARAMS / f"{experiment}.yaml")
         base = doc["base"] if base is None else base
         profiles = doc["profiles"] if profiles is None else profiles
-    return config.resolve(experiment, base, profiles, profile, overrides)
+    cfg = config.resolve(experiment, base, profiles, profile, overrides)
+    procedure_for(cfg).check()  # names, levels, batch size: the notebook's first cell says what is wrong
+    return cfg
+
+
+def glue(name: str, value, display: bool = False):
+    """myst-nb's glue: `value` becomes `{glue:text}`name`` or `{glue:figure} name` in the chapter's markdown
+    (numbered figures with captions and alt text; numbers in the prose filled in from the run). A figure is
+    also shown in its cell (the book removes that output: its cell is tagged remove-output)."""
+    from myst_nb import glue as myst_glue
+    myst_glue(name, value, display=display)
+    return None
 
 
 def describe(cfg: config.Experiment) -> pd.DataFrame:
@@ -42,12 +54,25 @@ def describe(cfg: config.Experiment) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("level")
 
 
-def settings(cfg: config.Experiment) -> pd.DataFrame:
-    """The parameters that differ from the paper's defaults, beside the full list."""
-    changed = cfg.changed()
-    rows = [{"parameter": k, "value": str(v), "changed": "yes" if k in changed else ""}
-            for k, v in cfg.to_dict().items()]
+def settings(cfg: config.Experiment, paper: dict) -> pd.DataFrame:
+    """Every parameter of the run beside the paper's value where the paper states one (`paper`, from the
+    chapter's module), and whether they differ. Parameters the paper does not state show "not stated"."""
+    rows = []
+    for name, value in cfg.to_dict().items():
+        theirs = paper.get(name)
+        rows.append({"parameter": name, "this run": _plain(value),
+                     "paper": "not stated" if name not in paper else _plain(theirs),
+                     "differs": "" if name not in paper else ("yes" if value != theirs else "")})
     return pd.DataFrame(rows).set_index("parameter")
+
+
+def _plain(value) -> str:
+    """Lists and mappings without quotes: [ticket, reinit], {fc: 0.2}."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_plain(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_plain(v) for v in value) + "]"
+    return str(value)
 
 
 def level_table(summary: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
@@ -64,15 +89,32 @@ def level_table(summary: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
     return out.round({"acc_at_early_stop": digits, "acc_at_end": digits}).set_index(["level", "control"])
 
 
-def provenance(summary: pd.DataFrame) -> pd.DataFrame:
+def repository_url() -> str:
+    """The code's repository (`repository: url:` in _config.yml), or "" when none is configured."""
+    import yaml
+    path = REPO / "_config.yml"
+    doc = yaml.safe_load(path.read_text()) if path.exists() else {}
+    return str(((doc or {}).get("repository") or {}).get("url") or "").rstrip("/")
+
+
+def provenance(summary: pd.DataFrame, repository: str | None = None):
     """Where the numbers come from: code versions, devices, machines (with their kind of CPU, which decides
-    the summation order of the last digits) and dates of the units shown."""
+    the summation order of the last digits) and dates of the units shown. With a repository URL (default:
+    _config.yml's), each code version links to its commit (a table styled with the links)."""
     cols = [c for c in ("code_version", "torch", "device", "machine", "cpu", "threads") if c in summary]
     if not cols:
         return pd.DataFrame()
     out = summary.groupby(cols, dropna=False).agg(units=("control", "size"),
                                                  first=("finished", "min"), last=("finished", "max"))
-    return out.reset_index()
+    out = out.reset_index()
+    url = repository_url() if repository is None else repository.rstrip("/")
+    if not url or "code_version" not in out:
+        return out
+
+    def link(version):  # "+dirty": uncommitted changes on top of that commit
+        commit = str(version).split("+")[0]
+        return f'<a href="{url}/commit/{commit}">{version}</a>'
+    return out.style.format({"code_version": link}).hide(axis="index")
 
 
 def nearest(masks: dict, densities) -> dict:

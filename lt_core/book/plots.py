@@ -113,7 +113,25 @@ ES_PANELS = [("early_stop_iteration", "early-stop iteration"),
              ("final_test_accuracy", "test accuracy at end of training")]
 
 
-def random_sparse_curves(curves: pd.DataFrame, densities=None) -> Figure:
+def _title(fig: Figure, what: str, run: str) -> None:
+    """The figure's title names the run it plots (the recorded run and this execution look alike)."""
+    fig.suptitle(f"{run}: {what}" if run else what, fontsize=10)
+
+
+def paper_marks(ax, frame: pd.DataFrame, column: str, marks) -> None:
+    """The paper's numbers for `column`, drawn where the paper places them: each mark is (column, density,
+    how, value, text); `how` "times" puts it at our dense mean x value (the paper's claims are relative to
+    its dense network: "38% earlier" is times 0.62), "plus" at our dense mean + value."""
+    dense = frame[frame.level == 0][column].mean()
+    mine = [m for m in marks or () if m[0] == column]
+    for i, (_, density, how, value, text) in enumerate(mine if np.isfinite(dense) else []):
+        y = dense * value if how == "times" else dense + value
+        ax.plot([density], [y], marker="D", mfc="none", mec="k", ms=7, ls="",
+                label="paper, relative to our dense" if i == 0 else None)
+        ax.annotate(text, (density, y), textcoords="offset points", xytext=(4, 6), fontsize=8)
+
+
+def random_sparse_curves(curves: pd.DataFrame, densities=None, run: str = "") -> Figure:
     """Figure 1: random sparse subnetworks' early-stop iteration and accuracy vs density."""
     runs = per_trial(early_stops(curves), "random")
     if densities is not None:  # keep the dense anchor plus the levels nearest to the request
@@ -127,15 +145,15 @@ def random_sparse_curves(curves: pd.DataFrame, densities=None) -> Figure:
         _density_axis(ax, runs.density)
         ax.set_ylabel(title)
     axes[0].legend(loc="best", fontsize=8)
-    fig.suptitle("Random sparse subnetworks: mean over trials, band = min-max")
+    _title(fig, "random sparse subnetworks, mean over trials, band = min-max", run)
     return fig
 
 
 def accuracy_during_training(curves: pd.DataFrame, densities,
-                             controls=("ticket", "reinit")) -> Figure:
+                             controls=("ticket", "reinit"), run: str = "") -> Figure:
     """Figure 3: test accuracy vs iteration, one line per density nearest to each requested one."""
     test = curves[curves.split == "test"]
-    fig, axes = _figure(len(controls), width=4.8, height=3.6)
+    fig, axes = _figure(len(controls), width=4.2, height=3.4)
     palette = sns.color_palette("viridis", len(densities))
     for ax, control in zip(axes, controls):
         runs = per_trial(test, control, extra=("iteration",))
@@ -155,21 +173,27 @@ def accuracy_during_training(curves: pd.DataFrame, densities,
         margin = max(0.02, max(peaks) - min(peaks))
         for ax in axes:
             ax.set_ylim(min(peaks) - margin, max(peaks) + margin / 4)
+    _title(fig, "test accuracy during training, mean over trials, band = min-max", run)
     return fig
 
 
-def early_stop_vs_density(summary: pd.DataFrame) -> Figure:
-    """Figure 4: early-stop iteration, accuracy at early stop and at the end vs density."""
-    fig, axes = _figure(3)
+def early_stop_vs_density(summary: pd.DataFrame, run: str = "", marks=()) -> Figure:
+    """Figure 4: early-stop iteration, accuracy at early stop and at the end vs density; `marks` are the
+    paper's numbers (see `paper_marks`)."""
+    fig, axes = _figure(3, width=3.1, height=3.0)
     present = [c for c in CONTROLS if (summary.control == c).any()]
     for control in present:
         runs = per_trial(summary, control)
         color, ls = STYLE[control]
         for ax, (col, _) in zip(axes, ES_PANELS):
             _line(ax, band(runs, "density", col), "density", color, ls, control)
-    for ax, (_, title) in zip(axes, ES_PANELS):
+    tickets = per_trial(summary, "ticket")
+    for ax, (col, title) in zip(axes, ES_PANELS):
+        paper_marks(ax, tickets, col, marks)
         _density_axis(ax, summary.density)
         ax.set_ylabel(title)
-    axes[0].legend(fontsize=8)
-    fig.suptitle("Mean over trials, band = min-max over trials (reinit draws averaged first)")
+        if marks and col != ES_PANELS[0][0]:
+            ax.legend(fontsize=7, loc="lower left")
+    axes[0].legend(fontsize=7)
+    _title(fig, "mean over trials, band = min-max (reinit draws averaged first)", run)
     return fig

@@ -39,6 +39,7 @@ class Measured(NamedTuple):
     value: float        # headline number; NaN means not measured
     shown: str          # the `ours` cell, naming the density actually used
     parts: dict = {}    # components a compound rule needs
+    fmt: str = "{:.2f}"  # how `value` reads alone (the spread over trials prints it)
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,7 @@ def es_earlier(target):
         ours, dense = _vs(rows, _dense(summary), ES)
         v = float(np.mean(1 - ours / dense))
         word = "earlier" if v >= 0 else "later"
-        return Measured(v, f"{abs(v):.0%} {word} at {lab(rows.density.iloc[0])}")
+        return Measured(v, f"{abs(v):.0%} {word} at {lab(rows.density.iloc[0])}", fmt="{:.0%}")
     return measure
 
 
@@ -113,7 +114,7 @@ def acc_gain(control, target):
             return _missing(f"no level near {lab(target)}")
         ours, dense = _vs(rows, _dense(summary), ACC)
         v = float(np.mean(ours - dense) * 100)
-        return Measured(v, f"{v:+.2f} pts at {lab(rows.density.iloc[0])}")
+        return Measured(v, f"{v:+.2f} pts at {lab(rows.density.iloc[0])}", fmt="{:+.2f} pts")
     return measure
 
 
@@ -128,7 +129,7 @@ def ticket_vs_reinit(target):
         speed, gain = float(np.mean(es_r / es_t)), float(np.mean(acc_t - acc_r) * 100)
         pace = f"{speed:.2f}x faster" if speed >= 1 else f"{1 / speed:.2f}x slower"
         return Measured(speed, f"{pace}, {gain:+.2f} pts at {lab(t.density.iloc[0])}",
-                        {"speedup": speed, "gain": gain})
+                        {"speedup": speed, "gain": gain}, "{:.2f}x")
     return measure
 
 
@@ -148,7 +149,7 @@ def reinit_range(ticket_to):
             return _missing(f"ticket or reinit not pruned to about {lab(ticket_to)}")
         (d_t, _), (d_r, _) = _holds_to(summary, "ticket"), _holds_to(summary, "reinit")
         return Measured(d_r / d_t, f"ticket holds to {lab(d_t)}, reinit to {lab(d_r)}",
-                        {"ticket": d_t, "reinit": d_r})
+                        {"ticket": d_t, "reinit": d_r}, "{:.1f}x denser")
     return measure
 
 
@@ -173,7 +174,7 @@ def oneshot_earlier(lo, hi):
         inside = rows[rows.density.between(lo / 1.02, hi * 1.02)].groupby("density")[ES].mean()
         earlier = int((inside < _dense(summary)[ES].mean()).sum())
         return Measured(earlier / len(inside), f"{earlier}/{len(inside)} levels earlier "
-                        f"({lab(inside.index.max())}-{lab(inside.index.min())})")
+                        f"({lab(inside.index.max())}-{lab(inside.index.min())})", fmt="{:.0%}")
     return measure
 
 
@@ -183,7 +184,7 @@ def iterative_smaller(summary, curves):
     (d_t, all_t), (d_o, all_o) = _holds_to(summary, "ticket"), _holds_to(summary, "oneshot")
     if all_t and all_o:
         return _missing("both keep accuracy at every measured level")
-    return Measured(d_o / d_t, f"iterative holds to {lab(d_t)}, one-shot to {lab(d_o)}")
+    return Measured(d_o / d_t, f"iterative holds to {lab(d_t)}, one-shot to {lab(d_o)}", fmt="{:.1f}x")
 
 
 def _spearman(a, b) -> float:
@@ -200,7 +201,7 @@ def random_trend(summary, curves):
         return _missing("fewer than 4 densities")
     slow, acc = -_spearman(by.index, by[ES]), _spearman(by.index, by[ACC])
     return Measured(min(slow, acc), f"rank corr. with density: iteration {-slow:+.2f}, "
-                    f"accuracy {acc:+.2f} ({len(by)} densities)", {"slow": slow, "acc": acc})
+                    f"accuracy {acc:+.2f} ({len(by)} densities)", {"slow": slow, "acc": acc}, "{:+.2f}")
 
 
 def random_trend_rule(m):
@@ -208,14 +209,41 @@ def random_trend_rule(m):
     return REPRODUCED if min(slow, acc) >= 0.7 else PARTLY if max(slow, acc) >= 0.7 else NOT
 
 
+def judge(claim: Claim, summary: pd.DataFrame, curves: pd.DataFrame | None = None) -> tuple[Measured, str]:
+    """The claim's measurement on these tables and its verdict."""
+    has_dense = ((summary.control == "ticket") & (summary.level == 0)).any()
+    m = claim.measure(summary, curves) if has_dense else _missing("no dense run")
+    return m, (UNMEASURED if math.isnan(m.value) else claim.rule(m))
+
+
+def _one_trial(table, trial):
+    return None if table is None else table[table.trial == trial]
+
+
+def spread(claim: Claim, summary: pd.DataFrame, curves: pd.DataFrame | None = None) -> dict:
+    """The claim measured on each trial alone: the range of its headline number over trials and how
+    many trials on their own give the verdict that the mean over trials gives."""
+    _, verdict = judge(claim, summary, curves)
+    trials = sorted(int(t) for t in summary.trial.unique())
+    per = [judge(claim, _one_trial(summary, t), _one_trial(curves, t)) for t in trials]
+    values = [m for m, _ in per if not math.isnan(m.value)]
+    if len(trials) < 2 or not values:
+        return {"over trials": "one trial" if len(trials) < 2 else "not measured per trial",
+                "trials agreeing": ""}
+    lo, hi = min(values, key=lambda m: m.value), max(values, key=lambda m: m.value)
+    agree = sum(v == verdict for _, v in per)
+    return {"over trials": f"{lo.fmt.format(lo.value)} to {hi.fmt.format(hi.value)}",
+            "trials agreeing": f"{agree} of {len(trials)}"}
+
+
 def scorecard(claims, summary: pd.DataFrame, curves: pd.DataFrame | None = None,
-              rules: bool = False) -> pd.DataFrame:
-    """One row per claim: claim, paper, ours, verdict (+ rule text if `rules`), indexed by id."""
+              rules: bool = False, trials: bool = False) -> pd.DataFrame:
+    """One row per claim: claim, paper, ours, verdict (+ rule text if `rules`; + the spread over trials
+    if `trials`, see `spread`), indexed by id."""
     rows = []
     for c in claims:
-        has_dense = ((summary.control == "ticket") & (summary.level == 0)).any()
-        m = c.measure(summary, curves) if has_dense else _missing("no dense run")
-        verdict = UNMEASURED if math.isnan(m.value) else c.rule(m)
+        m, verdict = judge(c, summary, curves)
         rows.append({"id": c.id, "claim": c.text, "paper": c.paper_value, "ours": m.shown,
+                     **(spread(c, summary, curves) if trials else {}),
                      "verdict": verdict, **({"rule": c.how} if rules else {})})
     return pd.DataFrame(rows).set_index("id")

@@ -16,14 +16,27 @@ import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
 
-def figure_png(fig: Figure, dpi: int = 90) -> bytes:
-    """PNG bytes of `fig`; the figure is closed afterwards so precomputing many costs no memory."""
+def figure_png(fig: Figure, dpi: int = 90, colors: int = 128) -> bytes:
+    """PNG bytes of `fig`, as a palette image of `colors` colours (a third of the bytes of full colour for
+    these plots, and the page embeds one per level: see `compact_png`); the figure is closed afterwards so
+    precomputing many costs no memory."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
     # pyplot-managed figures stay registered (and get re-shown by the notebook) until closed;
     # plain Figure objects, as lt_core.book.plots makes, are a no-op here and simply get dropped
     plt.close(fig)
-    return buf.getvalue()
+    return compact_png(buf.getvalue(), colors)
+
+
+def compact_png(png: bytes, colors: int = 128) -> bytes:
+    """The same picture as a palette PNG of at most `colors` colours, without dithering (plots are flat
+    colours and anti-aliased edges), or the original bytes when that is not smaller."""
+    from PIL import Image
+    image = Image.open(io.BytesIO(png)).convert("RGB")
+    small = image.quantize(colors=colors, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    out = io.BytesIO()
+    small.save(out, format="png", optimize=True)
+    return out.getvalue() if out.tell() < len(png) else png
 
 
 def _labels(densities: Sequence[float]) -> list[str]:

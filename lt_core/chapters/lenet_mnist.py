@@ -128,3 +128,37 @@ def pixel_regions(masks: dict, border: int = 4) -> pd.DataFrame:
         rows.append({"density %": round(100 * density, 1), "border kept %": round(100 * kept[frame].mean(), 1),
                      "centre kept %": round(100 * kept[~frame].mean(), 1)})
     return pd.DataFrame(rows).set_index("density %")
+
+
+# What the paper states of its LeNet setting (Section 2, Figure 2's table, Appendix; paper-claims.md [P]).
+# The settings table sets a run against these; a parameter missing here is "not stated".
+PAPER_SETTINGS = {
+    "dataset": "mnist", "val_size": 5000, "model": "lenet_300_100", "init": "glorot_normal",
+    "optimizer": "adam", "lr": 0.0012, "batch_size": 60, "iterations": 50000, "eval_every": 100,
+    "pruning": "layerwise", "rates": {"fc": 0.2, "output": 0.1}, "rewind_iteration": 0, "trials": 5,
+    "reinit_draws": 3, "controls": ["ticket", "reinit", "random", "oneshot"],
+}
+
+# The paper's numbers drawn on Figure 4 (plots.paper_marks): relative to the dense network, as the paper
+# states them.
+PAPER_MARKS = [
+    ("early_stop_iteration", 0.211, "times", 0.62, "38% earlier"),
+    ("early_stop_test_accuracy", 0.135, "plus", 0.003, "+0.3 pts"),
+    ("early_stop_test_accuracy", 0.036, "plus", 0.0, "back to dense"),
+]
+
+
+def constant_pixels(splits) -> dict:
+    """The input pixels that hold one value over all training images (`splits`: data.datasets.Splits):
+    their share and count, and the value the network sees there after standardisation.
+
+    A pixel that is 0 in every raw image becomes (0 - mean) / std, about -0.42 for MNIST, not 0: its
+    first-layer weights do get a gradient, that value times the hidden unit's bias gradient, so they move
+    like extra bias terms instead of keeping their initial values (tests/test_statements.py checks both).
+    """
+    flat = splits.x_train.reshape(len(splits.x_train), -1)
+    constant = (flat == flat[:1]).all(dim=0)
+    raw = flat[0, constant].float() / 255
+    seen = (raw - splits.mean[0]) / splits.std[0]
+    return {"share": float(constant.float().mean()), "count": int(constant.sum()),
+            "value": float(seen.mean()) if len(seen) else float("nan"), "mask": constant}

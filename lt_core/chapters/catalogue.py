@@ -1,0 +1,72 @@
+"""The book's chapters in one list, and the book-wide scorecard built from it.
+
+Each entry names a chapter's page, its claims (from the chapter's module), and the recorded run it quotes.
+`bookwide` scores every chapter's claims on its recorded run with the very code the chapter calls
+(lt_core.book.scorecard), so the book-wide page (book/scorecard.md, filled in by tools/build_book.py) and
+the chapters cannot disagree; tests/test_bookwide.py checks the rows against the committed chapters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import pandas as pd
+
+from ..book import scorecard
+from ..runs import recorded as recorded_runs
+from . import lenet_mnist
+
+
+@dataclass(frozen=True)
+class Chapter:
+    page: str            # the notebook's stem under book/
+    title: str
+    paper: str           # short citation
+    claims: Callable[[], list]
+    recorded: str        # book/recorded/<name>: the run the chapter quotes
+
+
+CHAPTERS = [
+    Chapter("lenet_mnist", "LeNet-300-100 on MNIST", "Frankle & Carbin 2019", lenet_mnist.claims,
+            "lenet_mnist_paper"),
+]
+
+
+def run_scale(summary: pd.DataFrame, stored: dict) -> str:
+    """'recorded, 3 trials x 50,000 iterations, 138 networks'."""
+    return (f"recorded, {summary.trial.nunique()} trials x {int(stored['iterations']):,} iterations, "
+            f"{len(summary)} networks")
+
+
+def bookwide(chapters=CHAPTERS) -> pd.DataFrame:
+    """Every claim of every chapter scored on the chapter's recorded run: chapter, claim id, claim, paper,
+    ours, verdict and the scale of the run. A chapter without its recorded run gives one row saying so."""
+    rows = []
+    for ch in chapters:
+        rec = recorded_runs.recorded(ch.recorded)
+        if rec is None:
+            rows.append({"chapter": ch.page, "id": "", "claim": f"no recorded run book/recorded/{ch.recorded}",
+                         "paper": "", "ours": "", "verdict": scorecard.UNMEASURED, "run": ""})
+            continue
+        curves, summary, doc = rec
+        card = scorecard.scorecard(ch.claims(), summary, curves)
+        for claim_id, row in card.iterrows():
+            rows.append({"chapter": ch.page, "id": claim_id, "claim": row.claim, "paper": row.paper,
+                         "ours": row.ours, "verdict": row.verdict, "run": run_scale(summary, doc["config"])})
+    return pd.DataFrame(rows)
+
+
+def markdown(table: pd.DataFrame, chapters=CHAPTERS) -> str:
+    """The book-wide table as a MyST markdown table, each chapter's name linking to its page."""
+    titles = {ch.page: f"[{ch.title}]({ch.page}.ipynb) ({ch.paper})" for ch in chapters}
+    cols = ["chapter", "claim", "paper", "ours", "verdict", "run"]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for _, row in table.iterrows():
+        cells = [titles.get(row.chapter, row.chapter), f"{row.claim} (`{row.id}`)" if row.id else row.claim,
+                 row.paper, row.ours, f"**{row.verdict}**", row.run]
+        lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
+    counts = table.verdict.value_counts()
+    summary = ", ".join(f"{counts.get(v, 0)} {v}" for v in (scorecard.REPRODUCED, scorecard.PARTLY,
+                                                             scorecard.NOT, scorecard.UNMEASURED))
+    return f"{len(table)} claims: {summary}.\n\n" + "\n".join(lines) + "\n"

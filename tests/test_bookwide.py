@@ -1,0 +1,47 @@
+"""The book-wide scorecard page lists every claim of every chapter with the verdict the chapter itself
+shows: its rows are compared with the reproducibility summary stored in each committed chapter notebook."""
+
+import html
+import json
+
+from lt_core.chapters import catalogue
+from lt_core.provenance import REPO
+
+
+def committed_summary(page: str) -> dict[str, str]:
+    """id -> the HTML row of the chapter's recorded-run verdict table (its first lt-table)."""
+    cells = json.loads((REPO / "book" / f"{page}.ipynb").read_text())["cells"]
+    for cell in cells:
+        for out in cell.get("outputs", []):
+            text = "".join(out.get("data", {}).get("text/html", ""))
+            if 'class="lt-table"' in text and "the run to quote" in text:
+                return {r.split("</td>", 1)[0].rsplit(">", 1)[-1]: r for r in text.split("<tr>")[2:]}
+    raise AssertionError(f"book/{page}.ipynb shows no recorded-run verdict table")
+
+
+def test_every_chapter_is_in_the_catalogue():
+    toc = (REPO / "_toc.yml").read_text()
+    for ch in catalogue.CHAPTERS:
+        assert f"book/{ch.page}" in toc and (REPO / "book" / "recorded" / ch.recorded).is_dir()
+
+
+def test_bookwide_rows_equal_the_chapters_scorecards():
+    table = catalogue.bookwide()
+    for ch in catalogue.CHAPTERS:
+        rows = table[table.chapter == ch.page]
+        shown = committed_summary(ch.page)
+        assert set(rows.id) == set(shown) and len(rows) == len(ch.claims())
+        for _, row in rows.iterrows():
+            for column in ("claim", "paper", "ours", "verdict"):
+                cell = f'<td data-label="{column}">{html.escape(row[column])}</td>'
+                assert cell in shown[row.id], (ch.page, row.id, column)
+
+
+def test_markdown_page_holds_every_row_and_links_the_chapter():
+    table = catalogue.bookwide()
+    page = catalogue.markdown(table)
+    assert page.count("\n| ") == len(table) + 1  # header + one line per claim
+    for _, row in table.iterrows():
+        assert f"`{row.id}`" in page and f"**{row.verdict}**" in page
+    assert "(lenet_mnist.ipynb)" in page
+    assert f"{len(table)} claims:" in page
