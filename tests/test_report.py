@@ -1,0 +1,78 @@
+"""The replication report's pieces: the command that reproduces a stored run, the scale warning, the cost,
+wrapped tables, provenance links to commits, and the build's per-network progress."""
+
+import json
+import shlex
+
+import pandas as pd
+
+from lt_core import config
+from lt_core.book import chapter, report
+from lt_core.book.progress import Watcher
+from lt_core.provenance import REPO
+from lt_core.runs import recorded
+
+PARAMS = "params/lenet_mnist.yaml"
+
+
+def test_run_command_trains_exactly_the_recorded_run():
+    _, _, doc = recorded.recorded("lenet_mnist_paper")
+    words = shlex.split(report.run_command(PARAMS, "paper", doc["config"]))
+    assert words[:7] == ["python", "-m", "lt_core", "run", PARAMS, "--profile", "paper"]
+    sets = [words[i + 1] for i, w in enumerate(words) if w == "--set"]
+    cfg = config.load(REPO / PARAMS, "paper", config.parse_overrides(sets))
+    assert cfg.digest() == doc["digest"] == "44136fa355"
+    ours = cfg.to_dict()
+    assert all(ours[name] == value for name, value in doc["config"].items() if name in ours)
+
+
+def test_scale_warning_only_below_the_stable_scale():
+    smoke = config.load(REPO / PARAMS, "smoke")
+    assert "too small" in report.scale_warning(PARAMS, smoke, smoke.trials)
+    paper = config.load(REPO / PARAMS, "paper")
+    assert report.scale_warning(PARAMS, paper, paper.trials) == ""
+    assert "too small" in report.scale_warning(PARAMS, paper, 2)
+
+
+def test_cost_sums_the_networks_seconds_and_labels_the_gpu_estimate():
+    summary = pd.DataFrame({"seconds": [1800.0, 1800.0], "cpu": ["x (AVX2)", "x (AVX2)"], "threads": [1, 1],
+                            "trial": [0, 0]})
+    spent = report.cost(summary, {"iterations": 50000, "model": "lenet_300_100"})
+    assert spent["cpu_hours"] == 1.0 and spent["kinds"] == ["x (AVX2)"] and spent["threads"] == [1]
+    assert spent["gpu"].startswith("estimate, not measured")
+
+
+def test_table_keeps_every_character_and_labels_cells():
+    long = "a claim of more than fifty characters, with <markup> & quotes \" in it, kept whole"
+    html = report.Table(pd.DataFrame({"claim": [long], "verdict": ["partly"]}, index=pd.Index(["c1"], name="id")),
+                        widths=[20, 60, 20])._repr_html_()
+    assert '<td data-label="claim">a claim of more than fifty characters, with &lt;markup&gt; &amp; quotes' in html
+    assert "kept whole</td>" in html and '<td data-label="id">c1</td>' in html
+    assert html.count("<col ") == 3 and 'class="lt-table"' in html
+
+
+def test_provenance_links_code_versions_when_a_repository_is_configured():
+    summary = pd.DataFrame({"code_version": ["abc123+dirty"], "torch": ["2"], "device": ["cpu"], "machine": ["m"],
+                            "threads": [1], "control": ["ticket"], "finished": ["2026-01-01"]})
+    plain = chapter.provenance(summary, repository="")
+    assert isinstance(plain, pd.DataFrame) and plain.code_version.iloc[0] == "abc123+dirty"
+    linked = chapter.provenance(summary, repository="https://example.org/lt/book/").to_html()
+    assert '<a href="https://example.org/lt/book/commit/abc123">abc123+dirty</a>' in linked
+
+
+def test_progress_watcher_reports_each_new_network(tmp_path):
+    cfg = config.load(REPO / PARAMS, "smoke")
+    lines = []
+    watcher = Watcher(cfg, tmp_path, say=lines.append, every=0.05)
+    folder = watcher.folder
+    (folder / "trial_00" / "level_00" / "ticket").mkdir(parents=True)
+    (folder / "trial_00" / "level_00" / "ticket" / "summary.json").write_text(json.dumps({}))
+    with watcher:
+        for level in (1, 2):
+            unit = folder / "trial_00" / f"level_0{level}" / "ticket"
+            unit.mkdir(parents=True)
+            (unit / "summary.json").write_text("{}")
+    assert watcher.trained == 2
+    assert lines[0].startswith(f"lenet_mnist: 1 of {watcher.total} networks already in")
+    assert [ln.split(" (")[0] for ln in lines[1:]] == [
+        "lenet_mnist: trained trial_00/level_01/ticket", "lenet_mnist: trained trial_00/level_02/ticket"]
