@@ -1,5 +1,6 @@
 """lt_core: the small engine behind the Lottery Ticket Book, in wings that import in one direction only.
 
+    checks               the rules a parameter's value must follow (types, ranges, names): one-line errors
     config, provenance   the frozen experiment configuration (shared fields + one section per procedure);
                          code version, machine and CPU kind recorded with every result
     data                 fetch + verify, readers, splits

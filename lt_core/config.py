@@ -30,9 +30,10 @@ from typing import Any
 
 import yaml
 
+from .checks import (ConfigError, Rule, above, at_least, check_rules, coerce, field_types, folder_name, fraction,
+                     one_of, raise_first)
 
-class ConfigError(ValueError):
-    """A parameter file or override that cannot describe an experiment; the message says how to fix it."""
+__all__ = ["ConfigError", "Experiment", "Imp", "load", "make", "parse_overrides", "read", "resolve", "section"]
 
 
 @dataclass(frozen=True)
@@ -48,21 +49,24 @@ class Imp:
     reinit_draws: int = 1
 
     EXTENT = ("levels", "controls", "control_levels", "reinit_draws")
+    RULES = {"pruning": one_of(("layerwise", "global")),
+             "rates": Rule(lambda r: 0 <= r < 1, "in [0, 1) (the fraction of surviving weights a round removes)"),
+             "rewind_iteration": at_least(0), "levels": at_least(0), "reinit_draws": at_least(1),
+             "controls": one_of(controls),  # the default names every control there is
+             "control_levels": at_least(1)}
 
     def check(self, cfg: "Experiment") -> None:
-        for kind, rate in self.rates:
-            if not 0.0 <= rate < 1.0:
-                raise ConfigError(f"pruning rate for '{kind}' is {rate}: a rate is the fraction of surviving "
-                                  "weights removed per round and must be in [0, 1)")
-        controls = Imp.controls  # the default names every control there is
+        """What the rules above cannot say alone: limits set by other fields. (The levels past which the
+        weight counts stop falling need the model's sizes: lt_core/procedures/imp.py, plan.)"""
+        beyond = [level for level in self.control_levels if level > self.levels]
         raise_first([
-            (self.pruning not in ("layerwise", "global"), f"pruning '{self.pruning}' is not one of layerwise, global"),
-            (not 0 <= self.rewind_iteration <= cfg.iterations,
-             f"rewind_iteration {self.rewind_iteration} must lie between 0 and iterations ({cfg.iterations})"),
-            (self.levels < 0 or self.reinit_draws < 1, "levels must be >= 0 and reinit_draws >= 1"),
-            (any(c not in controls for c in self.controls),
-             f"controls {list(self.controls)} may only name {', '.join(controls)}"),
-            ("ticket" not in self.controls, "controls must include 'ticket': the controls are defined by its masks"),
+            (self.rewind_iteration > cfg.iterations,
+             f"'rewind_iteration' is {self.rewind_iteration}; it must lie in 0..iterations ({cfg.iterations}): "
+             "the step of the dense network's training whose weights the tickets start from"),
+            ("ticket" not in self.controls,
+             f"'controls' is {list(self.controls)}; it must include ticket: the controls are defined by its masks"),
+            (bool(beyond), f"'control_levels' contains {beyond}; they must lie in 1..levels ({self.levels}): "
+                           "raise levels or drop them"),
         ])
 
 
@@ -120,16 +124,18 @@ class Experiment:
     settings: Any = None              # the procedure's section (None: its defaults)
 
     def __post_init__(self):
+        _check_types(self)
         if self.procedure not in SECTIONS:
-            raise ConfigError(f"procedure '{self.procedure}' is not one of {', '.join(SECTIONS)}")
+            raise ConfigError(f"procedure {self.procedure!r} is not one of {', '.join(SECTIONS)}")
         if self.settings is None:
             object.__setattr__(self, "settings", SECTIONS[self.procedure]())
         elif type(self.settings) is not SECTIONS[self.procedure]:
             raise ConfigError(f"settings of type {type(self.settings).__name__} do not belong to procedure "
                               f"'{self.procedure}'")
-        _check_types(self)
-        _check_shared(self)
         _check_types(self.settings)
+        check_rules(self, RULES)
+        _check_shared(self)
+        check_rules(self.settings, getattr(type(self.settings), "RULES", {}))
         self.settings.check(self)
 
     def __getattr__(self, name):  # only called for names that are not shared fields
@@ -172,6 +178,17 @@ def _shared_fields():
 
 SHARED = {f.name: f for f in _shared_fields()}
 
+# what each shared field may be (its type comes from its annotation; lt_core/checks.py). The names of
+# datasets, models and inits are checked where their registries live (lt_core/procedures/imp.py, new_model).
+RULES = {
+    "experiment": folder_name, "optimizer": one_of(("adam", "sgd")), "device": one_of(("auto", "cpu", "cuda")),
+    "val_size": at_least(0), "split_seed": at_least(0), "seed": at_least(0), "dropout": fraction(),
+    "lr": above(0.0), "momentum": fraction(), "weight_decay": at_least(0.0), "batch_size": at_least(1),
+    "iterations": at_least(1), "warmup_iterations": at_least(0), "lr_drops": at_least(1),
+    "lr_drop_factor": Rule(lambda v: 0 < v <= 1, "a finite number in (0, 1]"), "eval_every": at_least(1),
+    "trials": at_least(1),
+}
+
 
 def _names(cls) -> dict:
     return {f.name: f for f in dataclasses.fields(cls)}
@@ -185,48 +202,24 @@ def _plain(value):
     return value
 
 
-def _coerce(name: str, value, spec: dataclasses.Field):
-    """YAML/papermill values -> the dataclass's types (lists -> tuples, rate dicts -> sorted pairs)."""
-    if name == "rates":
-        if not isinstance(value, dict):
-            raise ConfigError(f"'rates' must be a mapping of layer kind to rate, e.g. {{fc: 0.2}}; got {value!r}")
-        return tuple(sorted((str(k), float(v)) for k, v in value.items()))
-    default = spec.default
-    if isinstance(default, tuple):
-        return tuple(value) if isinstance(value, (list, tuple)) else (value,)
-    if isinstance(default, bool):
-        return bool(value)
-    if isinstance(default, float) and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(default, int) and isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
-
-
 def _check_types(obj) -> None:
-    """Types of a dataclass's fields against their defaults' (shared fields and sections alike)."""
+    """Every field of a dataclass (shared fields or a section) as the type its annotation names, in place:
+    YAML lists become tuples, mappings sorted pairs, whole numbers floats where a float is wanted; any other
+    mismatch is one ConfigError naming the field (lt_core/checks.py). Runs in Experiment.__post_init__,
+    before the frozen objects are used, so every way of making one (make, dataclasses.replace) is checked."""
+    types = field_types(type(obj))
     for f in dataclasses.fields(obj):
-        value, default = getattr(obj, f.name), f.default
-        if isinstance(default, (int, float, str)) and not isinstance(value, type(default)) \
-                and not (isinstance(default, float) and isinstance(value, int)):
-            raise ConfigError(f"'{f.name}' must be a {type(default).__name__}; got {value!r}")
-
-
-def raise_first(problems: list[tuple[bool, str]]) -> None:
-    """Raise ConfigError with the message of the first (bad, message) pair that is bad."""
-    for bad, message in problems:
-        if bad:
-            raise ConfigError(message)
+        hint = types.get(f.name, type(f.default) if f.default is not dataclasses.MISSING else Any)
+        if f.name != "settings":
+            object.__setattr__(obj, f.name, coerce(f.name, getattr(obj, f.name), hint))
 
 
 def _check_shared(cfg: Experiment) -> None:
+    """Limits of shared fields set by other fields."""
+    late = [d for d in cfg.lr_drops if d >= cfg.iterations]
     raise_first([
-        (cfg.optimizer not in ("adam", "sgd"), f"optimizer '{cfg.optimizer}' is not one of adam, sgd"),
-        (cfg.device not in ("auto", "cpu", "cuda"), f"device '{cfg.device}' is not one of auto, cpu, cuda"),
-        (cfg.iterations < 1 or cfg.batch_size < 1 or cfg.eval_every < 1,
-         "iterations, batch_size and eval_every must be at least 1"),
-        (cfg.trials < 1, "trials must be >= 1"),
-        (not 0.0 <= cfg.dropout < 1.0, f"dropout {cfg.dropout} must be in [0, 1)"),
+        (bool(late), f"'lr_drops' contains {late}; a drop must come before the last iteration "
+                     f"(1..{cfg.iterations - 1}), or it never happens"),
     ])
 
 
@@ -234,8 +227,8 @@ def make(values: dict) -> Experiment:
     """An Experiment from one flat mapping: shared fields, `procedure` (default imp) and that procedure's
     fields. An unknown field, or a missing one the procedure requires, is one error naming both."""
     procedure = values.get("procedure", "imp")
-    if procedure not in SECTIONS:
-        raise ConfigError(f"procedure '{procedure}' is not one of {', '.join(SECTIONS)}")
+    if not isinstance(procedure, str) or procedure not in SECTIONS:
+        raise ConfigError(f"procedure {procedure!r} is not one of {', '.join(SECTIONS)}")
     own = _names(SECTIONS[procedure])
     unknown = [k for k in values if k not in SHARED and k not in own]
     if unknown:
@@ -251,34 +244,68 @@ def make(values: dict) -> Experiment:
     if missing:
         raise ConfigError(f"procedure '{procedure}' needs the parameter{'s' * (len(missing) > 1)} "
                           f"{', '.join(repr(m) for m in missing)}")
-    shared = {k: _coerce(k, v, SHARED[k]) for k, v in values.items() if k in SHARED}
-    settings = SECTIONS[procedure](**{k: _coerce(k, v, own[k]) for k, v in values.items() if k in own})
-    return Experiment(**shared, settings=settings)
+    settings = SECTIONS[procedure](**{k: v for k, v in values.items() if k in own})  # checked by Experiment
+    return Experiment(**{k: v for k, v in values.items() if k in SHARED}, settings=settings)
 
 
 def resolve(experiment: str, base: dict, profiles: dict, profile: str, overrides: dict | None = None) -> Experiment:
     """base < profiles[profile] < overrides, as papermill hands them to a notebook."""
-    if profile not in (profiles or {}):
-        raise ConfigError(f"profile '{profile}' is not defined for {experiment}; "
+    _mapping("base", base, "{lr: 0.001}")
+    _mapping("profiles", profiles, "{smoke: {iterations: 300}}")
+    _mapping("overrides", overrides, "{trials: 2}")
+    if not isinstance(profile, str) or profile not in (profiles or {}):
+        raise ConfigError(f"profile {profile!r} is not defined for {experiment}; "
                           f"choose one of: {', '.join(profiles or {}) or '(none defined)'}")
-    values = {**(base or {}), **(profiles[profile] or {}), **(overrides or {}), "experiment": experiment}
+    _mapping(f"profile '{profile}'", profiles[profile], "{iterations: 300}")
+    # the file names the experiment unless a later layer renames it (--set experiment=NAME: a new folder)
+    values = {"experiment": experiment, **(base or {}), **(profiles[profile] or {}), **(overrides or {})}
     return make(values)
+
+
+def _mapping(what: str, value, example: str) -> None:
+    """ConfigError unless `value` is a mapping (or None, read as empty)."""
+    if value is not None and not isinstance(value, dict):
+        raise ConfigError(f"{what} must be a mapping of parameter to value, e.g. {example}; "
+                          f"got {type(value).__name__} {value!r:.80}")
 
 
 def read(path: str | Path) -> dict:
     """The four top-level keys of a params file (see the module docstring)."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path} is a folder, not a parameter file; give one of its files: "
+                          f"{', '.join(str(p) for p in sorted(path.glob('*.yaml'))) or '(it has none)'}")
     if not path.exists():
         raise ConfigError(f"no parameter file {path}; the experiments are: "
                           f"{', '.join(p.name for p in sorted(path.parent.glob('*.yaml'))) or '(none)'}")
-    doc = yaml.safe_load(path.read_text()) or {}
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"cannot read the parameter file {path}: {error}") from None
+    doc = _yaml(text, str(path))
+    doc = {} if doc is None else doc
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{path}: a params file is a mapping with the keys experiment, profile, base and "
+                          f"profiles; this one is {type(doc).__name__} {doc!r:.60}")
     extra = set(doc) - {"experiment", "profile", "base", "profiles"}
     if extra or "base" not in doc:
         raise ConfigError(f"{path}: a params file has the keys experiment, profile, base and profiles "
-                          f"(found {sorted(doc)}); put experiment settings under 'base'")
+                          f"(found {sorted(map(str, doc))}); put experiment settings under 'base'")
     doc.setdefault("experiment", path.stem)
     doc.setdefault("profiles", {})
     return doc
+
+
+def _yaml(text: str, where: str):
+    """yaml.safe_load, its errors as one line with the line and column (tabs named: YAML forbids them)."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        at = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = " ".join(str(getattr(error, "problem", None) or error).split())
+        tab = "; indent with spaces, not tabs" if "\\t" in problem else ""
+        raise ConfigError(f"{where}{at}: not valid YAML ({problem}){tab}") from None
 
 
 def load(path: str | Path, profile: str | None = None, overrides: dict | None = None) -> Experiment:
@@ -290,8 +317,8 @@ def parse_overrides(pairs: list[str]) -> dict:
     """`key=value` strings from the command line; values are read as YAML (numbers, lists, mappings)."""
     out = {}
     for pair in pairs:
-        if "=" not in pair:
+        key, _, value = pair.partition("=")
+        if not _ or not key.strip():
             raise ConfigError(f"override '{pair}' must look like key=value, e.g. trials=2")
-        key, value = pair.split("=", 1)
-        out[key.strip()] = yaml.safe_load(value)
+        out[key.strip()] = _yaml(value, f"--set {pair}")
     return out

@@ -7,8 +7,9 @@ import re
 from lt_core.provenance import REPO
 
 PACKAGE = REPO / "lt_core"
-# stage of each wing; modules at the package's top level are named without ".py"
-STAGES = ["config", "provenance", "data", "nets", "sparsity", "training", "procedures", "runs", "book",
+# stage of each wing; modules at the package's top level are named without ".py" (checks comes before
+# config: config builds its fields' checks from it)
+STAGES = ["checks", "config", "provenance", "data", "nets", "sparsity", "training", "procedures", "runs", "book",
           "chapters", "speed", "__main__"]
 
 

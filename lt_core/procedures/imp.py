@@ -22,12 +22,13 @@ import time
 
 import torch
 
-from ..config import Experiment
+from ..checks import check_rules, one_of
+from ..config import ConfigError, Experiment
 from ..nets import models
 from ..provenance import provenance
 from ..sparsity import pruning
 from ..sparsity.masks import Mask
-from ..training.loop import DeviceData, train
+from ..training.loop import DeviceData, check_batches, train
 from .base import Procedure, Unit, register
 
 SHAPES = {"mnist": (1, 28, 28), "fashion_mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
@@ -61,17 +62,27 @@ def levels_with_controls(cfg: Experiment) -> list[int]:
 
 
 def new_model(cfg: Experiment, seed: int):
-    if cfg.dataset not in SHAPES:
-        raise ValueError(f"unknown dataset '{cfg.dataset}'; choose one of {', '.join(SHAPES)}")
+    """The experiment's network, initialised from `seed`; its names are checked against the registries here
+    (config.py cannot import them), so a bad one is an error naming the parameter before anything runs."""
+    check_rules(cfg, {"dataset": one_of(SHAPES), "model": one_of(models.BUILDERS), "init": one_of(models.INITS)})
     return models.build(cfg.model, init=cfg.init, seed=seed, in_shape=SHAPES[cfg.dataset], dropout=cfg.dropout)
 
 
 def plan(cfg: Experiment) -> list[float]:
     """Check what can be checked before any data is loaded; returns the density of each level."""
+    check_batches(cfg)
     model = new_model(cfg, 0)
     spec = pruning.PruneSpec.of(model, cfg)
     sizes = {name: model.get_parameter(name).numel() for name in model.prunable}
-    return pruning.planned_densities(sizes, spec, cfg.levels)
+    densities = pruning.planned_densities(sizes, spec, cfg.levels)
+    # a round removes r * n weights rounded half up: once that rounds to 0 in every tensor, every later
+    # level is the same network again (400 units of levels=100 trained nothing new)
+    stuck = next((level for level in range(1, len(densities)) if densities[level] == densities[level - 1]), None)
+    if stuck is not None:
+        raise ConfigError(f"'levels' is {cfg.levels}; at these rates the weight counts stop falling after level "
+                          f"{stuck - 1} (density {100 * densities[stuck - 1]:.3g}%: a round removes no weight), "
+                          f"so use levels <= {stuck - 1}")
+    return densities
 
 
 class Trial:

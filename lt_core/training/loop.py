@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import ConfigError
 from ..data import datasets
 from ..nets import products
 from ..sparsity.masks import Mask
@@ -40,8 +41,26 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' was asked for but torch sees no GPU; use device=auto or cpu")
+        raise ConfigError("device=cuda, but torch sees no CUDA device on this machine (no GPU, or no driver "
+                          "for it); use device=cpu or device=auto")
     return torch.device(name)
+
+
+def check_batches(cfg) -> None:
+    """batch_size against the training examples the split leaves, from the data set's declared size (before
+    any data are loaded: Batches says the same once they are)."""
+    if cfg.dataset in datasets.DATASETS:
+        n = datasets.DATASETS[cfg.dataset].n_train
+        if cfg.val_size >= n:
+            raise ConfigError(f"'val_size' is {cfg.val_size}; it must be below the {n} training images of "
+                              f"{cfg.dataset}, which it splits into validation and training examples")
+        _check_batch(cfg.batch_size, n - cfg.val_size)
+
+
+def _check_batch(batch_size: int, n: int) -> None:
+    if batch_size > n:
+        raise ConfigError(f"'batch_size' is {batch_size}; it must be at most the {n} training examples "
+                          "(the data set less val_size): an epoch holds no whole batch")
 
 
 @dataclass
@@ -117,8 +136,7 @@ class Batches:
     """An endless stream of batch indices: epoch permutations from one seeded generator."""
 
     def __init__(self, n: int, batch_size: int, seed: int, device: torch.device):
-        if batch_size > n:
-            raise ValueError(f"batch_size {batch_size} exceeds the {n} training examples")
+        _check_batch(batch_size, n)
         self.n, self.batch_size, self.device = n, batch_size, device
         self.generator = torch.Generator().manual_seed(seed)
         self.perm, self.pos = None, n
