@@ -46,17 +46,25 @@ def cmd_run(args) -> int:
 
 def cmd_status(args) -> int:
     from .procedures.base import procedure_for
-    from .runs.results import status
+    from .runs.results import status, unit_states
     from .runs.store import RunStore
     cfg = _experiment(args)
     outline = procedure_for(cfg).outline()
     print(f"{cfg.experiment} [{cfg.digest()}] in {RunStore(cfg, args.results).dir}")
     if outline:
         print(outline)
-    table = status(cfg, args.results)
+    states = unit_states(cfg, args.results)
+    table = status(cfg, args.results, states)
     print(table.to_string(index=False))
+    damaged = [st.problem for st in states.values() if st.state == "damaged"]
+    for problem in damaged:
+        print(f"damaged: {problem}")
+    legacy = sum(st.legacy for st in states.values())
+    if legacy:
+        print(f"{legacy} done units were stored before checksums were recorded: read as done, not verifiable")
     missing = int(table.missing.sum()) if len(table) else 0
-    print("complete" if missing == 0 else f"{missing} units missing: `{_run_command(args)}` trains them")
+    todo = [f"{missing} units missing"] * bool(missing) + [f"{len(damaged)} damaged"] * bool(damaged)
+    print("complete" if not todo else f"{', '.join(todo)}: `{_run_command(args)}` trains them")
     return 0
 
 
@@ -72,16 +80,22 @@ def _run_command(args) -> str:
 
 
 def cmd_results(args) -> int:
+    from pathlib import Path
     from .runs.recorded import export
     from .runs.results import curves_table, summary_table
+    from .runs.store import DamagedError, atomic_write
     cfg = _experiment(args)
-    if args.export:
-        dest = export(cfg, args.export, args.results, every=args.every)
-        print(f"wrote the recorded copy of {cfg.experiment} [{cfg.digest()}] to {dest}")
-        return 0
-    table = summary_table(cfg, args.results) if args.summary else curves_table(cfg, args.results)
+    try:
+        if args.export:
+            dest = export(cfg, args.export, args.results, every=args.every)
+            print(f"wrote the recorded copy of {cfg.experiment} [{cfg.digest()}] to {dest}")
+            return 0
+        table = summary_table(cfg, args.results) if args.summary else curves_table(cfg, args.results)
+    except DamagedError as error:  # the store's own: name the command that repairs it
+        error.fix = f"nothing was written; `{_run_command(args)}` trains the damaged unit again"
+        raise
     if args.csv:
-        table.to_csv(args.csv, index=False)
+        atomic_write(Path(args.csv), table.to_csv(index=False))  # killed mid-way: the old file stays whole
         print(f"wrote {len(table)} rows to {args.csv}")
     else:
         print(table.to_string(index=False, max_rows=60))
@@ -137,11 +151,18 @@ def main(argv=None) -> int:
     args = parser().parse_args(argv)
     from .config import ConfigError
     from .data.datasets import DataError
+    from .data.files import StorageError
     try:
         return args.func(args)
-    except (ConfigError, DataError, ValueError, FileNotFoundError) as error:
+    except (ConfigError, DataError, ValueError, FileNotFoundError, StorageError, _damaged()) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+
+
+def _damaged():
+    """runs.store's DamagedError (a stored file that does not verify), imported only when matched."""
+    from .runs.store import DamagedError
+    return DamagedError
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from lt_core.data import datasets as data
-from lt_core.data import fetch
+from lt_core.data import checksums, fetch
 from lt_core.data.datasets import DataError
 
 FIX = "python -m lt_core data fetch"
@@ -57,7 +57,7 @@ def tiny(tmp_path, monkeypatch):
     sums = tmp_path / "checksums.md5"
     sums.write_text("".join(f"{md5(p)}  {p.relative_to(root)}\n"
                             for p in sorted(root.rglob("*")) if p.is_file()))
-    monkeypatch.setattr(fetch, "CHECKSUMS_FILE", sums)
+    monkeypatch.setattr(checksums, "CHECKSUMS_FILE", sums)
     data.load.cache_clear()
     yield root
     data.load.cache_clear()

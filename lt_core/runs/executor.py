@@ -4,11 +4,18 @@ The executor knows only the procedure contract (lt_core/procedures/base.py). It 
 every experiment its units need (`Procedure.sources`, recursively), lists the units not stored yet, sources
 first, and trains them: here one after another in `units()` order, or in `workers` processes
 (lt_core/runs/pool.py) each as soon as its needs are stored. Resuming after a kill is the same call: a unit
-is done when its summary is stored, so whatever finished stays and the rest is trained.
+is done when its summary is stored and verifies, so whatever finished stays and the rest is trained.
+
+Repair. A unit whose files do not verify (lt_core/runs/store.py: damaged, or trained on other data) is trained
+again, and so is every stored unit trained from it (its procedure's `needs`, followed to the end: for IMP the
+later tickets of that trial's chain and the controls that start from them), so that no stored unit starts
+from a network that is no longer the stored one. `run` says so in one line first. Temporary files left by
+killed writes are removed at the start of every run.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
 
 from ..config import Experiment
@@ -17,7 +24,7 @@ from ..procedures.base import Procedure, Unit, procedure_for
 from ..provenance import code_version
 from ..training.loop import ExperimentData, resolve_device
 from . import pool
-from .store import RunStore
+from .store import RunStore, State
 
 
 @dataclass
@@ -26,8 +33,8 @@ class Job:
     procedure: Procedure
     store: RunStore
 
-    def todo(self) -> list[Unit]:
-        return [u for u in self.procedure.units() if not self.store.done(u)]
+    def states(self) -> dict[Unit, State]:
+        return {u: self.store.check(u) for u in self.procedure.units()}
 
 
 def jobs(procedure: Procedure, root=None) -> dict[str, Job]:
@@ -45,6 +52,35 @@ def jobs(procedure: Procedure, root=None) -> dict[str, Job]:
     return out
 
 
+def _named(unit: Unit, experiment: str) -> Unit:
+    """`unit` as the executor names it: with the store name of its experiment ("" for the run's own)."""
+    return unit if unit.experiment else Unit(unit.trial, unit.level, unit.control, unit.draw, experiment)
+
+
+def trained_from(all_jobs: dict[str, Job], bad: set[Unit]) -> set[Unit]:
+    """Every unit of the jobs that needs a unit of `bad`, directly or through others (not `bad` itself)."""
+    users = defaultdict(list)
+    for name, job in all_jobs.items():
+        for unit in job.procedure.units():
+            for need in job.procedure.needs(unit):
+                users[_named(need, name)].append(_named(unit, name))
+    out, frontier = set(), list(bad)
+    while frontier:
+        for user in users[frontier.pop()]:
+            if user not in out and user not in bad:
+                out.add(user)
+                frontier.append(user)
+    return out
+
+
+def _repair_line(experiment: str, damaged: dict[Unit, State], dependents: set[Unit]) -> str:
+    first = next(iter(damaged.values())).problem
+    more = f" and {len(damaged) - 1} more" if len(damaged) > 1 else ""
+    after = f", with the {len(dependents)} stored units trained from them" if dependents else ""
+    return (f"{experiment}: {len(damaged)} damaged unit{'s' * (len(damaged) > 1)} to train again{after} "
+            f"({first}{more})")
+
+
 def run(cfg: Experiment, root=None, *, progress: bool = False, log=print, workers: int = 1,
         procedure: Procedure | None = None) -> RunStore:
     """Train every unit of `cfg` (and of the experiments it needs) that the stores do not have yet; return
@@ -58,9 +94,13 @@ def run(cfg: Experiment, root=None, *, progress: bool = False, log=print, worker
         job.procedure.check()
     code_version()  # read now: the code this process runs, before anyone edits the working tree
     store = all_jobs[""].store
-    todo = [Unit(u.trial, u.level, u.control, u.draw, name)
-            for name, job in all_jobs.items() for u in job.todo()]
-    total = sum(len(job.procedure.units()) for job in all_jobs.values())
+    for job in all_jobs.values():
+        job.store.clean_temporaries()
+    states = {_named(u, name): st for name, job in all_jobs.items() for u, st in job.states().items()}
+    damaged = {u: st for u, st in states.items() if st.state == "damaged"}
+    dependents = {u for u in trained_from(all_jobs, set(damaged)) if states.get(u, State("")).state == "done"}
+    todo = [u for u, st in states.items() if st.state != "done" or u in dependents]
+    total = len(states)
     if not todo:
         log(f"{cfg.experiment}: all {total} units done in {store.dir}")
         return store
@@ -68,6 +108,10 @@ def run(cfg: Experiment, root=None, *, progress: bool = False, log=print, worker
         c = job.procedure.cfg
         datasets.load(c.dataset, val_size=c.val_size, split_seed=c.split_seed)
         resolve_device(c.device)
+    if damaged:
+        log(_repair_line(cfg.experiment, damaged, dependents))
+        for unit in sorted(damaged.keys() | dependents):
+            all_jobs[unit.experiment].store.discard(unit.own())
     for job in all_jobs.values():
         job.store.write_config()
     device = resolve_device(cfg.device)

@@ -3,7 +3,10 @@
 A recorded run (`export`) is a folder with config.json, summary.csv, curves.csv.gz and masks.zip: no
 weights, with the code version, machine, date and seeds of every unit inside summary.csv. masks.zip holds,
 bit-packed and compressed, the masks the procedure says a run needs to go on (`resume_tensors`; IMP: each
-ticket's): a LeNet-300-100 level is 33 KB packed, less compressed.
+ticket's): a LeNet-300-100 level is 33 KB packed, less compressed. checksums.sha256, written last (the format
+of `sha256sum -c`), lists the sha256 of the other four; `load_recorded` and `resume` verify them, so that a
+copy cut short or edited is refused with the file's name. A recording without it (exported before checksums
+were written, like book/recorded/lenet_mnist_paper) is read unverified.
 
 `resume` puts a recorded run into an empty (or partial) run store, so that `run --resume-from DIR` on a
 fresh machine trains only what the recording lacks. Weights are never recorded, so the units whose trained
@@ -29,9 +32,11 @@ from ..config import ConfigError, Experiment
 from ..procedures.base import Unit, procedure_for
 from ..provenance import REPO
 from .results import load
-from .store import RunStore, atomic_write
+from ..data.files import clean_temporaries, sha256
+from .store import DamagedError, RunStore, atomic_write
 
 MASKS = "masks.zip"
+CHECKSUMS = "checksums.sha256"
 
 
 def export(cfg: Experiment, dest: str | Path, root=None, every: int = 1) -> Path:
@@ -42,11 +47,30 @@ def export(cfg: Experiment, dest: str | Path, root=None, every: int = 1) -> Path
         keep = (curves.iteration % (every * cfg.eval_every) == 0) | (curves.iteration == cfg.iterations)
         curves = curves[keep]
     doc = {"digest": cfg.digest(), "config": cfg.to_dict()}
-    atomic_write(dest / "config.json", json.dumps(doc, indent=1, sort_keys=True))
-    atomic_write(dest / "summary.csv", summary.to_csv(index=False))
-    atomic_write(dest / "curves.csv.gz", _gzip_csv(curves))
-    atomic_write(dest / MASKS, _mask_archive(cfg, RunStore(cfg, root)))
+    payloads = {"config.json": json.dumps(doc, indent=1, sort_keys=True).encode(),
+                "summary.csv": summary.to_csv(index=False).encode(), "curves.csv.gz": _gzip_csv(curves),
+                MASKS: _mask_archive(cfg, RunStore(cfg, root))}
+    if dest.is_dir():
+        clean_temporaries(dest)  # of an export killed before
+    for name, payload in payloads.items():
+        atomic_write(dest / name, payload)
+    atomic_write(dest / CHECKSUMS, "".join(f"{sha256(payload)}  {name}\n" for name, payload in payloads.items()))
     return dest
+
+
+def _verified_files(folder: Path) -> None:
+    """Check a recording's files against its checksums.sha256 (if it has one); DamagedError names the file."""
+    listing = folder / CHECKSUMS
+    if not listing.exists():
+        return  # exported before checksums were written: read as it is
+    fix = f"export it again (`python -m lt_core results PARAMS --export {folder}`) or restore it from git"
+    for line in listing.read_text().splitlines():
+        digest, _, name = line.partition("  ")
+        path = folder / name
+        if not path.is_file():
+            raise DamagedError(path, f"missing (listed in {CHECKSUMS})", fix)
+        if sha256(path.read_bytes()) != digest:
+            raise DamagedError(path, f"does not match its sha256 in {CHECKSUMS} (cut short or edited)", fix)
 
 
 def _mask_archive(cfg: Experiment, store: RunStore) -> bytes:
@@ -96,6 +120,7 @@ def load_recorded(folder: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, dict]
     folder = Path(folder)
     if not (folder / "summary.csv").exists():
         raise FileNotFoundError(f"no recorded run in {folder} (expected summary.csv, curves.csv.gz, config.json)")
+    _verified_files(folder)
     doc = json.loads((folder / "config.json").read_text())
     return pd.read_csv(folder / "curves.csv.gz"), pd.read_csv(folder / "summary.csv"), doc
 
@@ -169,6 +194,7 @@ def resume(cfg: Experiment, folder: str | Path, root=None, log=print) -> dict[st
                              metrics.accuracy.astype(float)))
         record = {k: _plain(v) for k, v in rows[unit].items() if k != "experiment"}
         record["resumed_from"] = str(folder)
+        record.setdefault("data_md5", None)  # what the recording trained on, not what this process loaded
         tensors = {kind: masks[f"{unit.path}/{kind}"] for kind in procedure.resume_tensors(unit)}
         store.save_unit(unit, unit_rows, record, tensors)
         imported.append(unit)

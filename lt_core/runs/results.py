@@ -3,21 +3,25 @@
 `curves`: one row per evaluation — experiment, trial, level, density, control, draw, iteration, split,
 loss, accuracy. `summary`: one row per unit — the same keys plus early_stop_iteration (iteration of
 minimum validation loss), early_stop_val_loss, early_stop_test_accuracy, final_iteration,
-final_test_accuracy, and the provenance fields (code_version, device, seconds, ...).
+final_test_accuracy, and the provenance fields (code_version, device, seconds, data_md5, ...).
+
+Every table is built from verified files only (lt_core/runs/store.py): a damaged unit raises DamagedError,
+naming the file, instead of giving a table with rows missing or numbers cut short. `status` counts done,
+damaged and missing units; `unit_states` says which are damaged and why.
 
 The small committed copies of long runs are lt_core/runs/recorded.py's.
 """
 
 from __future__ import annotations
 
-import json
+import io
 
 import numpy as np
 import pandas as pd
 
 from ..config import Experiment
 from ..procedures.base import Unit, procedure_for
-from .store import RunStore
+from .store import STORE_KEYS, RunStore, State
 
 KEYS = ["experiment", "trial", "level", "density", "control", "draw"]
 SUMMARY = KEYS + ["early_stop_iteration", "early_stop_val_loss", "early_stop_test_accuracy",
@@ -29,7 +33,7 @@ def summary_table(cfg: Experiment, root=None) -> pd.DataFrame:
     rows = [dict(s, experiment=cfg.experiment) for s in store.summaries()]
     if not rows:
         return pd.DataFrame(columns=SUMMARY)
-    table = pd.DataFrame(rows).drop(columns=["layer_densities"], errors="ignore")
+    table = pd.DataFrame(rows).drop(columns=["layer_densities", *STORE_KEYS], errors="ignore")
     ordered = SUMMARY + [c for c in table.columns if c not in SUMMARY]
     return table[ordered].sort_values(["trial", "level", "control", "draw"]).reset_index(drop=True)
 
@@ -37,9 +41,8 @@ def summary_table(cfg: Experiment, root=None) -> pd.DataFrame:
 def curves_table(cfg: Experiment, root=None) -> pd.DataFrame:
     store = RunStore(cfg, root)
     parts = []
-    for s in store.summaries():
-        unit = Unit(s["trial"], s["level"], s["control"], s["draw"])
-        frame = pd.read_csv(store.metrics_path(unit))
+    for unit, s in store.units():
+        frame = pd.read_csv(io.StringIO(store.read_metrics(unit, s)))
         parts.append(frame.assign(experiment=cfg.experiment, trial=unit.trial, level=unit.level,
                                   density=s["density"], control=unit.control, draw=unit.draw))
     columns = KEYS + ["iteration", "split", "loss", "accuracy"]
@@ -53,15 +56,23 @@ def load(cfg: Experiment, root=None) -> tuple[pd.DataFrame, pd.DataFrame]:
     return curves_table(cfg, root), summary_table(cfg, root)
 
 
-def status(cfg: Experiment, root=None) -> pd.DataFrame:
-    """Done and missing units per trial and control."""
+def unit_states(cfg: Experiment, root=None) -> dict[Unit, State]:
+    """Every planned unit of `cfg` -> done, missing or damaged (with the file and why), in units() order."""
     store = RunStore(cfg, root)
-    rows = [{"trial": u.trial, "control": u.control, "done": store.done(u)} for u in procedure_for(cfg).units()]
+    return {u: store.check(u) for u in procedure_for(cfg).units()}
+
+
+def status(cfg: Experiment, root=None, states: dict[Unit, State] | None = None) -> pd.DataFrame:
+    """Done, damaged and missing units per trial and control (`states`: unit_states, if computed already)."""
+    states = unit_states(cfg, root) if states is None else states
+    rows = [{"trial": u.trial, "control": u.control, "done": st.state == "done", "damaged": st.state == "damaged"}
+            for u, st in states.items()]
     if not rows:
-        return pd.DataFrame(columns=["trial", "control", "done", "missing"])
-    table = pd.DataFrame(rows).groupby(["trial", "control"])["done"].agg(["sum", "count"]).reset_index()
-    return table.rename(columns={"sum": "done", "count": "planned"}).assign(
-        missing=lambda t: t.planned - t.done)
+        return pd.DataFrame(columns=["trial", "control", "done", "damaged", "missing", "planned"])
+    table = pd.DataFrame(rows).groupby(["trial", "control"]).agg(
+        done=("done", "sum"), damaged=("damaged", "sum"), planned=("done", "count")).reset_index()
+    return table.assign(missing=lambda t: t.planned - t.done - t.damaged)[
+        ["trial", "control", "done", "damaged", "missing", "planned"]]
 
 
 def first_layer_masks(cfg: Experiment, root=None, trial: int = 0) -> dict[float, np.ndarray]:
@@ -73,6 +84,6 @@ def first_layer_masks(cfg: Experiment, root=None, trial: int = 0) -> dict[float,
         if store.done(unit):
             mask = store.load_tensor(unit, "mask")
             first = next(iter(mask.values()))
-            density = json.loads((store.unit_dir(unit) / "summary.json").read_text())["density"]
+            density = store.summary(unit)["density"]
             out[density] = first.numpy().astype(bool)
     return out
