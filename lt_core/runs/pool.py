@@ -17,15 +17,26 @@ longest path). Every worker trains a unit exactly as the in-process executor doe
 same way, so resumption is unchanged; only the summation order of multi-threaded kernels differs, and
 `threads` is recorded with every unit. Units of other experiments (`Unit.experiment`) train in their own
 stores; a worker loads each experiment's data when it first needs them.
+
+Failures. Each worker is a process of our own with a pipe to this one, so a worker that dies (kill -9,
+the out-of-memory killer) is seen at once, with the unit it held: multiprocessing.Pool replaced such a
+worker silently and waited forever for the lost unit. The unit is reported and trained again, once, in a
+fresh worker; a second death on it stops the run (WorkerDied). Whatever stops this process ends the
+workers (a unit counts only once its summary is stored, so a unit cut short is trained on the next run).
 """
 
 from __future__ import annotations
 
 import multiprocessing
-import time
+import pickle
+import signal
+import sys
+from multiprocessing.connection import wait
 
 import torch
 
+from ..config import ConfigError
+from ..data.datasets import DataError
 from ..procedures.base import Procedure, Unit
 from ..provenance import code_version
 from ..training.loop import ExperimentData
@@ -34,9 +45,13 @@ from .store import RunStore
 _WORKER: dict = {}  # per worker process: the jobs (procedure, store), the data, a set-up error
 
 
+class WorkerDied(RuntimeError):
+    """A worker process died (killed, out of memory) twice on the same unit; the message says what to do."""
+
+
 def _start_worker(jobs: dict[str, tuple[Procedure, str]], threads: int) -> None:
-    """A worker's set-up. An error here is kept and raised by the worker's first unit: a Pool whose
-    initializer raises starts new workers forever, and the run would hang instead of saying why."""
+    """A worker's set-up. An error here is kept and raised by the worker's first unit, so that the parent
+    hears why this worker cannot train instead of seeing it exit."""
     try:
         torch.set_num_threads(threads)
         code_version()  # read now, as the parent did: the code this process runs
@@ -60,14 +75,98 @@ def _train_unit(unit: Unit) -> Unit:
     return unit
 
 
+def _serve(conn, jobs: dict[str, tuple[Procedure, str]], threads: int) -> None:
+    """A worker process: set up, then train each unit the parent sends and answer (unit, error or None),
+    until the parent sends None or goes away. Ctrl-C reaches the whole process group; the parent alone
+    handles it and stops the workers, so here it is ignored (no traceback from every worker)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _start_worker(jobs, threads)
+    while True:
+        try:
+            unit = conn.recv()
+        except (EOFError, OSError):  # the parent is gone
+            return
+        if unit is None:
+            return
+        try:
+            _train_unit(unit)
+            answer = (unit, None)
+        except Exception as error:
+            answer = (unit, error)
+        try:  # what the parent will read back: an error that does not round-trip is sent as its words
+            pickle.loads(pickle.dumps(answer))
+        except Exception:
+            answer = (unit, RuntimeError(repr(answer[1])))
+        try:
+            conn.send(answer)
+        except OSError:  # the parent is gone
+            return
+
+
+class _Worker:
+    """One worker process, its end of the pipe and the unit it holds (None when idle)."""
+
+    def __init__(self, context, jobs, threads: int):
+        self.conn, child = context.Pipe()
+        self.process = context.Process(target=_serve, args=(child, jobs, threads), daemon=True)
+        self.process.start()
+        child.close()  # so that a dead worker's pipe reads as closed here
+        self.unit: Unit | None = None
+
+    def give(self, unit: Unit) -> None:
+        self.unit = unit
+        self.conn.send(unit)
+
+    def answer(self):
+        """(unit, error) if the worker answered, or None if it died without answering."""
+        try:
+            if self.conn.poll():
+                return self.conn.recv()
+        except (EOFError, OSError):
+            pass
+        return None
+
+    def stop(self, wait_s: float) -> None:
+        """Ask an idle worker to finish; end a busy or silent one (its unit is not stored: summary last)."""
+        if self.process.is_alive() and self.unit is None:
+            try:
+                self.conn.send(None)
+            except OSError:
+                pass
+            self.process.join(wait_s)
+        if self.process.is_alive():
+            self.process.terminate()
+        self.process.join(5)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+        self.conn.close()
+
+
+def _death(process) -> str:
+    """How a worker process ended, in words."""
+    code = process.exitcode
+    if code is not None and code < 0:
+        name = signal.Signals(-code).name if -code in signal.valid_signals() else f"signal {-code}"
+        cause = " (the out-of-memory killer sends it, or kill -9)" if -code == signal.SIGKILL else ""
+        return f"was killed by {name}{cause}"
+    return f"exited with status {code}"
+
+
+def _where(unit: Unit) -> str:
+    return f"unit {unit.path}" + (f" of {unit.experiment}" if unit.experiment else "")
+
+
 def train_units(jobs: dict[str, tuple[Procedure, str]], todo: list[Unit], workers: int, *,
-                progress: bool = False, poll: float = 0.05) -> None:
+                progress: bool = False, report=None) -> None:
     """Train `todo` (units not yet stored, sources first, each in units() order) in `workers` processes
     sharing torch's threads. `jobs` maps each unit's `experiment` ("" for the experiment's own) to its
     procedure and results root. A unit starts once the units its procedure `needs` are stored (any unit
-    outside `todo` is). A worker's error stops the run and is raised here naming the unit; units finished
-    by then stay stored, so running again resumes. Stopping this process (Ctrl-C, an interrupted kernel)
-    stops the workers too."""
+    outside `todo` is). A worker's error stops the run and is raised here naming the unit (a configuration
+    or data error as itself, so that it stays one line); a worker that dies (killed, out of memory) is
+    reported with its unit through `report` (default: stderr), which a fresh worker trains again, once:
+    dying twice on it stops the run with WorkerDied. Units finished by then stay stored, so running again
+    resumes. Stopping this process (Ctrl-C, SIGTERM, an interrupted kernel) ends the workers too."""
     threads = max(1, torch.get_num_threads() // workers)
 
     def needs(unit: Unit) -> list[Unit]:  # a need without an experiment is in the unit's own experiment
@@ -75,33 +174,60 @@ def train_units(jobs: dict[str, tuple[Procedure, str]], todo: list[Unit], worker
                 for n in jobs[unit.experiment][0].needs(unit.own())]
 
     unfinished = set(todo)  # kept up to date here: only this process hands out units
-    waiting, running = list(todo), {}
+    waiting, deaths = list(todo), {}
     context = multiprocessing.get_context("spawn")  # fresh interpreters: no inherited threads or state
     bar = None
     if progress:
         from tqdm.auto import tqdm
         bar = tqdm(total=len(todo), unit="network", smoothing=0.05)
+    say = report or (lambda line: (bar.write(line, file=sys.stderr) if bar is not None
+                                   else print(line, file=sys.stderr, flush=True)))
+    pool = [_Worker(context, jobs, threads) for _ in range(workers)]
     try:
-        with context.Pool(workers, initializer=_start_worker, initargs=(jobs, threads)) as pool:
-            while waiting or running:
-                ready = [u for u in waiting if not unfinished.intersection(needs(u))]
-                ready.sort(key=lambda u: jobs[u.experiment][0].priority(u.own()))  # stable: todo order within
-                for unit in ready[:workers - len(running)]:  # one per idle worker: priorities stay current
-                    running[unit] = pool.apply_async(_train_unit, (unit,))
-                    waiting.remove(unit)
-                if not running:
-                    raise RuntimeError(f"{len(waiting)} units wait for units that are neither stored nor "
-                                       f"scheduled, e.g. {waiting[0]}: a bug in the procedure's needs")
-                time.sleep(poll)
-                for unit in [u for u, result in running.items() if result.ready()]:
-                    try:
-                        running.pop(unit).get()
-                    except Exception as error:
-                        raise RuntimeError(f"training {unit} failed in a worker process ({error!r}); the "
-                                           "finished units are stored: run again to resume") from error
-                    unfinished.discard(unit)
-                    if bar is not None:
-                        bar.update(1)
+        while waiting or any(w.unit for w in pool):
+            ready = [u for u in waiting if not unfinished.intersection(needs(u))]
+            ready.sort(key=lambda u: jobs[u.experiment][0].priority(u.own()))  # stable: todo order within
+            for worker, unit in zip([w for w in pool if w.unit is None], ready):  # priorities stay current
+                worker.give(unit)
+                waiting.remove(unit)
+            busy = [w for w in pool if w.unit is not None]
+            if not busy:
+                raise RuntimeError(f"{len(waiting)} units wait for units that are neither stored nor "
+                                   f"scheduled, e.g. {waiting[0]}: a bug in the procedure's needs")
+            wait([w.conn for w in busy] + [w.process.sentinel for w in busy])
+            for i, worker in enumerate(pool):
+                if worker.unit is None:
+                    continue
+                answer = worker.answer()
+                if answer is None and worker.process.is_alive():
+                    continue  # still training
+                unit = worker.unit
+                if answer is None:  # died holding its unit: say so, retry it once in a fresh worker
+                    deaths[unit] = deaths.get(unit, 0) + 1
+                    how = _death(worker.process)
+                    worker.unit = None
+                    worker.stop(0)
+                    if deaths[unit] > 1:
+                        raise WorkerDied(f"a worker process {how} twice while training {_where(unit)}; the "
+                                         "finished units are stored: free memory (or use fewer --workers) "
+                                         "and run again to resume")
+                    say(f"warning: worker process {worker.process.pid} {how} while training {_where(unit)}; "
+                        "training it again in a new worker process")
+                    pool[i] = _Worker(context, jobs, threads)
+                    waiting.insert(0, unit)
+                    continue
+                worker.unit = None
+                _, error = answer
+                if isinstance(error, (ConfigError, DataError)):  # one line, as in one process
+                    raise type(error)(f"training {_where(unit)}: {error}") from error
+                if error is not None:
+                    raise RuntimeError(f"training {unit} failed in a worker process ({error!r}); the "
+                                       "finished units are stored: run again to resume") from error
+                unfinished.discard(unit)
+                if bar is not None:
+                    bar.update(1)
     finally:
+        for worker in pool:
+            worker.stop(5)
         if bar is not None:
             bar.close()
