@@ -9,13 +9,16 @@
     python -m lt_core results params/lenet_mnist.yaml --profile paper --export book/recorded/lenet_mnist_paper
     python -m lt_core bench [--quick]
 
-Every error that a user can fix is printed as one line (no traceback) and exits with status 2.
+Every error that a user can fix is printed as one line (no traceback) and exits with status 2; Ctrl-C and
+SIGTERM stop a run with one line (status 130 and 143), keeping the units finished so far.
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 
 DATASETS = ["mnist", "fashion_mnist", "cifar10"]
 
@@ -152,17 +155,51 @@ def main(argv=None) -> int:
     from .config import ConfigError
     from .data.datasets import DataError
     from .data.files import StorageError
+    previous = _stop_on_sigterm()
     try:
         return args.func(args)
-    except (ConfigError, DataError, ValueError, FileNotFoundError, StorageError, _damaged()) as error:
+    except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM (below): a unit counts once its summary is stored
+        name = stop.args[0] if isinstance(stop, Stopped) else "Ctrl-C"
+        print(f"stopped by {name}: the units finished before it are stored and the rest are not; run the same "
+              "command again to resume", file=sys.stderr)
+        return 128 + (signal.SIGTERM if isinstance(stop, Stopped) else signal.SIGINT)
+    except (ConfigError, DataError, ValueError, FileNotFoundError, StorageError, _damaged(),
+            _worker_died()) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+class Stopped(KeyboardInterrupt):
+    """SIGTERM, raised where the process is, as Ctrl-C is: `finally` blocks end the workers (runs/pool.py),
+    and `except Exception` (a unit's cleanup) does not swallow it."""
+
+
+def _stop_on_sigterm():
+    """Turn SIGTERM into Stopped while a command runs (a signal handler needs the main thread); returns
+    the handler to put back, or None."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def stop(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: the stop itself is not interrupted again
+        raise Stopped("SIGTERM")
+
+    return signal.signal(signal.SIGTERM, stop)
 
 
 def _damaged():
     """runs.store's DamagedError (a stored file that does not verify), imported only when matched."""
     from .runs.store import DamagedError
     return DamagedError
+
+
+def _worker_died():
+    """runs.pool's WorkerDied, imported only when an error is being matched (it brings torch along)."""
+    from .runs.pool import WorkerDied
+    return WorkerDied
 
 
 if __name__ == "__main__":
