@@ -75,12 +75,13 @@ def nearest_levels(frame: pd.DataFrame, densities) -> list[int]:
     return picked
 
 
-def _density_axis(ax, densities) -> None:
-    """Log x axis, reversed so sparser goes right, ticks at measured densities spread evenly."""
+def _density_axis(ax, densities, ticks_per_span: int = 6) -> None:
+    """Log x axis, reversed so sparser goes right, ticks at measured densities spread evenly (about
+    `ticks_per_span` of them: fewer on narrow panels)."""
     ds = np.sort(np.unique(np.round(densities, 6)))[::-1]
-    # greedy, dense to sparse: a tick needs >= 1/6 of the log span (and >= x1.5) from the last,
-    # else the labels of neighbouring levels (80.0%, 64.1%, ...) print over each other
-    gap = max(np.log(ds[0] / ds[-1]) / 6, np.log(1.5))
+    # greedy, dense to sparse: a tick needs >= 1/ticks_per_span of the log span (and >= x1.5) from the
+    # last, else the labels of neighbouring levels (80.0%, 64.1%, ...) print over each other
+    gap = max(np.log(ds[0] / ds[-1]) / ticks_per_span, np.log(1.5))
     ticks = [ds[0]]
     for d in ds[1:]:
         if np.log(ticks[-1] / d) >= gap:
@@ -190,9 +191,9 @@ def early_stop_vs_density(summary: pd.DataFrame, run: str = "", marks=()) -> Fig
     tickets = per_trial(summary, "ticket")
     for ax, (col, title) in zip(axes, ES_PANELS):
         paper_marks(ax, tickets, col, marks)
-        _density_axis(ax, summary.density)
+        _density_axis(ax, summary.density, ticks_per_span=4)  # three panels side by side: narrow
         ax.set_ylabel(title)
-        if marks and col != ES_PANELS[0][0]:
+        if col != ES_PANELS[0][0] and any(m[0] == col for m in marks or ()):
             ax.legend(fontsize=7, loc="lower left")
     axes[0].legend(fontsize=7)
     _title(fig, "mean over trials, band = min-max (reinit draws averaged first)", run)
