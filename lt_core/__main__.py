@@ -21,6 +21,7 @@ import sys
 import threading
 
 DATASETS = ["mnist", "fashion_mnist", "cifar10"]
+SHOWN = 10  # damaged units that `status` names one by one (new data make every unit of a run damaged)
 
 
 def _experiment(args):
@@ -60,8 +61,10 @@ def cmd_status(args) -> int:
     table = status(cfg, args.results, states)
     print(table.to_string(index=False))
     damaged = [st.problem for st in states.values() if st.state == "damaged"]
-    for problem in damaged:
+    for problem in damaged[:SHOWN]:
         print(f"damaged: {problem}")
+    if len(damaged) > SHOWN:
+        print(f"... and {len(damaged) - SHOWN} more damaged units")
     legacy = sum(st.legacy for st in states.values())
     if legacy:
         print(f"{legacy} done units were stored before checksums were recorded: read as done, not verifiable")

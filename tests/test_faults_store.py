@@ -104,6 +104,16 @@ def test_a_damaged_summary_is_reported_refused_and_retrained(trained, capsys, tm
     assert "complete" in cli(capsys, "status", *args)[1]
 
 
+def test_status_names_the_first_damaged_units_and_counts_the_rest(trained, capsys, tmp_path):
+    c, store, _ = trained
+    for unit in imp.units(c):
+        (store.unit_dir(unit) / "summary.json").write_text("")
+    code, out, _ = cli(capsys, "status", params(tmp_path, trials=2), "--results", str(tmp_path / "r"))
+    shown = [line for line in out.splitlines() if line.startswith("damaged: ")]
+    assert len(shown) == 10 and f"... and {len(imp.units(c)) - 10} more damaged units" in out
+    assert f"{len(imp.units(c))} damaged: `python -m lt_core run" in out
+
+
 def test_a_truncated_metrics_table_is_never_read_as_a_short_one(trained, capsys, tmp_path):
     c, store, reference = trained
     path = store.metrics_path(Unit(0, 1, "reinit"))
@@ -111,6 +121,9 @@ def test_a_truncated_metrics_table_is_never_read_as_a_short_one(trained, capsys,
     path.write_text(text[:text.index("\n", len(text) // 2) + 1])  # cut at a line end: still a valid CSV
     with pytest.raises(DamagedError, match="metrics.csv: .* bytes, but its unit's summary records"):
         results.load(c, tmp_path / "r")
+    deleted = store.metrics_path(Unit(1, 2, "oneshot"))
+    deleted.unlink()
+    assert store.check(Unit(1, 2, "oneshot")).problem == f"{deleted}: missing (its unit's summary records it)"
     code, _, err = cli(capsys, "results", params(tmp_path, trials=2), "--results", str(tmp_path / "r"))
     assert code == 2 and str(path) in one_line(err)
     executor.run(c, tmp_path / "r", log=quiet)
@@ -221,6 +234,16 @@ def test_units_without_checksums_read_as_legacy_done(trained, capsys, tmp_path):
     path = store.metrics_path(Unit(1, 0, "ticket"))
     path.write_text("".join(path.read_text().splitlines(keepends=True)[:-2]))
     assert "ends at iteration 20, but its summary's final iteration is 30" in store.check(Unit(1, 0, "ticket")).problem
+    final = store.unit_dir(Unit(0, 1, "ticket")) / "final.pt"
+    final.write_bytes(final.read_bytes()[:300])  # a legacy tensor cut short: damaged, not a traceback later
+    assert f"{final}: cannot be read as a tensor file" in store.check(Unit(0, 1, "ticket")).problem
+    messages = []
+    executor.run(c, tmp_path / "r", log=messages.append)  # both repaired, with the units trained from them
+    assert messages[0].startswith("t: 2 damaged units to train again")
+    assert all(store.check(u).state == "done" for u in imp.units(c))
+    again = {u for u in imp.units(c) if not store.check(u).legacy}  # trained again: with checksums now
+    assert again == {u for u in imp.units(c) if u.trial == 1} | {Unit(0, 1, "ticket")} | {
+        u for u in imp.units(c) if u.trial == 0 and u.level == 2 and u.control != "oneshot"}
 
 
 def test_the_committed_recorded_run_still_loads():

@@ -19,8 +19,8 @@ file missing, truncated or changed; trained on data other than data/checksums.md
 (`load_tensor`, `read_metrics`, `summaries`) verifies what it reads or raises DamagedError naming the file.
 
 Older units. A summary without "files" was written before checksums were recorded: such a unit is *legacy* —
-done, but only checked for what can be checked without checksums (its summary parses and names it, and its
-metrics.csv is whole: every row complete, the last at the summary's final iteration). Nothing is rewritten to
+done, but only checked for what can be checked without checksums (its summary parses and names it, its
+metrics.csv is whole: every row complete, the last at the summary's final iteration; its tensors load). Nothing is rewritten to
 add checksums; a unit trained again gets them.
 """
 
@@ -214,8 +214,10 @@ class RunStore:
                 _verified(self.unit_dir(unit) / name, record)
             for name, record in summary.get("trial_files", {}).items():
                 _verified(self.trial_dir(unit.trial) / name, record)
-            if "files" not in summary:
-                self.read_metrics(unit, summary)  # a legacy unit: is its metrics.csv whole?
+            if "files" not in summary:  # a legacy unit: is its metrics.csv whole, does each tensor load?
+                self.read_metrics(unit, summary)
+                for path in sorted(self.unit_dir(unit).glob("*.pt")):
+                    _torch_load(path, path.read_bytes())
         except DamagedError as error:
             return State("damaged", error)
         stale = self._other_data(summary)
