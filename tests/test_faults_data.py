@@ -191,11 +191,14 @@ def test_the_next_fetch_removes_what_killed_fetches_left(data_root, monkeypatch,
     os.utime(older, (0, 0))
     part = data_root / "mnist" / f".train-images-idx3-ubyte.{dead}.k1ll3d.part"
     part.write_bytes(b"\0" * 1000)
+    said = []
+    fetch.fetch("mnist", say=said.append)  # the data are whole: nothing to fetch, but the leftovers go
+    assert "nothing to do" in said[0]
+    assert not killed.exists() and not older.exists() and not part.exists() and live.exists()
     good = {f: (data_root / "mnist" / f).read_bytes() for f in datasets.DATASETS["mnist"].files}
-    flip(data_root / "mnist/train-labels-idx1-ubyte")  # so that fetch has something to do
+    flip(data_root / "mnist/train-labels-idx1-ubyte")
     monkeypatch.setattr(fetch, "_source_mnist", lambda tmp: good)
     fetch.fetch("mnist", say=quiet)
-    assert not killed.exists() and not older.exists() and not part.exists() and live.exists()
     assert sorted(p.name for p in system_tmp.iterdir()) == [live.name]  # its own download folder is gone too
     fetch.verify("mnist")
 

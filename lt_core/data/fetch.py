@@ -154,14 +154,14 @@ def verify(name: str, root: pathlib.Path | None = None) -> dict:
 def fetch(name: str, root: pathlib.Path | None = None, *, say=print) -> pathlib.Path:
     """Make `name` present and verified under the root; return its folder."""
     s, base = spec(name), data_root(root)
+    dest = base / s.dirs[0]
+    clean_leftovers(dest)  # first: a fetch killed after its files were in place left its download folder
     try:
         info = verify(name, root)
         say(f"{name}: already present and verified at {info['dir']}; nothing to do")
         return info["dir"]
     except DataError:
         pass  # absent or bad: (re)write our own layout, never a user's torchvision folder
-    dest = base / s.dirs[0]
-    clean_leftovers(dest)
     todo = [f for f in s.files if _file_problem(name, dest / f)]
     t0 = time.time()
     with files.writing(pathlib.Path(tempfile.gettempdir())), \
