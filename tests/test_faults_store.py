@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pandas as pd
 import pytest
@@ -214,6 +215,32 @@ def test_temporary_files_of_killed_writes_are_removed_at_the_next_run(trained, t
     executor.run(c, tmp_path / "r", log=messages.append)
     assert not killed.exists() and not older.exists() and live.exists()
     assert messages == [f"t: all {len(imp.units(c))} units done in {store.dir}"]  # and nothing else changed
+
+
+def killed_while_writing(script: str, leftover, env=None) -> None:
+    """Run `script` in a fresh interpreter (its fsync hangs, as on a slow disk), kill -9 it once `leftover()`
+    finds what it was writing, and wait for it."""
+    hang = "import os, time; os.fsync = lambda fd: time.sleep(60); "
+    child = subprocess.Popen([sys.executable, "-c", hang + script], cwd=REPO, env={**os.environ, **(env or {})})
+    try:
+        deadline = time.time() + 60
+        while not leftover() and time.time() < deadline and child.poll() is None:
+            time.sleep(0.02)
+        assert leftover(), "the child never started its write"
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_a_write_killed_for_real_leaves_a_temporary_file_that_the_next_run_removes(trained, tmp_path):
+    c, store, _ = trained
+    target = store.unit_dir(Unit(0, 2, "random")) / "metrics.csv"
+    old = target.read_bytes()
+    killed_while_writing(f"from lt_core.data import files; files.atomic_write({str(target)!r}, b'x' * 100)",
+                         lambda: list(target.parent.glob(".metrics.csv.*.tmp")))
+    assert target.read_bytes() == old  # the old file is whole
+    executor.run(c, tmp_path / "r", log=quiet)
+    assert not list(store.dir.rglob("*.tmp")) and store.done(Unit(0, 2, "random"))
 
 
 # --- units stored before checksums, and recorded runs ----------------------------------------------------
