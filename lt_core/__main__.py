@@ -167,7 +167,7 @@ def main(argv=None) -> int:
               "command again to resume", file=sys.stderr)
         return 128 + (signal.SIGTERM if isinstance(stop, Stopped) else signal.SIGINT)
     except (ConfigError, DataError, ValueError, FileNotFoundError, StorageError, _damaged(),
-            _worker_died()) as error:
+            _worker_failed()) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     finally:
@@ -199,10 +199,11 @@ def _damaged():
     return DamagedError
 
 
-def _worker_died():
-    """runs.pool's WorkerDied, imported only when an error is being matched (it brings torch along)."""
-    from .runs.pool import WorkerDied
-    return WorkerDied
+def _worker_failed():
+    """runs.pool's WorkerFailed (a worker died twice on a unit, or met a full disk or a damaged file), imported
+    only when an error is being matched (it brings torch along)."""
+    from .runs.pool import WorkerFailed
+    return WorkerFailed
 
 
 if __name__ == "__main__":

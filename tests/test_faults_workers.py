@@ -1,11 +1,13 @@
 """Fault suite, worker processes and stopping (issue 21, group 3): a worker that dies (kill -9, the
 out-of-memory killer) is reported with the unit it held and that unit is trained again once; dying twice
-on it stops the run with one line; SIGTERM and Ctrl-C stop a run with one line, no traceback, a non-zero
+on it stops the run with one line; a full disk, a damaged file or a configuration error met inside a worker
+is the one line it is in one process; SIGTERM and Ctrl-C stop a run with one line, no traceback, a non-zero
 status and nothing left running, and running again resumes with the finished units kept.
 
 Workers are fresh interpreters that train on real MNIST (a few steps per network), and import this module
 by name to find `DyingToy`, whose chosen unit kills its own process."""
 
+import errno
 import os
 import signal
 import subprocess
@@ -21,9 +23,10 @@ import toy_procedure  # noqa: F401  (registers the toy)
 from lt_core import __main__ as cli
 from lt_core.config import ConfigError, make
 from lt_core.data.datasets import data_root, find_dir
+from lt_core.data.files import writing
 from lt_core.provenance import REPO
 from lt_core.runs import executor, pool
-from lt_core.runs.store import RunStore, Unit
+from lt_core.runs.store import DamagedError, RunStore, Unit
 
 pytestmark = pytest.mark.skipif(find_dir("mnist", data_root()) is None,
                                 reason="MNIST not fetched: run `python -m lt_core data fetch mnist`")
@@ -133,6 +136,35 @@ def test_a_configuration_error_inside_a_worker_stays_one_line(tmp_path, capsys):
         "'batch_size' is 20; it must be at most the 10 training examples" in lines[0]
     with pytest.raises(ConfigError, match="'batch_size' is 20; it must be at most the 10 training examples"):
         executor.run(make({**TOY, "val_size": 59990}), tmp_path / "one", log=lambda *_: None)
+
+
+class FullDiskToy(toy_procedure.ToyProcedure):
+    """The toy, whose unit VICTIM meets a full disk (or, with damaged=True, a stored file that does not
+    verify) while it writes, inside a worker."""
+
+    def __init__(self, cfg, damaged: bool):
+        super().__init__(cfg)
+        self.damaged = damaged
+
+    def run_unit(self, unit, store, data, on_step=None):
+        if unit == VICTIM and self.damaged:
+            raise DamagedError(store.unit_dir(unit) / "summary.json", "it is empty")
+        if unit == VICTIM:
+            with writing(store.unit_dir(unit) / "metrics.csv"):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        super().run_unit(unit, store, data, on_step)
+
+
+@pytest.mark.parametrize("damaged, words", [(False, "no space left on the disk to write"),
+                                            (True, "summary.json: it is empty")])
+def test_a_full_disk_or_a_damaged_file_inside_a_worker_stays_one_line(tmp_path, capsys, monkeypatch, damaged,
+                                                                      words):
+    monkeypatch.setattr(executor, "procedure_for", lambda cfg: FullDiskToy(cfg, damaged))
+    status = within(180, lambda: cli.main(["run", str(toy_params(tmp_path)), "--profile", "smoke", "--workers",
+                                           "2", "--quiet", "--results", str(tmp_path / "r")]))
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert status == 2 and len(lines) == 1, lines
+    assert lines[0].startswith("error: training unit trial_00/level_01/dense: ") and words in lines[0]
 
 
 def our_processes(tag: str) -> list[int]:

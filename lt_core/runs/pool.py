@@ -37,16 +37,27 @@ import torch
 
 from ..config import ConfigError
 from ..data.datasets import DataError
+from ..data.files import StorageError
 from ..procedures.base import Procedure, Unit
 from ..provenance import code_version
 from ..training.loop import ExperimentData
-from .store import RunStore
+from .store import DamagedError, RunStore
 
 _WORKER: dict = {}  # per worker process: the jobs (procedure, store), the data, a set-up error
 
 
-class WorkerDied(RuntimeError):
-    """A worker process died (killed, out of memory) twice on the same unit; the message says what to do."""
+class WorkerFailed(RuntimeError):
+    """A unit failed in a worker in a way the user can fix; the message names the unit and says what to do
+    (the command line prints it as one line)."""
+
+
+class WorkerDied(WorkerFailed):
+    """A worker process died (killed, out of memory) twice on the same unit."""
+
+
+# errors a user fixes (the disk, the run store) that a worker reports by their words: one line in the parent
+# as in one process, whatever their constructors take
+_BY_WORDS = (StorageError, DamagedError)
 
 
 def _start_worker(jobs: dict[str, tuple[Procedure, str]], threads: int) -> None:
@@ -91,6 +102,8 @@ def _serve(conn, jobs: dict[str, tuple[Procedure, str]], threads: int) -> None:
         try:
             _train_unit(unit)
             answer = (unit, None)
+        except _BY_WORDS as error:
+            answer = (unit, WorkerFailed(str(error)))
         except Exception as error:
             answer = (unit, error)
         try:  # what the parent will read back: an error that does not round-trip is sent as its words
@@ -163,7 +176,8 @@ def train_units(jobs: dict[str, tuple[Procedure, str]], todo: list[Unit], worker
     sharing torch's threads. `jobs` maps each unit's `experiment` ("" for the experiment's own) to its
     procedure and results root. A unit starts once the units its procedure `needs` are stored (any unit
     outside `todo` is). A worker's error stops the run and is raised here naming the unit (a configuration
-    or data error as itself, so that it stays one line); a worker that dies (killed, out of memory) is
+    or data error as itself, a full disk or a damaged stored file as WorkerFailed, so that each stays one
+    line); a worker that dies (killed, out of memory) is
     reported with its unit through `report` (default: stderr), which a fresh worker trains again, once:
     dying twice on it stops the run with WorkerDied. Units finished by then stay stored, so running again
     resumes. Stopping this process (Ctrl-C, SIGTERM, an interrupted kernel) ends the workers too."""
@@ -218,7 +232,7 @@ def train_units(jobs: dict[str, tuple[Procedure, str]], todo: list[Unit], worker
                     continue
                 worker.unit = None
                 _, error = answer
-                if isinstance(error, (ConfigError, DataError)):  # one line, as in one process
+                if isinstance(error, (ConfigError, DataError, WorkerFailed)):  # one line, as in one process
                     raise type(error)(f"training {_where(unit)}: {error}") from error
                 if error is not None:
                     raise RuntimeError(f"training {unit} failed in a worker process ({error!r}); the "
