@@ -163,8 +163,14 @@ def main(argv=None) -> int:
         return args.func(args)
     except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM (below): a unit counts once its summary is stored
         name = stop.args[0] if isinstance(stop, Stopped) else "Ctrl-C"
-        print(f"stopped by {name}: the units finished before it are stored and the rest are not; run the same "
-              "command again to resume", file=sys.stderr)
+        if args.command == "run":
+            print(f"stopped by {name}: the units finished before it are stored and the rest are not; run the "
+                  "same command again to resume", file=sys.stderr)
+        elif args.command == "data":  # each file lands whole (atomic rename) or not at all
+            print(f"stopped by {name}: the files fetched before it are kept; the next `data fetch` removes "
+                  "what this one left and fetches the rest", file=sys.stderr)
+        else:  # status and results only read (results --csv writes atomically)
+            print(f"stopped by {name}; nothing was changed", file=sys.stderr)
         return 128 + (signal.SIGTERM if isinstance(stop, Stopped) else signal.SIGINT)
     except (ConfigError, DataError, ValueError, FileNotFoundError, StorageError, _damaged(),
             _worker_failed()) as error:

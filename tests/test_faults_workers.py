@@ -210,3 +210,27 @@ def test_a_stopped_run_says_so_in_one_line_leaves_nothing_running_and_resumes(tm
     assert again.returncode == 0 and f"{8 - len(kept)} of 8 units to train" in again.stdout, again.stderr
     assert all(p.stat().st_mtime_ns == t for p, t in kept.items())  # finished units were not trained again
     assert len(list(results.rglob("summary.json"))) == 8
+
+
+def test_ctrl_c_outside_a_run_says_nothing_was_changed(monkeypatch, capsys):
+    """Ctrl-C in `status` or `results` speaks of no resuming: those commands train nothing."""
+    from lt_core import __main__ as cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(cli, "parser", _parser_with(cli, "results", interrupted))
+    assert cli.main(["results", "params/lenet_mnist.yaml", "--profile", "smoke"]) == 130
+    err = capsys.readouterr().err.strip()
+    assert err == "stopped by Ctrl-C; nothing was changed"
+
+
+def _parser_with(cli, command, func):
+    """The command line's parser with `command` bound to `func` (set_defaults captured the original)."""
+    original = cli.parser
+
+    def make():
+        p = original()
+        for action in p._subparsers._group_actions:
+            action.choices[command].set_defaults(func=func)
+        return p
+    return make

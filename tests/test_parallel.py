@@ -106,6 +106,9 @@ def test_a_failing_unit_is_named_finished_units_stay_and_a_rerun_resumes(tmp_pat
 def test_workers_must_be_positive(tmp_path):
     with pytest.raises(ValueError, match="workers=0"):
         executor.run(cfg(), tmp_path, log=lambda *_: None, workers=0)
+    for bad in ("2", 1.5, True):  # papermill's -p workers "2" arrives as a string
+        with pytest.raises(ValueError, match="whole number"):
+            executor.run(cfg(), tmp_path, log=lambda *_: None, workers=bad)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine where device=cuda fails")

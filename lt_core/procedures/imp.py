@@ -100,7 +100,8 @@ class Trial:
             if level == 0:
                 self.masks[0] = Mask.ones_like(new_model(self.cfg, 0))
             elif self.store.has(Unit(self.trial, level, "ticket"), "mask"):  # stored, or kept by a resume
-                self.masks[level] = Mask.load(self.store.unit_dir(Unit(self.trial, level, "ticket")) / "mask.pt")
+                # through the store: verified against the unit's summary when it has one
+                self.masks[level] = Mask(self.store.load_tensor(Unit(self.trial, level, "ticket"), "mask"))
             else:
                 previous = self.store.load_tensor(Unit(self.trial, level - 1, "ticket"), "final")
                 self.masks[level] = pruning.magnitude(previous, self.ticket_mask(level - 1), self.spec)

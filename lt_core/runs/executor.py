@@ -86,8 +86,8 @@ def run(cfg: Experiment, root=None, *, progress: bool = False, log=print, worker
     """Train every unit of `cfg` (and of the experiments it needs) that the stores do not have yet; return
     the experiment's store. workers > 1 trains them in that many processes sharing the CPU threads
     (lt_core/runs/pool.py says when that pays). `procedure` defaults to the one `cfg.procedure` names."""
-    if workers < 1:
-        raise ValueError(f"workers={workers}: use 1 (one process) or more")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:  # papermill -p workers "2"
+        raise ValueError(f"workers={workers!r}: use a whole number, 1 (one process) or more")
     procedure = procedure or procedure_for(cfg)
     all_jobs = jobs(procedure, root)
     for job in all_jobs.values():
