@@ -97,9 +97,16 @@ def cost(summary: pd.DataFrame, stored: dict) -> dict:
     threads = sorted(int(t) for t in summary.threads.dropna().unique()) if "threads" in summary else []
     steps = len(summary) * int(stored["iterations"])
     rate = GPU_STEPS_PER_SECOND.get(stored.get("model"))
-    gpu = (f"estimate, not measured: {steps / rate[1] / 3600:.1f}-{steps / rate[0] / 3600:.1f} h at "
+    gpu = (f"estimate, not measured: {duration(steps / rate[1])} to {duration(steps / rate[0])} at "
            f"{rate[0]:,}-{rate[1]:,} steps/s (kernel-launch bound)") if rate else "no estimate"
     return {"cpu_hours": seconds / 3600, "kinds": kinds or ["not recorded"], "threads": threads, "gpu": gpu}
+
+
+def duration(seconds: float) -> str:
+    """12 s, 3.5 min, 1.9 h."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
 
 
 def _trials(summary: pd.DataFrame) -> int:
