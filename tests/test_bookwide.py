@@ -45,3 +45,10 @@ def test_markdown_page_holds_every_row_and_links_the_chapter():
         assert f"`{row.id}`" in page and f"**{row.verdict}**" in page
     assert "(lenet_mnist.ipynb)" in page
     assert f"{len(table)} claims:" in page
+
+
+def test_the_readme_shows_the_bookwide_scorecard_the_code_computes():
+    text = (REPO / "README.md").read_text()
+    start, end = text.index(catalogue.README_START), text.index(catalogue.README_END) + len(catalogue.README_END)
+    assert text[start:end] == catalogue.readme_block(), (
+        "README.md's scorecard differs from the recorded runs': run `python -m lt_core.chapters.catalogue`")

@@ -57,9 +57,10 @@ def bookwide(chapters=CHAPTERS) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def markdown(table: pd.DataFrame, chapters=CHAPTERS) -> str:
-    """The book-wide table as a MyST markdown table, each chapter's name linking to its page."""
-    titles = {ch.page: f"[{ch.title}]({ch.page}.ipynb) ({ch.paper})" for ch in chapters}
+def markdown(table: pd.DataFrame, chapters=CHAPTERS, link: str = "{page}.ipynb") -> str:
+    """The book-wide table as a (MyST) markdown table, each chapter's name linking to `link` (its page in
+    the book; the README links the notebook under book/)."""
+    titles = {ch.page: f"[{ch.title}]({link.format(page=ch.page)}) ({ch.paper})" for ch in chapters}
     cols = ["chapter", "claim", "paper", "ours", "verdict", "run"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for _, row in table.iterrows():
@@ -70,3 +71,27 @@ def markdown(table: pd.DataFrame, chapters=CHAPTERS) -> str:
     summary = ", ".join(f"{counts.get(v, 0)} {v}" for v in (scorecard.REPRODUCED, scorecard.PARTLY,
                                                              scorecard.NOT, scorecard.UNMEASURED))
     return f"{len(table)} claims: {summary}.\n\n" + "\n".join(lines) + "\n"
+
+
+README_START, README_END = "<!-- scorecard: python -m lt_core.chapters.catalogue -->", "<!-- /scorecard -->"
+
+
+def readme_block() -> str:
+    """What the README shows between its scorecard markers (tests/test_bookwide.py keeps them equal)."""
+    return f"{README_START}\n{markdown(bookwide(), link='book/{page}.ipynb')}{README_END}"
+
+
+def main() -> int:
+    """Rewrite the README's scorecard block from the recorded runs (atomically)."""
+    from ..data.files import atomic_write
+    from ..provenance import REPO
+    path = REPO / "README.md"
+    text = path.read_text()
+    start, end = text.index(README_START), text.index(README_END) + len(README_END)
+    atomic_write(path, text[:start] + readme_block() + text[end:])
+    print(f"wrote the scorecard of {len(CHAPTERS)} chapter(s) into {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
