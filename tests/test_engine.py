@@ -241,3 +241,29 @@ def test_changed_parameter_never_reuses_stale_results(tiny, tmp_path):
     a = executor.run(cfg(), tmp_path, log=lambda *_: None)
     b = executor.run(cfg(lr=1e-3), tmp_path, log=lambda *_: None)
     assert a.dir != b.dir and len(b.summaries()) == len(imp.units(cfg()))
+
+
+# --- selective evaluation ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("model_name", ["lenet_300_100", "lenet5"])  # the fast MLP path; the conv path
+def test_test_split_only_where_the_early_stop_can_be_gives_the_full_evaluations_numbers(model_name):
+    """test_curves=False evaluates the test split only at new validation minima and at the end: the same
+    early stop and final numbers as evaluating it every time, from far fewer test evaluations."""
+    data = DeviceData.prepare(tiny_splits(), torch.device("cpu"))
+    runs = {}
+    for curves in (True, False):
+        # a large step size, so that the validation loss goes up and down (not a new minimum every time)
+        c = cfg(model=model_name, test_curves=curves, iterations=60, eval_every=5, lr=0.05)
+        model = models.build(model_name, seed=3, in_shape=(1, 28, 28))
+        runs[curves] = train(model, Mask.ones_like(model), data, c, data_seed=7)
+    full, lean = runs[True].rows, runs[False].rows
+    assert imp.early_stop(lean) == imp.early_stop(full)
+    assert set(lean) <= set(full), "every evaluation made is one the full evaluation made, to the bit"
+    assert [r for r in lean if r[1] == "val"] == [r for r in full if r[1] == "val"]
+    tests = [it for it, split, _, _ in lean if split == "test"]
+    assert 60 in tests and len(tests) < len([r for r in full if r[1] == "test"])
+    val = [(loss, it) for it, split, loss, _ in lean if split == "val"]
+    minima = [it for i, (loss, it) in enumerate(val) if all(loss < earlier for earlier, _ in val[:i])]
+    assert tests == sorted(set(minima) | {60})
+    for name, tensor in runs[True].final_state.items():
+        assert torch.equal(tensor, runs[False].final_state[name]), name

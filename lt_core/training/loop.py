@@ -16,6 +16,8 @@
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field
 
 import torch
@@ -226,13 +228,26 @@ def train(model: nn.Module, mask: Mask, data: DeviceData, cfg, *, data_seed: int
 
     rows: list[tuple[int, str, float, float]] = []
 
-    splits = [("val", data.x_val, data.y_val), ("test", data.x_test, data.y_test)]
+    best_val = [math.inf]
+
+    def measure(split: str) -> tuple[float, float]:
+        if fast:
+            return fast.evaluate(data, split, EVAL_CHUNK)
+        return evaluate(model, getattr(data, f"x_{split}"), getattr(data, f"y_{split}"))
 
     def log(step: int) -> None:
-        for split, x, y in splits:
-            if len(y):
-                rows.append((step, split, *(fast.evaluate(data, split, EVAL_CHUNK) if fast
-                                            else evaluate(model, x, y))))
+        # The early stop is the first iteration of minimum validation loss (imp.early_stop), so the test
+        # split is needed only where the validation loss is strictly below all before it, and at the end;
+        # cfg.test_curves=False evaluates it only there (for a conv net, half the cost of training again).
+        improved = False
+        if len(data.y_val):
+            loss, acc = measure("val")
+            rows.append((step, "val", loss, acc))
+            improved = loss < best_val[0]
+            best_val[0] = min(best_val[0], loss)
+        wanted = cfg.test_curves or improved or step == cfg.iterations or not len(data.y_val)
+        if len(data.y_test) and wanted:
+            rows.append((step, "test", *measure("test")))
 
     def snapshot() -> dict[str, torch.Tensor]:
         if fast:
