@@ -231,7 +231,8 @@ def make(values: dict) -> Experiment:
     fields. An unknown field, or a missing one the procedure requires, is one error naming both."""
     procedure = values.get("procedure", "imp")
     if not isinstance(procedure, str) or procedure not in SECTIONS:
-        raise ConfigError(f"procedure {procedure!r} is not one of {', '.join(SECTIONS)}")
+        raise ConfigError(f"procedure {procedure!r} is not one of {', '.join(SECTIONS)} (a procedure's fields "
+                          "register when its module loads: import lt_core.procedures)")
     own = _names(SECTIONS[procedure])
     unknown = [k for k in values if k not in SHARED and k not in own]
     if unknown:

@@ -3,7 +3,8 @@
 Every model has `prunable: dict[str, str]`, parameter name -> layer kind, where the kind selects the
 pruning rate ("fc", "conv", "output", "shortcut"). Biases and batch-norm parameters are never prunable
 (pruning them is a known mistake of peer implementations). Inits follow the papers: Gaussian Glorot
-(Frankle & Carbin), Kaiming normal/uniform and the signed Kaiming constant (Ramanujan et al.).
+(Frankle & Carbin; = Xavier normal), Kaiming normal/uniform, the signed Kaiming constant and the scaled
+Kaiming normal and signed constant for a subnetwork keeping a fraction k (Ramanujan et al.).
 """
 
 from __future__ import annotations
@@ -167,23 +168,28 @@ BUILDERS = {
 }
 
 
-def initialize(model: nn.Module, init: str, generator: torch.Generator) -> None:
-    """Draw every conv/linear weight from `init` (biases 0, batch norm 1/0), from `generator` only."""
+def initialize(model: nn.Module, init: str, generator: torch.Generator, keep: float = 1.0) -> None:
+    """Draw every conv/linear weight from `init` (biases 0, batch norm 1/0), from `generator` only.
+
+    The `_scaled` inits are Ramanujan et al.'s for a subnetwork that keeps the fraction `keep` of each
+    layer: the std (or the constant) divided by sqrt(keep), so that the kept weights' sums have the
+    variance that Kaiming's rule gives the whole layer."""
+    scale = 1.0 / math.sqrt(keep) if init.endswith("_scaled") else 1.0
     for module in model.modules():
         if isinstance(module, (nn.Conv2d, nn.Linear)):
             w = module.weight
             fan_in, fan_out = nn.init._calculate_fan_in_and_fan_out(w)
             with torch.no_grad():
-                if init == "glorot_normal":
+                if init == "glorot_normal":  # = Xavier normal
                     w.normal_(0.0, math.sqrt(2.0 / (fan_in + fan_out)), generator=generator)
-                elif init == "kaiming_normal":
-                    w.normal_(0.0, math.sqrt(2.0 / fan_in), generator=generator)
+                elif init in ("kaiming_normal", "kaiming_normal_scaled"):
+                    w.normal_(0.0, scale * math.sqrt(2.0 / fan_in), generator=generator)
                 elif init == "kaiming_uniform":
                     bound = math.sqrt(6.0 / fan_in)
                     w.uniform_(-bound, bound, generator=generator)
-                elif init == "signed_kaiming_constant":
+                elif init in ("signed_kaiming_constant", "signed_kaiming_constant_scaled"):
                     signs = torch.randint(0, 2, w.shape, generator=generator, dtype=w.dtype) * 2 - 1
-                    w.copy_(signs * math.sqrt(2.0 / fan_in))
+                    w.copy_(signs * scale * math.sqrt(2.0 / fan_in))
                 else:
                     raise ValueError(f"unknown init '{init}'; choose one of {', '.join(INITS)}")
                 if module.bias is not None:
@@ -193,16 +199,20 @@ def initialize(model: nn.Module, init: str, generator: torch.Generator) -> None:
             nn.init.zeros_(module.bias)
 
 
-INITS = ("glorot_normal", "kaiming_normal", "kaiming_uniform", "signed_kaiming_constant")
+INITS = ("glorot_normal", "kaiming_normal", "kaiming_uniform", "signed_kaiming_constant", "kaiming_normal_scaled",
+         "signed_kaiming_constant_scaled")
 
 
 def build(name: str, *, init: str = "glorot_normal", seed: int = 0, in_shape=(1, 28, 28),
-          num_classes: int = 10, dropout: float = 0.0) -> nn.Module:
-    """A freshly initialised model; the same (name, init, seed) gives the same weights on any device."""
+          num_classes: int = 10, dropout: float = 0.0, keep: float = 1.0) -> nn.Module:
+    """A freshly initialised model; the same (name, init, seed) gives the same weights on any device.
+    `keep` is the kept fraction the `_scaled` inits scale for (initialize)."""
     if name not in BUILDERS:
         raise ValueError(f"unknown model '{name}'; choose one of {', '.join(BUILDERS)}")
     if init not in INITS:
         raise ValueError(f"unknown init '{init}'; choose one of {', '.join(INITS)}")
     model = BUILDERS[name](in_shape=tuple(in_shape), num_classes=num_classes, dropout=dropout)
-    initialize(model, init, torch.Generator().manual_seed(seed))
+    if not 0 < keep <= 1:
+        raise ValueError(f"keep={keep}: the fraction of weights kept must lie in (0, 1]")
+    initialize(model, init, torch.Generator().manual_seed(seed), keep)
     return model

@@ -1,4 +1,5 @@
 """Procedures: what an experiment trains, unit by unit, on one contract (base: Unit, Procedure, the registry).
-imp: iterative magnitude pruning with the reinit, random and one-shot controls and late resetting."""
+imp: iterative magnitude pruning with the reinit, random and one-shot controls and late resetting.
+edge_popup: supermasks of a randomly initialised network (Ramanujan et al. 2020)."""
 
-from . import imp  # noqa: F401,E402  (registers the book's procedures)
+from . import edge_popup, imp  # noqa: F401,E402  (registers the book's procedures)

@@ -1,0 +1,79 @@
+"""Edge-popup supermasks (Ramanujan et al. 2020) on the procedure contract: for each trial and each kept
+fraction k, learn the top-k mask of one randomly initialised network (lt_core/training/supermask.py).
+
+Units: Unit(trial, level, "supermask") with level = k in per mille (level_500 is k = 0.5), so adding k
+values to `keep` extends a run without renaming its units. Every unit of a trial starts from the same
+random weights (the `_scaled` inits are scaled for its own k) and sees the same batches; units need
+nothing stored before them. The optimizer fields (optimizer sgd, lr, momentum, weight_decay) apply to the
+scores; the weights are never trained.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ..checks import Rule, one_of, raise_first
+from ..config import Experiment, section
+from ..nets import models
+from ..provenance import provenance
+from ..training import supermask
+from .base import Procedure, Unit, register
+from .imp import SHAPES, derive_seed, early_stop, new_model
+
+PER_MILLE = 1000
+
+
+@section("edge_popup")
+@dataclasses.dataclass(frozen=True)
+class EdgePopup:
+    """Edge-popup's fields (the shared fields give data, model, init, the scores' optimizer and schedule)."""
+    keep: tuple[float, ...] = (0.5,)  # k: the fraction of each layer's weights the subnetwork keeps
+    schedule: str = "cosine"          # cosine | constant: the scores' learning rate over training
+
+    EXTENT = ("keep",)
+    RULES = {"keep": Rule(lambda k: 0 < k <= 1 and round(k * PER_MILLE) >= 1, "in (0, 1], at least 0.001"),
+             "schedule": one_of(("cosine", "constant"))}
+
+    def check(self, cfg: Experiment) -> None:
+        levels = [round(k * PER_MILLE) for k in self.keep]
+        raise_first([
+            (cfg.optimizer != "sgd", f"'optimizer' is {cfg.optimizer!r}; edge-popup trains its scores with sgd "
+                                     "(momentum, weight decay, cosine schedule), as the paper does"),
+            (len(set(levels)) != len(levels), f"'keep' {list(self.keep)} names a fraction twice (to 0.001)"),
+            (not self.keep, "'keep' is empty: name at least one fraction of weights to keep"),
+        ])
+
+
+def keep_of(unit: Unit) -> float:
+    return unit.level / PER_MILLE
+
+
+@register
+class EdgePopupProcedure(Procedure):
+    name = "edge_popup"
+
+    def check(self) -> None:
+        new_model(self.cfg, 0)  # the model, init and data set exist and fit
+
+    def outline(self) -> str:
+        return "keep (k): " + ", ".join(f"{k:g}" for k in sorted(self.cfg.keep, reverse=True))
+
+    def units(self) -> list[Unit]:
+        return [Unit(trial, round(k * PER_MILLE), "supermask") for trial in range(self.cfg.trials)
+                for k in sorted(self.cfg.keep, reverse=True)]
+
+    def run_unit(self, unit: Unit, store, data, on_step=None) -> None:
+        cfg, keep = self.cfg, keep_of(unit)
+        seed = derive_seed(cfg.seed, unit.trial)
+        model = models.build(cfg.model, init=cfg.init, seed=derive_seed(seed, "init"), in_shape=SHAPES[cfg.dataset],
+                             dropout=cfg.dropout, keep=keep)
+        data_seed = derive_seed(seed, "data") % 2**31
+        result = supermask.train(model, keep, data, cfg, data_seed=data_seed,
+                                 score_seed=derive_seed(seed, "scores", unit.level), on_step=on_step,
+                                 cosine=cfg.schedule == "cosine")
+        summary = {"trial": unit.trial, "level": unit.level, "control": unit.control, "draw": unit.draw,
+                   "keep": keep, "density": result.mask.density(), "layer_densities": result.mask.layer_densities(),
+                   **early_stop(result.rows), "seconds": round(result.seconds, 3),
+                   "steps_per_second": round(cfg.iterations / result.seconds, 1), "seed": seed,
+                   "data_seed": data_seed, **provenance(str(data.x_train.device))}
+        store.save_unit(unit, result.rows, summary, {"mask": dict(result.mask)})
