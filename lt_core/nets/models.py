@@ -173,7 +173,9 @@ def initialize(model: nn.Module, init: str, generator: torch.Generator, keep: fl
 
     The `_scaled` inits are Ramanujan et al.'s for a subnetwork that keeps the fraction `keep` of each
     layer: the std (or the constant) divided by sqrt(keep), so that the kept weights' sums have the
-    variance that Kaiming's rule gives the whole layer."""
+    variance that Kaiming's rule gives the whole layer. This is the paper's meaning; the official code
+    (allenai/hidden-networks utils/builder.py, `fan * (1 - prune_rate)`) divides by sqrt(1 - k) since its
+    prune_rate came to mean the fraction kept (its issue #9); the two agree only at k = 0.5."""
     scale = 1.0 / math.sqrt(keep) if init.endswith("_scaled") else 1.0
     for module in model.modules():
         if isinstance(module, (nn.Conv2d, nn.Linear)):
