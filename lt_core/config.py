@@ -120,6 +120,9 @@ class Experiment:
     # False: the test split only where the validation loss reaches a new minimum and at the end, which
     # gives the same early-stop and final numbers as True for fewer evaluations (no test curves)
     test_curves: bool = True
+    # True: also the training split's loss and accuracy, at the early stop and at the end (Frankle & Carbin's
+    # Figure 5 plots train accuracy at early stop), from the weights kept at each new validation minimum
+    train_accuracy: bool = False
     seed: int = 0                     # trial t derives all its seeds from (seed, t)
     # extent: how much to run (not part of the run's name)
     trials: int = 1

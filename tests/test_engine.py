@@ -267,3 +267,29 @@ def test_test_split_only_where_the_early_stop_can_be_gives_the_full_evaluations_
     assert tests == sorted(set(minima) | {60})
     for name, tensor in runs[True].final_state.items():
         assert torch.equal(tensor, runs[False].final_state[name]), name
+
+
+@pytest.mark.parametrize("model_name", ["lenet_300_100", "lenet5"])
+def test_train_accuracy_at_the_early_stop_is_that_of_the_network_trained_to_it(model_name):
+    """train_accuracy=True adds the training split at the early stop (from the weights kept there) and at
+    the end; the first equals evaluating a network trained only up to that iteration, the second the end's."""
+    from lt_core.training.loop import evaluate
+    data = DeviceData.prepare(tiny_splits(), torch.device("cpu"))
+
+    def run(iterations, **kw):
+        model = models.build(model_name, seed=3, in_shape=(1, 28, 28))
+        c = cfg(model=model_name, iterations=iterations, eval_every=5, lr=0.05, **kw)
+        return model, train(model, Mask.ones_like(model), data, c, data_seed=7)
+    _, full = run(60, train_accuracy=True)
+    summary = imp.early_stop(full.rows)
+    stop = summary["early_stop_iteration"]
+    assert 0 < stop < 60, "the tiny run should stop early for this test to mean something"
+    train_rows = [r for r in full.rows if r[1] == "train"]
+    assert [r[0] for r in train_rows] == [stop, 60]
+    short, _ = run(stop)
+    assert evaluate(short, data.x_train, data.y_train) == train_rows[0][2:]
+    assert summary["early_stop_train_accuracy"] == train_rows[0][3]
+    _, plain = run(60)
+    assert [r for r in full.rows if r[1] != "train"] == plain.rows, "other rows unchanged"
+    for name, tensor in plain.final_state.items():
+        assert torch.equal(tensor, full.final_state[name]), name

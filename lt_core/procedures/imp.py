@@ -166,6 +166,10 @@ def early_stop(rows) -> dict:
     if val:
         loss, it = min(val)
         out.update(early_stop_iteration=it, early_stop_val_loss=loss, early_stop_test_accuracy=test.get(it))
+    train = {it: acc for it, split, _, acc in rows if split == "train"}
+    if train:  # cfg.train_accuracy: at the early stop and at the end
+        out.update(early_stop_train_accuracy=train.get(out.get("early_stop_iteration")),
+                   final_train_accuracy=train.get(last))
     return out
 
 

@@ -245,6 +245,8 @@ def train(model: nn.Module, mask: Mask, data: DeviceData, cfg, *, data_seed: int
             rows.append((step, "val", loss, acc))
             improved = loss < best_val[0]
             best_val[0] = min(best_val[0], loss)
+            if improved and cfg.train_accuracy:  # the early stop's weights, for its train accuracy at the end
+                best[:] = [step, snapshot()]
         wanted = cfg.test_curves or improved or step == cfg.iterations or not len(data.y_val)
         if len(data.y_test) and wanted:
             rows.append((step, "test", *measure("test")))
@@ -254,6 +256,7 @@ def train(model: nn.Module, mask: Mask, data: DeviceData, cfg, *, data_seed: int
             fast.write_back()
         return state_copy(model)
 
+    best: list = []  # [iteration, state] of the newest validation minimum (cfg.train_accuracy only)
     kept = snapshot() if keep_iteration == 0 else None
     log(0)
     model.train()
@@ -288,4 +291,18 @@ def train(model: nn.Module, mask: Mask, data: DeviceData, cfg, *, data_seed: int
             log(done)
         if on_step is not None:
             on_step(done)
-    return RunResult(rows, snapshot(), kept)
+    final = snapshot()
+    if cfg.train_accuracy:
+        rows += train_rows(model, data, ([best] if best else []) + [[cfg.iterations, final]])
+    return RunResult(rows, final, kept)
+
+
+def train_rows(model: nn.Module, data: DeviceData, states) -> list[tuple[int, str, float, float]]:
+    """The training split's (iteration, "train", loss, accuracy) for each [iteration, state]; the model is
+    left holding the last state. One plain evaluation per state: 45,000 CIFAR images cost a few test
+    evaluations, so they are made where the figures read them, not at every evaluation."""
+    out = []
+    for iteration, state in states:
+        model.load_state_dict(state)
+        out.append((iteration, "train", *evaluate(model, data.x_train, data.y_train)))
+    return out
