@@ -47,11 +47,33 @@ def test_bench_quick_runs_and_reports(tmp_path, capsys):
     conv = printed["conv2"]
     assert set(conv["steps_per_s"]) == {"reference", "engine_contiguous", "engine", "kernels"}
     assert conv["ratio_engine_vs_reference"] > 0 and conv["ratio_channels_last"] > 0
-    assert conv["kernels_ratio_vs_reference"] > 0
+    assert conv["kernels_ratio_vs_reference"] > 0 and conv["eval_images_per_s"] > 0
+    assert conv["step_gflop"] == round(CONV2_STEP_FLOP / 1e9, 3)
     for n in (2, 4):
         stacked = printed["batched"][f"n{n}"]
         assert set(stacked["network_steps_per_s"]) == {"separate", "stacked"}
         assert stacked["ratio_stacked_vs_separate"] > 0
+
+
+# Conv-2, batch 60, by hand: conv 3->64 (forward + weight gradient), conv 64->64 and the three linear layers
+# (forward + weight and input gradients): 0.42 + 13.6 + 1.6 GFLOP
+CONV2_STEP_FLOP = 60 * 2 * (2 * 1024 * 64 * 27 + 3 * 1024 * 64 * 576 + 3 * (16384 * 256 + 256 * 256 + 2560))
+
+
+def test_step_flop_counts_conv2_as_by_hand_and_grows_with_depth():
+    from lt_core.nets import models
+    x = torch.randn(60, 3, 32, 32)
+    flop = {n: bench.step_flop(models.build(n, in_shape=(3, 32, 32)), x) for n in ("conv2", "conv4", "conv6")}
+    assert flop["conv2"] == CONV2_STEP_FLOP
+    assert flop["conv2"] < flop["conv4"] < flop["conv6"]
+
+
+def test_conv4_and_conv6_cases_report_their_steps_and_evaluation(capsys):
+    assert bench.main(["--quick", "--synthetic", "--threads", "1", "--cases", "conv4,conv6"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    for name in ("conv4", "conv6"):
+        case = printed[name]
+        assert case["steps_per_s"]["engine"] > 0 and case["eval_images_per_s"] > 0 and case["step_gflop"] > 0
 
 
 def test_conv_settings_case_reports_every_setting(monkeypatch, capsys):

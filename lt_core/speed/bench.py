@@ -60,9 +60,6 @@ from . import batched, ceilings
 
 LENET_STEP_FLOP = 67e6  # forward + weight gradients + input gradients of layers 2-3, batch 60
 LENET_FORWARD_FLOP = 2 * (784 * 300 + 300 * 100 + 100 * 10)  # per example: what evaluation costs
-# Conv-2, batch 60: conv 3->64 (forward + weight gradient), conv 64->64 and the three linear layers
-# (forward + weight and input gradients): 0.42 + 13.6 + 1.6 GFLOP
-CONV2_STEP_FLOP = 60 * 2 * (2 * 1024 * 64 * 27 + 3 * 1024 * 64 * 576 + 3 * (16384 * 256 + 256 * 256 + 2560))
 
 
 def matmul_gflops(n: int, repeats: int, product=torch.mm) -> float:
@@ -219,10 +216,27 @@ def lenet_cases(data, args) -> tuple[dict, dict]:
     return level, trial
 
 
-def conv2_case(data, args) -> dict:
-    cfg = make({"model": "conv2", "dataset": "cifar10", "lr": 2e-4, "iterations": args.conv_steps,
+# the paper's learning rates (Frankle & Carbin, Figure 2); the step's cost does not depend on them
+CONV_LR = {"conv2": 2e-4, "conv4": 3e-4, "conv6": 3e-4}
+
+
+def step_flop(model, x) -> int:
+    """FLOP of one training step of `model` on batch `x`: each conv/linear layer's product forward, for its
+    weight gradient and (but the first layer's) for its input gradient, 2 FLOP a multiply-add."""
+    total = 0
+    for i, (layer, inp, out) in enumerate(ceilings._layers(model, x)):
+        weights = layer.weight.numel()
+        positions = out[2] * out[3] if len(out) == 4 else 1  # a conv's output positions, a linear's 1
+        total += 2 * len(x) * positions * weights * (2 if i == 0 else 3)
+    return total
+
+
+def conv2_case(data, args, name: str = "conv2") -> dict:
+    """One conv net's training steps, reference loop against the engine (and the kernels' bound), and its
+    evaluation rate apart (images a second through the engine's evaluate)."""
+    cfg = make({"model": name, "dataset": "cifar10", "lr": CONV_LR[name], "iterations": args.conv_steps,
                 "eval_every": 10**6})
-    model = lambda: models.build("conv2", seed=0, in_shape=(3, 32, 32))
+    model = lambda: models.build(name, seed=0, in_shape=(3, 32, 32))
     ones = Mask.ones_like(model())
     # training steps are timed, not evaluation: a short validation/test set keeps the engine's evaluation at
     # iterations 0 and n from costing minutes
@@ -236,12 +250,19 @@ def conv2_case(data, args) -> dict:
         times["engine"].append(run_engine(model(), ones, data, cfg, train_only=True))
         times["kernels"].append(ceilings.seconds(kernels, args.conv_steps))
     sps = {k: round(args.conv_steps / statistics.median(v), 2) for k, v in times.items()}
+    flop = step_flop(model(), data.x_train[:cfg.batch_size])
+    evaluated = model().to(memory_format=torch.channels_last)
+    images = data.x_train[:120 if args.quick else 2000]
+    engine.evaluate(evaluated, images, data.y_train[:len(images)])  # warm-up
+    start = time.perf_counter()
+    engine.evaluate(evaluated, images, data.y_train[:len(images)])
     return {"steps": args.conv_steps, "steps_per_s": sps,
             "ratio_engine_vs_reference": round(sps["engine"] / sps["reference"], 2),
             "kernels_ratio_vs_reference": round(sps["kernels"] / sps["reference"], 2),
             "ratio_channels_last": round(sps["engine"] / sps["engine_contiguous"], 2),
-            "step_gflop": CONV2_STEP_FLOP / 1e9,
-            "fraction_of_matmul_rate": round(sps["engine"] * CONV2_STEP_FLOP / 1e9 / args.matmul, 3),
+            "step_gflop": round(flop / 1e9, 3),
+            "fraction_of_matmul_rate": round(sps["engine"] * flop / 1e9 / args.matmul, 3),
+            "eval_images_per_s": round(len(images) / (time.perf_counter() - start), 1),
             "peak_rss_mb": peak_rss_mb()}
 
 
@@ -339,7 +360,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--levels", type=int, default=18)
     p.add_argument("--conv-steps", type=int, default=40)
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
-    p.add_argument("--cases", default="lenet,conv2,batched", help="any of lenet, conv2, batched, conv_settings, workers (comma-separated)")
+    p.add_argument("--cases", default="lenet,conv2,batched", help="any of lenet, conv2, conv4, conv6, batched, conv_settings, workers (comma-separated)")
     p.add_argument("--stack", default="2,4", help="batched: numbers of networks stacked")
     p.add_argument("--out", default=None, help="also write the JSON to this file")
     args = p.parse_args(argv[1:] if argv[:1] == ["--"] else argv)  # `bench -- --quick` (see __main__)
@@ -365,8 +386,10 @@ def main(argv: list[str]) -> int:
                                                       / out["matmul_gflops_by_library"]["blas"], 3)
         level["kernels_fraction_of_matmul_rate"] = round(level["kernels_train_gflops"] / out["matmul_gflops"], 3)
         progress("lenet")
-    if "conv2" in cases:
-        out["conv2"] = conv2_case(load("cifar10", args.quick, args.synthetic), args)
+    for name in ("conv2", "conv4", "conv6"):
+        if name in cases:
+            out[name] = conv2_case(load("cifar10", args.quick, args.synthetic), args, name)
+            progress(name)
     if "conv_settings" in cases:
         out["conv_settings"] = conv_settings_case(args)
         progress("conv_settings")
