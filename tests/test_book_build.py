@@ -160,3 +160,12 @@ def test_footer_names_licence_authors_and_build_date(real_book):
     page = (real_book / "book" / "lenet_mnist.html").read_text()
     assert "MIT licence" in page and "CC BY 4.0" in page and "The Lottery Ticket Book authors" in page
     assert re.search(r"Last updated on\s+20\d\d-\d\d-\d\d", page), "no build date in the footer"
+
+
+def test_progress_watcher_knows_every_procedure():
+    """make book watches a chapter's run store whatever its procedure (edge-popup's fields register when
+    lt_core.procedures loads), and watches nothing for a params file that is not an experiment."""
+    tool = _tool()
+    watcher = tool.progress_watcher(ROOT, {"params_path": ROOT / "params" / "edge_popup_lenet.yaml"}, "smoke")
+    assert type(watcher).__name__ == "Watcher" and watcher.total == 2
+    assert tool.progress_watcher(ROOT, {"params_path": ROOT / "_config.yml"}, "smoke").__enter__() is None

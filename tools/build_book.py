@@ -199,7 +199,7 @@ def progress_watcher(repo: Path, ch: dict, profile: str):
     not an lt_core experiment (the scratch books of the tests)."""
     import contextlib
     try:
-        from lt_core import config
+        from lt_core import config, procedures  # noqa: F401  (procedures: every procedure's fields registered)
         from lt_core.book.progress import Watcher
         cfg = config.load(ch["params_path"], profile)
     except Exception:  # not an experiment: nothing to watch
