@@ -234,3 +234,23 @@ def _parser_with(cli, command, func):
             action.choices[command].set_defaults(func=func)
         return p
     return make
+
+
+def test_a_workers_set_up_error_of_a_known_kind_stays_one_line(monkeypatch):
+    """A data, configuration or storage error met while a worker sets up reaches the parent as itself
+    (one line), not wrapped in a RuntimeError traceback."""
+    from lt_core.config import ConfigError
+    from lt_core.data.datasets import DataError
+    from lt_core.data.files import StorageError
+    from lt_core.runs import pool
+    from lt_core.procedures.base import Unit
+
+    for error in (DataError("data/mnist/x: missing; run `python -m lt_core data fetch mnist`"),
+                  ConfigError("'lr' must be a number"), StorageError("disk full")):
+        monkeypatch.setitem(pool._WORKER, "error", error)
+        with pytest.raises(type(error)) as raised:
+            pool._train_unit(Unit(0, 0, "ticket"))
+        assert raised.value is error
+    monkeypatch.setitem(pool._WORKER, "error", ZeroDivisionError("x"))
+    with pytest.raises(RuntimeError, match="could not start"):
+        pool._train_unit(Unit(0, 0, "ticket"))

@@ -80,7 +80,10 @@ def _data(name: str):
 def _train_unit(unit: Unit) -> Unit:
     w = _WORKER
     if "error" in w:
-        raise RuntimeError(f"the worker process could not start: {w['error']!r}") from w["error"]
+        error = w["error"]
+        if isinstance(error, (ConfigError, DataError) + _BY_WORDS):  # said in one line, as in one process
+            raise error
+        raise RuntimeError(f"the worker process could not start: {error!r}") from error
     procedure, store = w["jobs"][unit.experiment]
     procedure.run_unit(unit.own(), store, _data(unit.experiment))
     return unit
