@@ -24,7 +24,7 @@ from torch import nn
 from torch.func import functional_call
 
 from ..sparsity.masks import Mask
-from .loop import Batches, DeviceData, EVAL_CHUNK
+from .loop import Batches, DeviceData, evaluate
 
 
 def kept(n: int, keep: float) -> int:
@@ -94,22 +94,6 @@ class Supermask(nn.Module):
         return Mask({name: top_k_mask(s, self.keep).bool().cpu() for name, s in zip(self.names, self.scores)})
 
 
-@torch.no_grad()
-def evaluate(net: Supermask, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
-    """(mean cross-entropy, accuracy) of the masked network over a split (the masks computed once)."""
-    was_training = net.training
-    net.eval()
-    weights = net.masked_weights()
-    loss, correct = torch.zeros((), device=x.device), torch.zeros((), device=x.device, dtype=torch.long)
-    for start in range(0, len(y), EVAL_CHUNK):
-        logits = functional_call(net.model, weights, (x[start:start + EVAL_CHUNK],), strict=False)
-        target = y[start:start + EVAL_CHUNK]
-        loss += F.cross_entropy(logits, target, reduction="sum")
-        correct += (logits.argmax(1) == target).sum()
-    net.train(was_training)
-    return loss.item() / len(y), correct.item() / len(y)
-
-
 def cosine_lr(lr: float, step: int, iterations: int) -> float:
     """The learning rate of step `step` (0-based) under a cosine schedule from lr to 0."""
     return lr * 0.5 * (1.0 + math.cos(math.pi * step / iterations))
@@ -139,7 +123,7 @@ def train(model: nn.Module, keep: float, data: DeviceData, cfg, *, data_seed: in
         for split in ("val", "test"):
             x, y = getattr(data, f"x_{split}"), getattr(data, f"y_{split}")
             if len(y):
-                rows.append((step, split, *evaluate(net, x, y)))
+                rows.append((step, split, *evaluate(net, x, y)))  # the engine's evaluation, through the masks
 
     started = time.perf_counter()
     log(0)
