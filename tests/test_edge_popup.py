@@ -130,3 +130,42 @@ def test_edge_popup_parameters_are_checked():
         cfg(keep=(0.5, 0.5))
     with pytest.raises(ConfigError, match="schedule"):
         cfg(schedule="linear")
+
+
+def test_test_split_only_where_read_gives_the_full_evaluations_numbers():
+    """test_curves off: the validation rows unchanged, the test split at the validation minimum (from the
+    scores kept there) and at the end, equal to the every-eval run's rows at those iterations."""
+    data = DeviceData.prepare(tiny_splits(), torch.device("cpu"))
+    runs = {}
+    for curves in (True, False):
+        model = models.build("lenet_300_100", init="kaiming_normal", seed=5)
+        # a constant, too large rate overshoots after iteration 30: a validation minimum before the end
+        runs[curves] = supermask.train(model, 0.3, data, cfg(iterations=40, eval_every=5, lr=20.0, test_curves=curves),
+                                       data_seed=1, score_seed=2, cosine=False).rows
+    full, lean = runs[True], runs[False]
+    assert [r for r in full if r[1] == "val"] == [r for r in lean if r[1] == "val"]
+    val = [(loss, it) for it, split, loss, _ in full if split == "val"]
+    minimum = min(val)[1]
+    assert minimum not in (0, 40), f"the test needs a validation minimum before the end: {val}"
+    tested = [r for r in lean if r[1] == "test"]
+    assert [r[0] for r in tested] == [minimum, 40]
+    assert tested == [r for r in full if r[1] == "test" and r[0] in (minimum, 40)]
+    assert [r[0] for r in lean] == sorted(r[0] for r in lean)
+
+
+def test_a_conv_net_trains_its_scores_with_augmentation_in_channels_last():
+    g = torch.Generator().manual_seed(8)
+    y = torch.randint(0, 10, (120,), generator=g)
+    x = torch.randint(0, 256, (120, 3, 32, 32), generator=g, dtype=torch.uint8)
+    xt = x.float() / 255
+    splits = datasets.Splits("tiny_cifar", x[:80], y[:80], x[80:100], y[80:100], x[100:], y[100:],
+                             xt.mean((0, 2, 3)), xt.std((0, 2, 3)))
+    data = DeviceData.prepare(splits, torch.device("cpu"))
+    model = models.build("conv2", init="signed_kaiming_constant_scaled", seed=9, in_shape=(3, 32, 32), keep=0.2)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    result = supermask.train(model, 0.2, data, cfg(iterations=4, eval_every=2, batch_size=16, augment=True,
+                                                    dataset="cifar10"), data_seed=1, score_seed=2)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    assert set(result.mask) == set(model.prunable)
+    for name, mask in result.mask.items():
+        assert int(mask.sum()) == round(0.2 * mask.numel()), name

@@ -24,7 +24,7 @@ from torch import nn
 from torch.func import functional_call
 
 from ..sparsity.masks import Mask
-from .loop import Batches, DeviceData, evaluate
+from .loop import Batches, DeviceData, augment, evaluate, uses_channels_last
 
 
 def kept(n: int, keep: float) -> int:
@@ -110,20 +110,35 @@ def train(model: nn.Module, keep: float, data: DeviceData, cfg, *, data_seed: in
           on_step=None, cosine: bool = True) -> SupermaskResult:
     """Learn the scores of `model` (initialised, never changed) for cfg.iterations steps at batch
     cfg.batch_size: SGD (momentum, weight decay on the scores) at cfg.lr, cosine-annealed if `cosine`.
-    Evaluates validation and test every cfg.eval_every steps; returns the rows, the final mask, seconds."""
+    CIFAR inputs are augmented (crop, flip) when cfg.augment. Evaluates the validation split every
+    cfg.eval_every steps, and the test split with it, or (cfg.test_curves False) only at the end and at the
+    validation minimum, from the scores kept there: the same numbers, for a conv net at a third of the
+    evaluation cost. Returns the rows, the final mask, seconds."""
     device = data.x_train.device
     net = Supermask(model.to(device), keep, torch.Generator().manual_seed(score_seed)).to(device)
+    if device.type == "cpu" and uses_channels_last(model):
+        # oneDNN's layout: Conv-2 steps 1.34x faster (1.8 -> 2.4 a second, one thread); converted after the
+        # scores are drawn, so they are the same numbers on every device, only laid out differently
+        net.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(net.scores.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                                 weight_decay=cfg.weight_decay)
     batches = Batches(len(data.y_train), cfg.batch_size, data_seed, device)
+    aug_generator = torch.Generator().manual_seed(data_seed + 1)  # as the engine's loop: the same crops and flips
     torch.manual_seed(data_seed)  # dropout draws from the global generator
     rows: list[tuple[int, str, float, float]] = []
+    best = {"loss": math.inf, "iteration": None, "scores": None}  # the validation minimum (test_curves off)
+
+    def evaluated(split: str, step: int) -> None:
+        x, y = getattr(data, f"x_{split}"), getattr(data, f"y_{split}")
+        if len(y):
+            rows.append((step, split, *evaluate(net, x, y)))  # the engine's evaluation, through the masks
 
     def log(step: int) -> None:
-        for split in ("val", "test"):
-            x, y = getattr(data, f"x_{split}"), getattr(data, f"y_{split}")
-            if len(y):
-                rows.append((step, split, *evaluate(net, x, y)))  # the engine's evaluation, through the masks
+        evaluated("val", step)
+        if cfg.test_curves or not len(data.y_val):
+            evaluated("test", step)
+        elif rows[-1][2] < best["loss"]:
+            best.update(loss=rows[-1][2], iteration=step, scores=[s.detach().clone() for s in net.scores])
 
     started = time.perf_counter()
     log(0)
@@ -133,6 +148,8 @@ def train(model: nn.Module, keep: float, data: DeviceData, cfg, *, data_seed: in
             group["lr"] = cosine_lr(cfg.lr, step, cfg.iterations) if cosine else cfg.lr
         idx = batches.next()
         x, y = data.x_train.index_select(0, idx), data.y_train.index_select(0, idx)
+        if cfg.augment:  # the paper's CIFAR-10 recipe: random crop (padding 4) and horizontal flip
+            x = augment(x, data.black, aug_generator)
         loss = F.cross_entropy(net(x), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -142,4 +159,13 @@ def train(model: nn.Module, keep: float, data: DeviceData, cfg, *, data_seed: in
             log(done)
         if on_step is not None:
             on_step(done)
-    return SupermaskResult(rows, net.mask(), time.perf_counter() - started)
+    final = net.mask()
+    if not cfg.test_curves and len(data.y_val):
+        evaluated("test", cfg.iterations)
+        if best["iteration"] != cfg.iterations:  # the validation minimum's mask, from its kept scores
+            with torch.no_grad():
+                for s, kept_scores in zip(net.scores, best["scores"]):
+                    s.copy_(kept_scores)
+            evaluated("test", best["iteration"])
+        rows.sort(key=lambda row: (row[0], row[1] != "val"))  # in iteration order, val before test
+    return SupermaskResult(rows, final, time.perf_counter() - started)
