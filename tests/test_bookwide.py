@@ -14,7 +14,7 @@ def committed_summary(page: str) -> dict[str, str]:
     for cell in cells:
         for out in cell.get("outputs", []):
             text = "".join(out.get("data", {}).get("text/html", ""))
-            if 'class="lt-table"' in text and "the run to quote" in text:
+            if 'class="lt-table"' in text and "to quote" in text:
                 return {r.split("</td>", 1)[0].rsplit(">", 1)[-1]: r for r in text.split("<tr>")[2:]}
     raise AssertionError(f"book/{page}.ipynb shows no recorded-run verdict table")
 

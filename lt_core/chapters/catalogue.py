@@ -15,7 +15,7 @@ import pandas as pd
 
 from ..book import scorecard
 from ..runs import recorded as recorded_runs
-from . import lenet_mnist
+from . import edge_popup, lenet_mnist
 
 
 @dataclass(frozen=True)
@@ -25,11 +25,14 @@ class Chapter:
     paper: str           # short citation
     claims: Callable[[], list]
     recorded: str        # book/recorded/<name>: the run the chapter quotes
+    tables: Callable | None = None  # () -> (curves, summary, run scale), for a chapter that quotes several runs
 
 
 CHAPTERS = [
     Chapter("lenet_mnist", "LeNet-300-100 on MNIST", "Frankle & Carbin 2019", lenet_mnist.claims,
             "lenet_mnist_paper"),
+    Chapter("edge_popup", "Edge-popup: subnetworks hidden in random weights", "Ramanujan et al. 2020",
+            edge_popup.claims, "edge_popup_lenet_signed_constant_scaled", edge_popup.bookwide_tables),
 ]
 
 
@@ -44,6 +47,12 @@ def bookwide(chapters=CHAPTERS) -> pd.DataFrame:
     ours, verdict and the scale of the run. A chapter without its recorded run gives one row saying so."""
     rows = []
     for ch in chapters:
+        if ch.tables is not None:
+            curves, summary, scale = ch.tables()
+            card = scorecard.scorecard(ch.claims(), summary, curves)
+            rows += [{"chapter": ch.page, "id": claim_id, "claim": row.claim, "paper": row.paper, "ours": row.ours,
+                      "verdict": row.verdict, "run": scale} for claim_id, row in card.iterrows()]
+            continue
         rec = recorded_runs.recorded(ch.recorded)
         if rec is None:
             rows.append({"chapter": ch.page, "id": "", "claim": f"no recorded run book/recorded/{ch.recorded}",

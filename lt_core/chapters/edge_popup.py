@@ -1,0 +1,399 @@
+"""The edge-popup chapter (Ramanujan et al. 2020; book/edge_popup.ipynb): subnetworks of random weights,
+found by learning only which weights to keep.
+
+The chapter reads several runs at once: one edge-popup run per (network, initialisation), and the trained
+dense network each is set against (the level-0 network of a Frankle-Carbin run of the same net). `combine`
+stacks them into one summary with the columns `model`, `init`, `keep` and `accuracy` (edge-popup: test
+accuracy at the end of its cosine schedule, as the paper reports; dense: at its early stop, as Frankle &
+Carbin report). The dense rows keep control "ticket" and level 0, so the scorecard engine
+(lt_core/book/scorecard.py) finds them as every chapter's dense network.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from ..book import scorecard as sc
+from ..runs import recorded as recorded_runs
+
+INITS = {  # the paper's names, in its order of merit (paper-claims.md section 4, unconfirmed ordering)
+    "signed_kaiming_constant_scaled": "scaled signed constant",
+    "kaiming_normal_scaled": "scaled Kaiming normal",
+    "kaiming_normal": "Kaiming normal",
+    "glorot_normal": "Xavier normal",
+    "signed_kaiming_constant": "signed constant",
+    "kaiming_uniform": "Kaiming uniform",
+}
+COLORS = dict(zip(INITS, ("tab:red", "tab:purple", "tab:blue", "tab:green", "tab:orange", "tab:brown")))
+NETS = {"lenet_300_100": "LeNet-300-100 (MNIST)", "conv2": "Conv-2 (CIFAR-10)", "conv4": "Conv-4 (CIFAR-10)",
+        "conv6": "Conv-6 (CIFAR-10)"}
+
+# book/recorded/<name>: (model, init) -> the edge-popup run; model -> the run whose level 0 is the trained net
+RECORDED = {
+    ("lenet_300_100", "signed_kaiming_constant_scaled"): "edge_popup_lenet_signed_constant_scaled",
+    ("lenet_300_100", "kaiming_normal_scaled"): "edge_popup_lenet_kaiming_normal_scaled",
+    ("lenet_300_100", "kaiming_normal"): "edge_popup_lenet_kaiming_normal",
+    ("lenet_300_100", "glorot_normal"): "edge_popup_lenet_glorot_normal",
+    ("conv2", "signed_kaiming_constant_scaled"): "edge_popup_conv2_signed_constant_scaled",
+}
+DENSE = {"lenet_300_100": "lenet_mnist_paper", "conv2": "conv_cifar_conv2_dense"}
+
+
+def combine(edge_popup: list[tuple[pd.DataFrame, dict]], dense: list[tuple[pd.DataFrame, dict]]) -> pd.DataFrame:
+    """One summary of edge-popup runs and trained dense networks: (summary, stored config) pairs of each.
+    A dense network's trials are not the edge-popup runs' trials (other experiments, other seeds), so each
+    net's dense row is the mean over its trials (`dense_trials` of them), repeated for every edge-popup
+    trial: the spread over trials is then the edge-popup runs' alone."""
+    parts = []
+    for summary, stored in edge_popup:
+        rows = summary[summary.control == "supermask"]
+        parts.append(rows.assign(model=stored["model"], init=stored["init"], accuracy=rows.final_test_accuracy,
+                                 epochs=stored["iterations"] * stored["batch_size"] / _train_size(stored)))
+    trials = sorted(set().union(*(set(p.trial) for p in parts))) if parts else [0]
+    for summary, stored in dense:
+        rows = summary[(summary.control == "ticket") & (summary.level == 0)]
+        if rows.empty:
+            continue
+        epochs = rows.early_stop_iteration.mean() * stored["batch_size"] / _train_size(stored)
+        mean = {"model": stored["model"], "init": stored["init"], "keep": 1.0, "density": 1.0, "control": "ticket",
+                "level": 0, "accuracy": rows.early_stop_test_accuracy.mean(), "dense_trials": len(rows),
+                "epochs": epochs, "iterations": stored["iterations"], "optimizer": stored["optimizer"]}
+        parts.append(pd.DataFrame([{**mean, "trial": t} for t in trials]))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
+        columns=["model", "init", "keep", "accuracy", "control", "level", "trial"])
+
+
+def _train_size(stored: dict) -> int:
+    return {"mnist": 60000, "fashion_mnist": 60000, "cifar10": 50000}[stored["dataset"]] - stored["val_size"]
+
+
+def recorded_tables(recorded=RECORDED, dense=DENSE) -> tuple[pd.DataFrame, dict]:
+    """The combined summary of the committed runs, and which of them this checkout has (name -> found)."""
+    found, eps, denses = {}, [], []
+    for name in recorded.values():
+        rec = recorded_runs.recorded(name)
+        found[name] = rec is not None
+        if rec:
+            eps.append((rec[1], rec[2]["config"]))
+    for name in dense.values():
+        rec = recorded_runs.recorded(name)
+        found[name] = rec is not None
+        if rec:
+            denses.append((rec[1], rec[2]["config"]))
+    return combine(eps, denses), found
+
+
+def by_keep(summary: pd.DataFrame, model: str, init: str) -> pd.Series:
+    """Mean accuracy over trials per kept fraction k of one (model, init)'s edge-popup runs."""
+    rows = summary[(summary.control == "supermask") & (summary.model == model) & (summary.init == init)]
+    return rows.groupby("keep").accuracy.mean().sort_index()
+
+
+def dense_accuracy(summary: pd.DataFrame, model: str) -> float:
+    rows = summary[(summary.control == "ticket") & (summary.level == 0) & (summary.model == model)]
+    return float(rows.accuracy.mean()) if len(rows) else math.nan
+
+
+def best_k(model: str, init: str, lo: float = 0.3, hi: float = 0.7):
+    """Measure: the k of highest accuracy, and the best accuracy inside [lo, hi]. Measured only where the
+    sweep has at least three k, inside and outside the range."""
+    def measure(summary, curves):
+        acc = by_keep(summary, model, init)
+        inside = acc[(acc.index >= lo - 1e-9) & (acc.index <= hi + 1e-9)]
+        if len(acc) < 3 or inside.empty or len(inside) == len(acc):
+            return sc._missing(f"no k sweep of {NETS.get(model, model)}, {INITS.get(init, init)} "
+                               f"around [{lo:g}, {hi:g}]")
+        k = float(acc.idxmax())
+        return Measured(k, f"k = {k:g} ({100 * acc.max():.1f}%) of {', '.join(f'{x:g}' for x in acc.index[::-1])}; "
+                           f"{NETS.get(model, model)}",
+                        {"best": float(acc.max()), "inside": float(inside.max()), "lo": lo, "hi": hi}, "{:g}")
+    return measure
+
+
+def best_k_rule(m) -> str:
+    """Reproduced if the best k lies in [lo, hi]; partly if the best inside is within 1 point of it."""
+    if m.parts["lo"] - 1e-9 <= m.value <= m.parts["hi"] + 1e-9:
+        return sc.REPRODUCED
+    return sc.PARTLY if m.parts["best"] - m.parts["inside"] <= 0.01 else sc.NOT
+
+
+def gap_to_dense(model: str, init: str):
+    """Measure: best edge-popup accuracy over k minus the trained dense network's, in points."""
+    def measure(summary, curves):
+        acc, dense = by_keep(summary, model, init), dense_accuracy(summary, model)
+        if acc.empty or math.isnan(dense):
+            return sc._missing(f"no edge-popup run or no trained dense {NETS.get(model, model)}")
+        gap = 100 * (acc.max() - dense)
+        return Measured(gap, f"{gap:+.1f} pts ({100 * acc.max():.1f}% at k = {acc.idxmax():g} vs trained "
+                             f"{100 * dense:.1f}%); {NETS.get(model, model)}", {"gap": gap}, "{:+.1f} pts")
+    return measure
+
+
+def gap_rule(paper_gap: float):
+    """Reproduced within 2 points of the paper's gap, partly within 5."""
+    def rule(m):
+        off = abs(m.value - paper_gap)
+        return sc.REPRODUCED if off <= 2 else sc.PARTLY if off <= 5 else sc.NOT
+    return rule
+
+
+def init_order(model: str, order=("signed_kaiming_constant_scaled", "kaiming_normal_scaled", "kaiming_normal",
+                                  "glorot_normal")):
+    """Measure: each init's best accuracy over k on `model`, in the paper's order of merit."""
+    def measure(summary, curves):
+        best = {init: by_keep(summary, model, init).max() for init in order}
+        if any(pd.isna(v) for v in best.values()):
+            return sc._missing(f"not every init of {', '.join(INITS[i] for i in order)} was run")
+        shown = " / ".join(f"{100 * best[i]:.1f}" for i in order)
+        ranked = sorted(order, key=lambda i: -best[i])
+        return Measured(float(best[order[0]] - best[order[-1]]) * 100,
+                        f"{shown} (best over k, %; {NETS.get(model, model)})", {"best": best, "ranked": ranked},
+                        "{:+.1f} pts first - last")
+    return measure
+
+
+def init_order_rule(m) -> str:
+    """signed constant >= scaled Kaiming > Kaiming > Xavier (ties for >= within 0.1 point): reproduced
+    if all hold; partly if both scaled inits beat both unscaled ones and Kaiming beats Xavier."""
+    sc_, sk, k, x = (m.parts["best"][i] for i in ("signed_kaiming_constant_scaled", "kaiming_normal_scaled",
+                                                 "kaiming_normal", "glorot_normal"))
+    if sc_ >= sk - 0.001 and sk > k > x:
+        return sc.REPRODUCED
+    return sc.PARTLY if min(sc_, sk) > max(k, x) and k > x else sc.NOT
+
+
+def deeper_closes_gap(shallow: str = "conv2", deep: str = "conv4", init: str = "signed_kaiming_constant_scaled"):
+    """Measure: gap to dense of the deeper net minus that of the shallower (points; > 0 closes the gap)."""
+    def measure(summary, curves):
+        gaps = {}
+        for model in (shallow, deep):
+            acc, dense = by_keep(summary, model, init), dense_accuracy(summary, model)
+            if acc.empty or math.isnan(dense):
+                return sc._missing(f"no edge-popup run with its trained dense {NETS.get(model, model)}")
+            gaps[model] = 100 * (acc.max() - dense)
+        closed = gaps[deep] - gaps[shallow]
+        return Measured(closed, f"gap {gaps[shallow]:+.1f} -> {gaps[deep]:+.1f} pts", fmt="{:+.1f} pts")
+    return measure
+
+
+def not_measured(why: str):
+    return lambda summary, curves: sc._missing(why)
+
+
+Measured = sc.Measured
+
+
+def claims() -> list[sc.Claim]:
+    """Ramanujan et al. (2020), paper-claims.md section 4; the CIFAR-10 numbers are read off Figure 3 (by a
+    third party; the text gives no table), the ImageNet ones are the paper's and the README's."""
+    return [
+        sc.Claim("best-k", "The best subnetwork keeps k between 30% and 70% of each layer's weights "
+                 "(Conv-2, scaled signed constant)", "k in [0.3, 0.7] (read off Fig. 3)",
+                 best_k("conv2", "signed_kaiming_constant_scaled"), best_k_rule,
+                 "k of the highest test accuracy at the end, mean over trials; reproduced if in [0.3, 0.7], "
+                 "partly if the best k inside is within 1 point of it; needs k values inside and outside"),
+        sc.Claim("conv2-gap", "An untrained Conv-2 subnetwork comes within about 2 points of the trained "
+                 "dense Conv-2", "77.5% vs 79.5% (read off Fig. 3)",
+                 gap_to_dense("conv2", "signed_kaiming_constant_scaled"), gap_rule(-2.0),
+                 "best edge-popup accuracy over k minus the dense Conv-2 trained by Frankle & Carbin's "
+                 "protocol, at its early stop; reproduced within 2 points of the paper's -2, partly within 5"),
+        sc.Claim("init-order", "Signed constant >= scaled Kaiming normal > Kaiming normal > Xavier normal",
+                 "that order (Fig. 3, unconfirmed)", init_order("lenet_300_100"), init_order_rule,
+                 "best accuracy over k per init, measured on LeNet-300-100 (the paper's order is on its conv "
+                 "nets); reproduced if the order holds (>= within 0.1 point), partly if both scaled inits "
+                 "beat both unscaled and Kaiming beats Xavier"),
+        sc.Claim("deeper-closes-gap", "Deeper random networks close the gap to the trained network "
+                 "(Conv-2 to Conv-4)", "gap ~-2 -> ~-0.5 pts (read off Fig. 3)", deeper_closes_gap(),
+                 lambda m: sc.scale(m.value, 0.75),
+                 "Conv-4's gap minus Conv-2's (points); reproduced if it closes by >= 0.75 (half the "
+                 "paper's 1.5), partly if it closes at all"),
+        sc.Claim("imagenet-wide-resnet", "A random Wide ResNet-50 hides a subnetwork (k = 0.3) that "
+                 "matches a trained ResNet-34 on ImageNet", "73.3% top-1 (signed constant)",
+                 not_measured("ImageNet is beyond a 2-core CPU"), lambda m: sc.UNMEASURED,
+                 "not measured here"),
+    ]
+
+
+def accuracy_vs_keep(summary: pd.DataFrame, model: str, run: str = "") -> Figure:
+    """Test accuracy of edge-popup subnetworks against k, one line per init, the trained dense network a
+    dashed line (the paper's Figure 3 layout): the whole range, and zoomed on the top few points."""
+    fig = Figure(figsize=(9.0, 3.5), layout="constrained")
+    axes = fig.subplots(1, 2)
+    dense = dense_accuracy(summary, model)
+    lines = {init: by_keep(summary, model, init) for init in INITS}
+    lines = {init: acc for init, acc in lines.items() if len(acc)}
+    for ax in axes:
+        for init, acc in lines.items():
+            ax.plot(100 * acc.index, 100 * acc.values, "o-", color=COLORS[init], label=INITS[init], ms=4)
+        if not math.isnan(dense):
+            ax.axhline(100 * dense, color="k", ls="--", lw=1, label="dense, trained weights")
+        ax.set_xlabel("% of weights kept in each layer (k)")
+        ax.set_ylabel("test accuracy (%)")
+    if not lines:
+        axes[0].text(0.5, 0.5, "no edge-popup run of this network\nin this checkout", ha="center", va="center",
+                     transform=axes[0].transAxes)
+    else:
+        axes[0].legend(fontsize=7)
+        top = max(max(acc.max() for acc in lines.values()), 0 if math.isnan(dense) else dense)
+        axes[1].set_ylim(100 * top - 3, 100 * top + 0.5)
+    axes[1].set_title("zoomed on the top 3 points", fontsize=8)
+    fig.suptitle(f"{NETS.get(model, model)}{': ' + run if run else ''}", fontsize=9)
+    return fig
+
+
+def best_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """Per network and init: the best k, its accuracy, the trained dense network's and the gap."""
+    rows = []
+    for (model, init), group in summary[summary.control == "supermask"].groupby(["model", "init"]):
+        acc, dense = by_keep(summary, model, init), dense_accuracy(summary, model)
+        rows.append({"network": NETS.get(model, model), "init": INITS.get(init, init),
+                     "k swept": ", ".join(f"{k:g}" for k in acc.index[::-1]),
+                     "epochs": f"{group.epochs.iloc[0]:.0f}", "best k": f"{acc.idxmax():g}",
+                     "accuracy %": round(100 * acc.max(), 1),
+                     "trained dense %": round(100 * dense, 1) if not math.isnan(dense) else "not run",
+                     "gap (pts)": round(100 * (acc.max() - dense), 1) if not math.isnan(dense) else ""})
+    return pd.DataFrame(rows)
+
+
+def against_tickets(summary: pd.DataFrame, imp_summary: pd.DataFrame, init: str,
+                    model: str = "lenet_300_100") -> pd.DataFrame:
+    """Per k of one init's edge-popup sweep: the untrained subnetwork's test accuracy beside the IMP ticket
+    (weights trained), its reinitialisation and a random sparse net of Frankle & Carbin's run at the nearest
+    overall density (IMP prunes the output layer at half the rate, so the densities differ a little)."""
+    rows = summary[(summary.control == "supermask") & (summary.model == model) & (summary.init == init)]
+    mean = lambda frame, col: 100 * frame[col].mean() if len(frame) else math.nan
+    out = []
+    for keep, group in rows.groupby("keep"):
+        tickets = imp_summary[(imp_summary.control == "ticket") & (imp_summary.level > 0)]
+        level = int(tickets.level.iloc[np.abs(np.log(tickets.density / group.density.mean())).argmin()])
+        at = imp_summary[imp_summary.level == level]
+        out.append({"k": keep, "edge-popup density %": round(100 * group.density.mean(), 1),
+                    "edge-popup %": round(mean(group, "accuracy"), 1), "IMP level": level,
+                    "IMP density %": round(100 * at.density.iloc[0], 1),
+                    **{f"{c} %": round(mean(at[at.control == c], "early_stop_test_accuracy"), 1)
+                       for c in ("ticket", "reinit", "random")}})
+    return pd.DataFrame(out).sort_values("k", ascending=False).set_index("k")
+
+
+def recorded_first_layers(name: str, trial: int = 0) -> dict[float, np.ndarray]:
+    """k -> the first layer's mask of a recorded edge-popup run (book/recorded/<name>/masks.zip)."""
+    out = {}
+    for path, tensors in recorded_runs.read_masks(recorded_runs.REPO / "book" / "recorded" / name).items():
+        parts = path.split("/")
+        if parts[0] == f"trial_{trial:02d}" and parts[2] == "supermask":
+            out[int(parts[1].removeprefix("level_")) / 1000] = next(iter(tensors.values())).numpy().astype(bool)
+    return out
+
+
+def first_layers(cfg, root=None, trial: int = 0) -> dict[float, np.ndarray]:
+    """k -> the first layer's mask of each finished edge-popup unit of `cfg` in the run store."""
+    from ..procedures.base import procedure_for
+    from ..runs.store import RunStore
+    store, out = RunStore(cfg, root), {}
+    for unit in procedure_for(cfg).units():
+        if unit.trial == trial and store.done(unit):
+            out[unit.level / 1000] = next(iter(store.load_tensor(unit, "mask").values())).numpy().astype(bool)
+    return out
+
+
+def imp_layer_shares(imp_cfg) -> pd.DataFrame:
+    """Per IMP level of `imp_cfg` (Frankle & Carbin's counting rule, before anything is trained): the overall
+    density and each layer's share of its weights kept."""
+    from ..book.chapter import describe
+    counts = describe(imp_cfg)
+    layers = [c for c in counts.columns if c != "density %"]
+    shares = counts[layers] / counts.loc[0, layers]
+    return shares.assign(density=counts["density %"] / 100)
+
+
+def k_view(curves: dict[str, pd.DataFrame], first_layer: np.ndarray | None, shares: pd.DataFrame, k: float) -> Figure:
+    """One slider position k: test accuracy while the scores train, per init (`curves`: init -> curves);
+    each layer's share kept, edge-popup (k in every layer) against the IMP ticket of the nearest overall
+    density; and which input pixels the first layer of the first init's subnetwork keeps."""
+    fig = Figure(figsize=(9.6, 2.9), layout="constrained")
+    left, middle, right = fig.subplots(1, 3, width_ratios=[2.0, 1.5, 1.0])
+    level = round(k * 1000)
+    for init, table in curves.items():
+        test = table[(table.split == "test") & (table.level == level)].groupby("iteration").accuracy.mean()
+        if len(test):
+            left.plot(test.index, 100 * test.values, color=COLORS.get(init, "k"), label=INITS.get(init, init))
+    left.set_xlabel("score-training step")
+    left.set_ylabel("test accuracy (%)")
+    left.set_title(f"k = {k:g}: accuracy while the mask is learned", fontsize=8)
+    left.legend(fontsize=7)
+    nearest = shares.iloc[np.abs(np.log(shares.density / k)).argmin()]
+    layers = [c for c in shares.columns if c != "density"]
+    x = np.arange(len(layers))
+    middle.bar(x - 0.2, [100 * k] * len(layers), 0.4, color="tab:red", label=f"edge-popup, k = {k:g}")
+    middle.bar(x + 0.2, [100 * nearest[c] for c in layers], 0.4, color="tab:blue",
+               label=f"IMP ticket, P_m = {100 * nearest.density:.1f}%")
+    middle.set_xticks(x, [c.removesuffix(".weight") for c in layers], fontsize=7)
+    middle.set_ylabel("% of the layer's weights kept")
+    middle.set_title("share kept per layer", fontsize=8)
+    middle.legend(fontsize=6)
+    if first_layer is not None and first_layer.shape[1] == 784:
+        right.imshow(first_layer.mean(axis=0).reshape(28, 28), cmap="magma", vmin=0, vmax=min(1.0, 3 * k))
+        right.set_title("first layer: share kept per pixel", fontsize=8)
+    right.set_axis_off()
+    return fig
+
+
+def pixel_regions(masks: dict[float, np.ndarray], constant: np.ndarray, k_digits: int = 3) -> pd.DataFrame:
+    """Per k: the share of first-layer connections kept from input pixels that are constant over the training
+    set (`constant`: 784 bools) and from the others; uniform choice would keep k of both."""
+    rows = []
+    for k in sorted(masks, reverse=True):
+        kept = masks[k].mean(axis=0)
+        rows.append({"k": round(k, k_digits), "constant pixels kept %": round(100 * kept[constant].mean(), 1),
+                     "other pixels kept %": round(100 * kept[~constant].mean(), 1)})
+    return pd.DataFrame(rows).set_index("k")
+
+
+# The official CIFAR-10 recipe for the scores (paper-claims.md section 4 [P]; allenai/hidden-networks
+# configs): what chapter.settings sets a run against. The paper trains no fully connected net: for LeNet
+# these are the settings carried over.
+PAPER_SETTINGS = {
+    "procedure": "edge_popup", "optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 0.0001,
+    "batch_size": 128, "schedule": "cosine", "val_size": 0,
+}
+
+
+def recorded_runs_table(names) -> tuple[pd.DataFrame, list[str]]:
+    """What each committed run behind the chapter covers and cost, and the commands that train exactly
+    those runs (resumable; `--resume-from book/recorded/<name>` restores one without training)."""
+    from ..book.report import cost, run_command
+    rows, commands = [], []
+    for name in names:
+        rec = recorded_runs.recorded(name)
+        if rec is None:
+            rows.append({"recorded run": name, "network": "not in this checkout", "what": "", "k": ""})
+            continue
+        _, summary, doc = rec
+        stored = doc["config"]
+        dense = stored.get("procedure", "imp") != "edge_popup"
+        summary = summary[(summary.control == "ticket") & (summary.level == 0)] if dense else summary
+        spent = cost(summary, stored)
+        rows.append({"recorded run": name, "network": NETS.get(stored["model"], stored["model"]),
+                     "what": "dense, trained (level 0)" if dense else f"edge-popup, {INITS.get(stored['init'])}",
+                     "k": "" if dense else ", ".join(f"{k:g}" for k in sorted(summary.keep, reverse=True)),
+                     "steps": f"{int(stored['iterations']):,}",
+                     "epochs": f"{stored['iterations'] * stored['batch_size'] / _train_size(stored):.0f}",
+                     "trials": int(summary.trial.nunique()), "networks": len(summary),
+                     "CPU hours": round(spent["cpu_hours"], 2), "machine": ", ".join(spent["kinds"]),
+                     "finished": f"{str(summary.finished.min())[:16]} .. {str(summary.finished.max())[11:16]} UTC"})
+        commands.append(f"{name}: " + run_command(f"params/{stored['experiment']}.yaml", "paper", stored)
+                        + (" --set levels=0" if dense and stored.get("levels") else ""))
+    return pd.DataFrame(rows).set_index("recorded run").fillna(""), commands
+
+
+def bookwide_tables():
+    """(curves, summary, run scale) for the book-wide scorecard (lt_core/chapters/catalogue.py)."""
+    summary, found = recorded_tables()
+    runs = summary[summary.control == "supermask"]
+    nets = ", ".join(f"{NETS.get(m, m).split(' ')[0]} {g.epochs.iloc[0]:.0f} epochs x {g.init.nunique()} init(s)"
+                     for m, g in runs.groupby("model", sort=False))
+    return None, summary, (f"recorded, {runs.trial.nunique()} trial(s): {nets}; {len(runs)} networks"
+                           if len(runs) else "no recorded edge-popup run")

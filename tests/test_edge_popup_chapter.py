@@ -1,0 +1,119 @@
+"""The edge-popup chapter's tables and verdicts (lt_core/chapters/edge_popup.py) on small made-up runs whose
+answers are known: the dense rows, the best k and its rule, the gap, the init order, the comparison with IMP
+tickets at the nearest density, IMP's per-layer shares and the pixel table."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lt_core import config
+from lt_core.book import scorecard as sc
+from lt_core.chapters import edge_popup as ep
+
+LENET = {"model": "lenet_300_100", "dataset": "mnist", "val_size": 5000, "batch_size": 128, "iterations": 43000,
+         "optimizer": "sgd"}
+
+
+def ep_run(model, init, accuracies: dict, trial=0, **stored):
+    rows = [{"trial": trial, "level": round(1000 * k), "keep": k, "density": k, "control": "supermask",
+             "final_test_accuracy": acc} for k, acc in accuracies.items()]
+    return pd.DataFrame(rows), {**LENET, "model": model, "init": init, **stored}
+
+
+def dense_run(model, accuracies, **stored):
+    rows = [{"trial": t, "level": 0, "density": 1.0, "control": "ticket", "early_stop_test_accuracy": a,
+             "early_stop_iteration": 5000} for t, a in enumerate(accuracies)]
+    rows.append({"trial": 0, "level": 1, "density": 0.8, "control": "ticket", "early_stop_test_accuracy": 0.5,
+                 "early_stop_iteration": 100})
+    return pd.DataFrame(rows), {**LENET, "model": model, "init": "glorot_normal", "batch_size": 60,
+                                "iterations": 50000, "optimizer": "adam", **stored}
+
+
+def test_combine_keeps_one_dense_row_per_edge_popup_trial_at_the_mean_of_the_dense_trials():
+    summary = ep.combine([ep_run("lenet_300_100", "kaiming_normal", {0.5: 0.9}, trial=t) for t in (0, 1)],
+                         [dense_run("lenet_300_100", [0.97, 0.98, 0.99])])
+    dense = summary[summary.control == "ticket"]
+    assert sorted(dense.trial) == [0, 1] and set(dense.level) == {0}
+    assert dense.accuracy.tolist() == pytest.approx([0.98, 0.98]) and set(dense.dense_trials) == {3}
+    assert ep.dense_accuracy(summary, "lenet_300_100") == pytest.approx(0.98)
+    assert summary[summary.control == "supermask"].epochs.iloc[0] == pytest.approx(43000 * 128 / 55000)
+
+
+def verdict(claim_id, summary):
+    claim = next(c for c in ep.claims() if c.id == claim_id)
+    return sc.judge(claim, summary)
+
+
+def test_best_k_is_measured_only_on_a_sweep_around_the_range_and_judged_by_it():
+    conv = dict(dataset="cifar10")
+    dense = [dense_run("conv2", [0.80], dataset="cifar10")]
+    inside = ep.combine([ep_run("conv2", "signed_kaiming_constant_scaled", {0.7: 0.7, 0.5: 0.78, 0.1: 0.6}, **conv)], dense)
+    m, v = verdict("best-k", inside)
+    assert (m.value, v) == (0.5, sc.REPRODUCED)
+    near = ep.combine([ep_run("conv2", "signed_kaiming_constant_scaled", {0.9: 0.785, 0.5: 0.78, 0.1: 0.6}, **conv)], dense)
+    assert verdict("best-k", near)[1] == sc.PARTLY  # 0.9 is best, 0.5 within a point of it
+    far = ep.combine([ep_run("conv2", "signed_kaiming_constant_scaled", {0.9: 0.80, 0.5: 0.70, 0.1: 0.6}, **conv)], dense)
+    assert verdict("best-k", far)[1] == sc.NOT
+    only_inside = ep.combine([ep_run("conv2", "signed_kaiming_constant_scaled", {0.7: 0.7, 0.5: 0.78, 0.3: 0.7}, **conv)], dense)
+    assert verdict("best-k", only_inside)[1] == sc.UNMEASURED
+
+
+def test_gap_and_deeper_nets():
+    conv = dict(dataset="cifar10")
+    runs = [ep_run("conv2", "signed_kaiming_constant_scaled", {0.5: 0.76, 0.3: 0.74}, **conv),
+            ep_run("conv4", "signed_kaiming_constant_scaled", {0.5: 0.85}, **conv)]
+    dense = [dense_run("conv2", [0.80], **conv), dense_run("conv4", [0.86], **conv)]
+    summary = ep.combine(runs, dense)
+    m, v = verdict("conv2-gap", summary)
+    assert m.value == pytest.approx(-4.0) and v == sc.PARTLY  # 2 points off the paper's -2
+    m, v = verdict("deeper-closes-gap", summary)
+    assert m.value == pytest.approx(3.0) and v == sc.REPRODUCED  # -4 -> -1
+    assert verdict("deeper-closes-gap", ep.combine(runs[:1], dense))[1] == sc.UNMEASURED
+    assert verdict("imagenet-wide-resnet", summary)[1] == sc.UNMEASURED
+
+
+@pytest.mark.parametrize("best, expected", [
+    ({"signed_kaiming_constant_scaled": 0.98, "kaiming_normal_scaled": 0.975, "kaiming_normal": 0.97,
+      "glorot_normal": 0.96}, sc.REPRODUCED),
+    ({"signed_kaiming_constant_scaled": 0.975, "kaiming_normal_scaled": 0.98, "kaiming_normal": 0.97,
+      "glorot_normal": 0.96}, sc.PARTLY),
+    ({"signed_kaiming_constant_scaled": 0.96, "kaiming_normal_scaled": 0.98, "kaiming_normal": 0.97,
+      "glorot_normal": 0.965}, sc.NOT),
+])
+def test_init_order(best, expected):
+    runs = [ep_run("lenet_300_100", init, {0.5: acc, 0.1: acc - 0.01}) for init, acc in best.items()]
+    summary = ep.combine(runs, [dense_run("lenet_300_100", [0.98])])
+    assert verdict("init-order", summary)[1] == expected
+    assert verdict("init-order", ep.combine(runs[:3], [dense_run("lenet_300_100", [0.98])]))[1] == sc.UNMEASURED
+
+
+def test_tickets_are_compared_at_the_nearest_overall_density():
+    summary = ep.combine([ep_run("lenet_300_100", "kaiming_normal", {0.5: 0.97, 0.1: 0.95})], [])
+    imp = pd.DataFrame([
+        {"trial": 0, "level": lv, "density": d, "control": c, "early_stop_test_accuracy": a}
+        for lv, d in ((0, 1.0), (3, 0.513), (10, 0.108), (11, 0.087))
+        for c, a in (("ticket", 0.98), ("reinit", 0.96))])
+    table = ep.against_tickets(summary, imp, "kaiming_normal")
+    assert table.loc[0.5, "IMP level"] == 3 and table.loc[0.1, "IMP level"] == 10
+    assert table.loc[0.1, "ticket %"] == 98.0 and table.loc[0.1, "reinit %"] == 96.0
+    assert np.isnan(table.loc[0.1, "random %"])
+
+
+def test_imp_shares_follow_the_counting_rule():
+    shares = ep.imp_layer_shares(config.load("params/lenet_mnist.yaml", "paper"))
+    assert shares.loc[1, "fc1.weight"] == pytest.approx(0.8) and shares.loc[1, "fc3.weight"] == pytest.approx(0.9)
+    assert shares.loc[0].drop("density").eq(1.0).all() and shares.density.is_monotonic_decreasing
+
+
+def test_pixel_regions_split_constant_and_other_pixels():
+    constant = np.zeros(784, dtype=bool)
+    constant[:100] = True
+    mask = np.zeros((300, 784), dtype=bool)
+    mask[:, 100:] = True  # every non-constant pixel kept, no constant one
+    table = ep.pixel_regions({0.5: mask}, constant)
+    assert table.loc[0.5].tolist() == [0.0, 100.0]
+
+
+def test_accuracy_figure_says_when_a_network_has_no_run():
+    fig = ep.accuracy_vs_keep(ep.combine([], []), "conv2")
+    assert "no edge-popup run" in " ".join(t.get_text() for t in fig.axes[0].texts)
