@@ -105,3 +105,12 @@ def test_workers_case_reports_networks_per_hour_both_ways(capsys):
     assert printed["networks"] == 10 and printed["steps"] == 60
     assert set(printed["networks_per_hour"]) == {"processes_1", "processes_2"}
     assert all(v > 0 for v in printed["networks_per_hour"].values()) and printed["ratio_2_vs_1"] > 0
+
+
+def test_edge_popup_case_times_both_steps_of_each_net(capsys):
+    assert bench.main(["--quick", "--synthetic", "--threads", "1", "--cases", "edge_popup"]) == 0
+    printed = json.loads(capsys.readouterr().out)["edge_popup"]
+    for name in ("lenet_300_100", "conv2"):
+        ms = printed[name]["ms_per_step"]
+        assert set(ms) == {"dense_sgd", "edge_popup"} and all(v > 0 for v in ms.values())
+        assert printed[name]["ratio_edge_popup_vs_dense"] == pytest.approx(ms["edge_popup"] / ms["dense_sgd"], abs=0.01)

@@ -20,6 +20,9 @@ and engine interleaved within a repeat so that they share the machine's noise):
                and each under torch.compile (not in the default cases: compiling takes minutes), on random data.
   batched      N LeNet-300-100 levels (a dense network and pruned ones, as a ticket and its controls) trained
                as one stacked computation (lt_core/speed/batched.py) against N separate engine runs.
+  edge_popup   per net (LeNet-300-100, Conv-2) at batch 128: an edge-popup step (scores through the per-layer
+               top-k, lt_core/training/supermask.py) against a dense SGD step of the same net, on random data,
+               both in the layout the engine uses (channels_last for conv nets on a CPU).
   workers      two whole LeNet trials (levels 0..--levels, --trial-steps each) through `executor.run` in one
                process against two processes of one thread each (lt_core/runs/pool.py); not in the default
                cases, and it needs MNIST itself, even with --synthetic (each process loads it).
@@ -305,6 +308,45 @@ def conv_settings_case(args) -> dict:
     return out
 
 
+def edge_popup_case(args) -> dict:
+    """ms per step of edge-popup against a dense SGD (momentum) step of the same net and batch, interleaved
+    per repeat; the ratio is what choosing the edges costs on top of computing with them."""
+    from ..training import supermask
+    g = torch.Generator().manual_seed(0)
+    n_steps = max(2, args.conv_steps // 2)
+    out = {"steps": n_steps, "batch": 128}
+    for name, shape, steps in (("lenet_300_100", (1, 28, 28), 10 * n_steps), ("conv2", (3, 32, 32), n_steps)):
+        x, y = torch.randn(128, *shape, generator=g), torch.randint(0, 10, (128,), generator=g)
+        conv = len(shape) == 3 and shape[0] == 3
+        if conv:
+            x = x.contiguous(memory_format=torch.channels_last)
+        dense = models.build(name, init="kaiming_normal", seed=0, in_shape=shape)
+        random = models.build(name, init="signed_kaiming_constant_scaled", seed=0, in_shape=shape, keep=0.5)
+        net = supermask.Supermask(random, 0.5, torch.Generator().manual_seed(1))
+        if conv:
+            dense.to(memory_format=torch.channels_last)
+            net.to(memory_format=torch.channels_last)
+        runs = {"dense_sgd": (dense, torch.optim.SGD(dense.parameters(), lr=0.01, momentum=0.9)),
+                "edge_popup": (net, torch.optim.SGD(net.scores.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4))}
+
+        def step(model, optimizer):
+            optimizer.zero_grad(set_to_none=True)
+            F.cross_entropy(model(x), y).backward()
+            optimizer.step()
+        for model, optimizer in runs.values():
+            step(model, optimizer)  # warm-up
+        times = {k: [] for k in runs}
+        for r in range(args.repeats):
+            for key in (list(runs) if r % 2 == 0 else list(runs)[::-1]):
+                start = time.perf_counter()
+                for _ in range(steps):
+                    step(*runs[key])
+                times[key].append((time.perf_counter() - start) / steps)
+        ms = {k: round(1e3 * statistics.median(v), 2) for k, v in times.items()}
+        out[name] = {"ms_per_step": ms, "ratio_edge_popup_vs_dense": round(ms["edge_popup"] / ms["dense_sgd"], 2)}
+    return out
+
+
 def batched_case(data, args) -> dict:
     """Per-network cost of N networks trained as one stacked computation against N separate engine runs."""
     cfg = make({"iterations": args.steps, "eval_every": 100})
@@ -360,7 +402,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--levels", type=int, default=18)
     p.add_argument("--conv-steps", type=int, default=40)
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
-    p.add_argument("--cases", default="lenet,conv2,batched", help="any of lenet, conv2, conv4, conv6, batched, conv_settings, workers (comma-separated)")
+    p.add_argument("--cases", default="lenet,conv2,batched", help="any of lenet, conv2, conv4, conv6, batched, conv_settings, edge_popup, workers (comma-separated)")
     p.add_argument("--stack", default="2,4", help="batched: numbers of networks stacked")
     p.add_argument("--out", default=None, help="also write the JSON to this file")
     args = p.parse_args(argv[1:] if argv[:1] == ["--"] else argv)  # `bench -- --quick` (see __main__)
@@ -393,6 +435,9 @@ def main(argv: list[str]) -> int:
     if "conv_settings" in cases:
         out["conv_settings"] = conv_settings_case(args)
         progress("conv_settings")
+    if "edge_popup" in cases:
+        out["edge_popup"] = edge_popup_case(args)
+        progress("edge_popup")
     if "batched" in cases:
         out["batched"] = batched_case(load("mnist", args.quick, args.synthetic), args)
         progress("batched")
