@@ -116,6 +116,9 @@ class Experiment:
     warmup_iterations: int = 0        # linear warmup from 0 to lr
     lr_drops: tuple[int, ...] = ()    # iterations at which lr is multiplied by lr_drop_factor
     lr_drop_factor: float = 0.1
+    # steps: lr (after any warmup) times lr_drop_factor at each of lr_drops; cosine: from lr to 0 over the
+    # iterations (after any warmup), as Ramanujan et al. train their dense baselines with SGD
+    lr_schedule: str = "steps"
     eval_every: int = 100
     # False: the test split only where the validation loss reaches a new minimum and at the end, which
     # gives the same early-stop and final numbers as True for fewer evaluations (no test curves)
@@ -192,7 +195,7 @@ RULES = {
     "lr": above(0.0), "momentum": fraction(), "weight_decay": at_least(0.0), "batch_size": at_least(1),
     "iterations": at_least(1), "warmup_iterations": at_least(0), "lr_drops": at_least(1),
     "lr_drop_factor": Rule(lambda v: 0 < v <= 1, "a finite number in (0, 1]"), "eval_every": at_least(1),
-    "trials": at_least(1),
+    "lr_schedule": one_of(("steps", "cosine")), "trials": at_least(1),
 }
 
 
@@ -226,6 +229,9 @@ def _check_shared(cfg: Experiment) -> None:
     raise_first([
         (bool(late), f"'lr_drops' contains {late}; a drop must come before the last iteration "
                      f"(1..{cfg.iterations - 1}), or it never happens"),
+        (cfg.lr_schedule == "cosine" and bool(cfg.lr_drops),
+         f"'lr_drops' {list(cfg.lr_drops)} with lr_schedule cosine: the cosine schedule has no drops; "
+         "remove lr_drops or use lr_schedule steps"),
     ])
 
 

@@ -39,6 +39,19 @@ def test_combine_keeps_one_dense_row_per_edge_popup_trial_at_the_mean_of_the_den
     assert summary[summary.control == "supermask"].epochs.iloc[0] == pytest.approx(43000 * 128 / 55000)
 
 
+def test_the_better_dense_baseline_is_the_trained_network_and_sgd_is_read_at_its_end():
+    adam = dense_run("conv2", [0.70, 0.72], dataset="cifar10")
+    sgd_rows, sgd = dense_run("conv2", [0.0], dataset="cifar10", optimizer="sgd", lr_schedule="cosine")
+    sgd_rows["final_test_accuracy"] = 0.75  # at the end of its cosine; its early-stop number is not read
+    summary = ep.combine([ep_run("conv2", "signed_kaiming_constant_scaled", {0.5: 0.74}, dataset="cifar10")],
+                         [adam, (sgd_rows, sgd)])
+    assert ep.dense_accuracies(summary, "conv2").to_dict() == pytest.approx({"adam": 0.71, "sgd": 0.75})
+    assert ep.dense_accuracy(summary, "conv2") == pytest.approx(0.75)
+    assert verdict("conv2-gap", summary)[0].value == pytest.approx(-1.0)
+    lines = {line.get_label() for line in ep.accuracy_vs_keep(summary, "conv2").axes[0].lines}
+    assert {"dense, trained weights (Adam)", "dense, trained weights (SGD)"} <= lines
+
+
 def verdict(claim_id, summary):
     claim = next(c for c in ep.claims() if c.id == claim_id)
     return sc.judge(claim, summary)

@@ -149,6 +149,30 @@ def test_pruned_weights_stay_exactly_zero(opt):
     assert [r[0] for r in result.rows if r[1] == "val"] == [0, 10, 20, 30]
 
 
+@pytest.mark.parametrize("model_name", ["lenet_300_100", "conv2"])
+def test_cosine_schedule_reaches_the_optimizer(model_name):
+    """Two steps under a cosine from 0.1 take lr 0.1 then 0.05: the same weights as a drop by half at step 1."""
+    shape = (3, 32, 32) if model_name == "conv2" else (1, 28, 28)
+    splits = tiny_splits() if model_name != "conv2" else _tiny_cifar()
+    data = DeviceData.prepare(splits, torch.device("cpu"))
+    common = dict(optimizer="sgd", lr=0.1, iterations=2, eval_every=2, batch_size=20, dataset="cifar10" if
+                  model_name == "conv2" else "mnist", model=model_name)
+    states = []
+    for schedule in ({"lr_schedule": "cosine"}, {"lr_drops": [1], "lr_drop_factor": 0.5}):
+        model = models.build(model_name, seed=0, in_shape=shape)
+        states.append(train(model, Mask.ones_like(model), data, make({**common, **schedule}), data_seed=3).final_state)
+    for name in states[0]:
+        torch.testing.assert_close(states[0][name], states[1][name], rtol=0, atol=0)
+
+
+def _tiny_cifar():
+    g = torch.Generator().manual_seed(8)
+    y = torch.randint(0, 10, (100,), generator=g)
+    x = torch.randint(0, 256, (100, 3, 32, 32), generator=g, dtype=torch.uint8)
+    xt = x[:60].float() / 255
+    return Splits("tiny_cifar", x[:60], y[:60], x[60:80], y[60:80], x[80:], y[80:], xt.mean((0, 2, 3)), xt.std((0, 2, 3)))
+
+
 def test_same_seed_same_numbers_and_data_order_depends_on_seed_only():
     c = cfg()
     data = DeviceData.prepare(tiny_splits(), torch.device("cpu"))

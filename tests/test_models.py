@@ -64,6 +64,20 @@ def test_learning_rate_warmup_and_drops():
     assert lr_at(cfg, 25) == pytest.approx(0.001)
 
 
+def test_cosine_schedule_matches_edge_popups_and_refuses_drops():
+    from lt_core.config import ConfigError
+    from lt_core.training.supermask import cosine_lr
+    cfg = make({"lr": 0.1, "iterations": 40, "lr_schedule": "cosine", "optimizer": "sgd"})
+    assert [lr_at(cfg, s) for s in range(40)] == pytest.approx([cosine_lr(0.1, s, 40) for s in range(40)])
+    assert lr_at(cfg, 0) == pytest.approx(0.1) and lr_at(cfg, 20) == pytest.approx(0.05)
+    warm = make({"lr": 0.1, "iterations": 40, "lr_schedule": "cosine", "warmup_iterations": 10})
+    assert lr_at(warm, 4) == pytest.approx(0.05) and lr_at(warm, 25) == pytest.approx(0.05)
+    with pytest.raises(ConfigError, match="cosine"):
+        make({"iterations": 40, "lr_schedule": "cosine", "lr_drops": [20]})
+    with pytest.raises(ConfigError, match="lr_schedule"):
+        make({"lr_schedule": "linear"})
+
+
 def test_augmentation_is_a_padded_crop_or_its_mirror():
     x = torch.arange(4 * 3 * 32 * 32, dtype=torch.float32).view(4, 3, 32, 32)
     black = torch.tensor([-1.0, -2.0, -3.0])

@@ -167,8 +167,12 @@ def augment(x: torch.Tensor, black: torch.Tensor, generator: torch.Generator) ->
 
 
 def lr_at(cfg, step: int) -> float:
-    """Learning rate for optimizer step `step` (0-based): linear warmup, then step drops."""
+    """Learning rate for optimizer step `step` (0-based): linear warmup, then step drops, or (lr_schedule
+    cosine) a cosine from lr to 0 over the steps after the warmup."""
     lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup_iterations) if cfg.warmup_iterations else cfg.lr
+    if cfg.lr_schedule == "cosine":
+        done = max(0, step - cfg.warmup_iterations) / max(1, cfg.iterations - cfg.warmup_iterations)
+        return lr * 0.5 * (1.0 + math.cos(math.pi * done))
     return lr * cfg.lr_drop_factor ** sum(step >= d for d in cfg.lr_drops)
 
 
