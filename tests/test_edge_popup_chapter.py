@@ -63,6 +63,8 @@ def test_best_k_is_measured_only_on_a_sweep_around_the_range_and_judged_by_it():
     inside = ep.combine([ep_run("conv2", "signed_kaiming_constant_scaled", {0.7: 0.7, 0.5: 0.78, 0.1: 0.6}, **conv)], dense)
     m, v = verdict("best-k", inside)
     assert (m.value, v) == (0.5, sc.REPRODUCED)
+    edge = ep.combine([ep_run("conv2", "signed_kaiming_constant_scaled", {0.7: 0.79, 0.5: 0.78, 0.1: 0.6}, **conv)], dense)
+    assert verdict("best-k", edge)[1] == sc.PARTLY  # 0.7 is the largest k swept: 0.9 might do better
     near = ep.combine([ep_run("conv2", "signed_kaiming_constant_scaled", {0.9: 0.785, 0.5: 0.78, 0.1: 0.6}, **conv)], dense)
     assert verdict("best-k", near)[1] == sc.PARTLY  # 0.9 is best, 0.5 within a point of it
     far = ep.combine([ep_run("conv2", "signed_kaiming_constant_scaled", {0.9: 0.80, 0.5: 0.70, 0.1: 0.6}, **conv)], dense)
