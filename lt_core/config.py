@@ -120,8 +120,10 @@ class Experiment:
     # iterations (after any warmup), as Ramanujan et al. train their dense baselines with SGD
     lr_schedule: str = "steps"
     eval_every: int = 100
-    # False: the test split only where the validation loss reaches a new minimum and at the end, which
-    # gives the same early-stop and final numbers as True for fewer evaluations (no test curves)
+    # False: the test split only where the numbers are read, the early stop and the end, which gives the same
+    # early-stop and final numbers as True for fewer evaluations (no test curves). The engine's loop evaluates
+    # it at each new validation minimum; edge-popup keeps the scores of the minimum and evaluates once, at the end
+    # (lt_core/training/supermask.py), since under its cosine schedule nearly every evaluation is a new minimum
     test_curves: bool = True
     # True: also the training split's loss and accuracy, at the early stop and at the end (Frankle & Carbin's
     # Figure 5 plots train accuracy at early stop), from the weights kept at each new validation minimum

@@ -49,20 +49,18 @@ def bookwide(chapters=CHAPTERS) -> pd.DataFrame:
     for ch in chapters:
         if ch.tables is not None:
             curves, summary, scale = ch.tables()
-            card = scorecard.scorecard(ch.claims(), summary, curves)
-            rows += [{"chapter": ch.page, "id": claim_id, "claim": row.claim, "paper": row.paper, "ours": row.ours,
-                      "verdict": row.verdict, "run": scale} for claim_id, row in card.iterrows()]
-            continue
-        rec = recorded_runs.recorded(ch.recorded)
-        if rec is None:
-            rows.append({"chapter": ch.page, "id": "", "claim": f"no recorded run book/recorded/{ch.recorded}",
-                         "paper": "", "ours": "", "verdict": scorecard.UNMEASURED, "run": ""})
-            continue
-        curves, summary, doc = rec
+        else:
+            rec = recorded_runs.recorded(ch.recorded)
+            if rec is None:
+                rows.append({"chapter": ch.page, "id": "", "claim": f"no recorded run book/recorded/{ch.recorded}",
+                             "paper": "", "ours": "", "verdict": scorecard.UNMEASURED, "run": ""})
+                continue
+            curves, summary, doc = rec
+            scale = run_scale(summary, doc["config"])
         card = scorecard.scorecard(ch.claims(), summary, curves)
         for claim_id, row in card.iterrows():
             rows.append({"chapter": ch.page, "id": claim_id, "claim": row.claim, "paper": row.paper,
-                         "ours": row.ours, "verdict": row.verdict, "run": run_scale(summary, doc["config"])})
+                         "ours": row.ours, "verdict": row.verdict, "run": scale})
     return pd.DataFrame(rows)
 
 

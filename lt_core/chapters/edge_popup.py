@@ -79,18 +79,14 @@ def _train_size(stored: dict) -> int:
 
 def recorded_tables(recorded=RECORDED, dense=DENSE) -> tuple[pd.DataFrame, dict]:
     """The combined summary of the committed runs, and which of them this checkout has (name -> found)."""
-    found, eps, denses = {}, [], []
-    for name in recorded.values():
-        rec = recorded_runs.recorded(name)
-        found[name] = rec is not None
-        if rec:
-            eps.append((rec[1], rec[2]["config"]))
-    for name in dense.values():
-        rec = recorded_runs.recorded(name)
-        found[name] = rec is not None
-        if rec:
-            denses.append((rec[1], rec[2]["config"]))
-    return combine(eps, denses), found
+    found, tables = {}, {"edge_popup": [], "dense": []}
+    for kind, names in (("edge_popup", recorded.values()), ("dense", dense.values())):
+        for name in names:
+            rec = recorded_runs.recorded(name)
+            found[name] = rec is not None
+            if rec:
+                tables[kind].append((rec[1], rec[2]["config"]))
+    return combine(tables["edge_popup"], tables["dense"]), found
 
 
 def by_keep(summary: pd.DataFrame, model: str, init: str) -> pd.Series:
@@ -114,6 +110,12 @@ def dense_accuracy(summary: pd.DataFrame, model: str) -> float:
     return float(accs.max()) if len(accs) else math.nan
 
 
+def gap(summary: pd.DataFrame, model: str, init: str) -> float:
+    """Best edge-popup accuracy over k minus the trained dense network's, in points (NaN if either is missing)."""
+    acc, dense = by_keep(summary, model, init), dense_accuracy(summary, model)
+    return math.nan if acc.empty else 100 * (acc.max() - dense)
+
+
 def best_k(model: str, init: str, lo: float = 0.3, hi: float = 0.7):
     """Measure: the k of highest accuracy, and the best accuracy inside [lo, hi]. Measured only where the
     sweep has at least three k, inside and outside the range."""
@@ -125,7 +127,7 @@ def best_k(model: str, init: str, lo: float = 0.3, hi: float = 0.7):
                                f"around [{lo:g}, {hi:g}]")
         k = float(acc.idxmax())
         edge = k in (acc.index.min(), acc.index.max())  # the peak may lie beyond the sweep
-        return Measured(k, f"k = {k:g} ({100 * acc.max():.1f}%) of {', '.join(f'{x:g}' for x in acc.index[::-1])}"
+        return sc.Measured(k, f"k = {k:g} ({100 * acc.max():.1f}%) of {', '.join(f'{x:g}' for x in acc.index[::-1])}"
                            f"{', at the edge of the sweep' if edge else ''}; {NETS.get(model, model)}",
                         {"best": float(acc.max()), "inside": float(inside.max()), "lo": lo, "hi": hi, "edge": edge},
                         "{:g}")
@@ -143,12 +145,12 @@ def best_k_rule(m) -> str:
 def gap_to_dense(model: str, init: str):
     """Measure: best edge-popup accuracy over k minus the trained dense network's, in points."""
     def measure(summary, curves):
-        acc, dense = by_keep(summary, model, init), dense_accuracy(summary, model)
-        if acc.empty or math.isnan(dense):
+        points = gap(summary, model, init)
+        if math.isnan(points):
             return sc._missing(f"no edge-popup run or no trained dense {NETS.get(model, model)}")
-        gap = 100 * (acc.max() - dense)
-        return Measured(gap, f"{gap:+.1f} pts ({100 * acc.max():.1f}% at k = {acc.idxmax():g} vs trained "
-                             f"{100 * dense:.1f}%); {NETS.get(model, model)}", {"gap": gap}, "{:+.1f} pts")
+        acc, dense = by_keep(summary, model, init), dense_accuracy(summary, model)
+        return sc.Measured(points, f"{points:+.1f} pts ({100 * acc.max():.1f}% at k = {acc.idxmax():g} vs trained "
+                                   f"{100 * dense:.1f}%); {NETS.get(model, model)}", {"gap": points}, "{:+.1f} pts")
     return measure
 
 
@@ -168,9 +170,8 @@ def init_order(model: str, order=("signed_kaiming_constant_scaled", "kaiming_nor
         if any(pd.isna(v) for v in best.values()):
             return sc._missing(f"not every init of {', '.join(INITS[i] for i in order)} was run")
         shown = " / ".join(f"{100 * best[i]:.1f}" for i in order)
-        ranked = sorted(order, key=lambda i: -best[i])
-        return Measured(float(best[order[0]] - best[order[-1]]) * 100,
-                        f"{shown} (best over k, %; {NETS.get(model, model)})", {"best": best, "ranked": ranked},
+        return sc.Measured(float(best[order[0]] - best[order[-1]]) * 100,
+                        f"{shown} (best over k, %; {NETS.get(model, model)})", {"best": best},
                         "{:+.1f} pts first - last")
     return measure
 
@@ -188,22 +189,18 @@ def init_order_rule(m) -> str:
 def deeper_closes_gap(shallow: str = "conv2", deep: str = "conv4", init: str = "signed_kaiming_constant_scaled"):
     """Measure: gap to dense of the deeper net minus that of the shallower (points; > 0 closes the gap)."""
     def measure(summary, curves):
-        gaps = {}
-        for model in (shallow, deep):
-            acc, dense = by_keep(summary, model, init), dense_accuracy(summary, model)
-            if acc.empty or math.isnan(dense):
+        gaps = {model: gap(summary, model, init) for model in (shallow, deep)}
+        for model, points in gaps.items():
+            if math.isnan(points):
                 return sc._missing(f"no edge-popup run with its trained dense {NETS.get(model, model)}")
-            gaps[model] = 100 * (acc.max() - dense)
         closed = gaps[deep] - gaps[shallow]
-        return Measured(closed, f"gap {gaps[shallow]:+.1f} -> {gaps[deep]:+.1f} pts", fmt="{:+.1f} pts")
+        return sc.Measured(closed, f"gap {gaps[shallow]:+.1f} -> {gaps[deep]:+.1f} pts", fmt="{:+.1f} pts")
     return measure
 
 
 def not_measured(why: str):
     return lambda summary, curves: sc._missing(why)
 
-
-Measured = sc.Measured
 
 
 def claims() -> list[sc.Claim]:
@@ -271,15 +268,14 @@ def best_table(summary: pd.DataFrame) -> pd.DataFrame:
     """Per network and init: the best k, its accuracy, the trained dense network's and the gap."""
     rows = []
     for (model, init), group in summary[summary.control == "supermask"].groupby(["model", "init"]):
-        acc, dense = by_keep(summary, model, init), dense_accuracy(summary, model)
-        trained = dense_accuracies(summary, model)
+        acc, trained, points = by_keep(summary, model, init), dense_accuracies(summary, model), gap(summary, model, init)
         rows.append({"network": NETS.get(model, model), "init": INITS.get(init, init),
                      "k swept": ", ".join(f"{k:g}" for k in acc.index[::-1]),
                      "epochs": f"{group.epochs.iloc[0]:.0f}", "best k": f"{acc.idxmax():g}",
                      "accuracy %": f"{100 * acc.max():.1f}",  # as the scorecard prints it
                      "trained dense %": ", ".join(f"{100 * a:.1f} ({'Adam' if o == 'adam' else 'SGD'})"
                                                   for o, a in trained.items()) or "not run",
-                     "gap (pts)": round(100 * (acc.max() - dense), 1) if not math.isnan(dense) else ""})
+                     "gap (pts)": "" if math.isnan(points) else round(points, 1)})
     return pd.DataFrame(rows)
 
 

@@ -317,10 +317,10 @@ def edge_popup_case(args) -> dict:
     out = {"steps": n_steps, "batch": 128}
     for name, shape, steps in (("lenet_300_100", (1, 28, 28), 10 * n_steps), ("conv2", (3, 32, 32), n_steps)):
         x, y = torch.randn(128, *shape, generator=g), torch.randint(0, 10, (128,), generator=g)
-        conv = len(shape) == 3 and shape[0] == 3
+        dense = models.build(name, init="kaiming_normal", seed=0, in_shape=shape)
+        conv = engine.uses_channels_last(dense)  # the layout the engine trains it in on a CPU
         if conv:
             x = x.contiguous(memory_format=torch.channels_last)
-        dense = models.build(name, init="kaiming_normal", seed=0, in_shape=shape)
         random = models.build(name, init="signed_kaiming_constant_scaled", seed=0, in_shape=shape, keep=0.5)
         net = supermask.Supermask(random, 0.5, torch.Generator().manual_seed(1))
         if conv:

@@ -166,13 +166,17 @@ def augment(x: torch.Tensor, black: torch.Tensor, generator: torch.Generator) ->
     return padded[torch.arange(b, device=x.device)[:, None, None, None], torch.arange(c, device=x.device)[None, :, None, None], rows, cols]
 
 
+def cosine_lr(lr: float, step: int, iterations: int) -> float:
+    """The learning rate of step `step` (0-based) of `iterations` under a cosine schedule from lr to 0."""
+    return lr * 0.5 * (1.0 + math.cos(math.pi * step / iterations))
+
+
 def lr_at(cfg, step: int) -> float:
     """Learning rate for optimizer step `step` (0-based): linear warmup, then step drops, or (lr_schedule
     cosine) a cosine from lr to 0 over the steps after the warmup."""
     lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup_iterations) if cfg.warmup_iterations else cfg.lr
     if cfg.lr_schedule == "cosine":
-        done = max(0, step - cfg.warmup_iterations) / max(1, cfg.iterations - cfg.warmup_iterations)
-        return lr * 0.5 * (1.0 + math.cos(math.pi * done))
+        return cosine_lr(lr, max(0, step - cfg.warmup_iterations), max(1, cfg.iterations - cfg.warmup_iterations))
     return lr * cfg.lr_drop_factor ** sum(step >= d for d in cfg.lr_drops)
 
 

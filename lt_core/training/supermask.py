@@ -24,7 +24,7 @@ from torch import nn
 from torch.func import functional_call
 
 from ..sparsity.masks import Mask
-from .loop import Batches, DeviceData, augment, evaluate, uses_channels_last
+from .loop import Batches, DeviceData, augment, cosine_lr, evaluate, uses_channels_last
 
 
 def kept(n: int, keep: float) -> int:
@@ -92,11 +92,6 @@ class Supermask(nn.Module):
 
     def mask(self) -> Mask:
         return Mask({name: top_k_mask(s, self.keep).bool().cpu() for name, s in zip(self.names, self.scores)})
-
-
-def cosine_lr(lr: float, step: int, iterations: int) -> float:
-    """The learning rate of step `step` (0-based) under a cosine schedule from lr to 0."""
-    return lr * 0.5 * (1.0 + math.cos(math.pi * step / iterations))
 
 
 @dataclass
