@@ -110,7 +110,9 @@ class Experiment:
     optimizer: str = "adam"           # adam | sgd
     lr: float = 1.2e-3
     momentum: float = 0.9             # sgd only
-    weight_decay: float = 0.0
+    weight_decay: float = 0.0         # L2 regularisation, through the optimizer (biases included)
+    l1_penalty: float = 0.0           # L1 regularisation of the prunable weights: l1_penalty * sign(w) added
+                                      # to their gradients (Han et al. 2015 compare it with L2)
     batch_size: int = 60
     iterations: int = 50_000
     warmup_iterations: int = 0        # linear warmup from 0 to lr
@@ -194,7 +196,7 @@ SHARED = {f.name: f for f in _shared_fields()}
 RULES = {
     "experiment": folder_name, "optimizer": one_of(("adam", "sgd")), "device": one_of(("auto", "cpu", "cuda")),
     "val_size": at_least(0), "split_seed": at_least(0), "seed": at_least(0), "dropout": fraction(),
-    "lr": above(0.0), "momentum": fraction(), "weight_decay": at_least(0.0), "batch_size": at_least(1),
+    "lr": above(0.0), "momentum": fraction(), "weight_decay": at_least(0.0), "l1_penalty": at_least(0.0), "batch_size": at_least(1),
     "iterations": at_least(1), "warmup_iterations": at_least(0), "lr_drops": at_least(1),
     "lr_drop_factor": Rule(lambda v: 0 < v <= 1, "a finite number in (0, 1]"), "eval_every": at_least(1),
     "lr_schedule": one_of(("steps", "cosine")), "trials": at_least(1),

@@ -41,6 +41,8 @@ class EdgePopup:
                                      "(momentum, weight decay, cosine schedule), as the paper does"),
             (len(set(levels)) != len(levels), f"'keep' {list(self.keep)} names a fraction twice (to 0.001)"),
             (not self.keep, "'keep' is empty: name at least one fraction of weights to keep"),
+            (cfg.l1_penalty > 0, f"'l1_penalty' is {cfg.l1_penalty}; edge-popup never trains the weights, so "
+                                 "there is nothing to regularise: remove it (weight_decay acts on the scores)"),
         ])
 
 

@@ -9,6 +9,9 @@ the lower flat index (a stable sort), so results do not depend on the device or 
   output layer and ResNet's shortcut convolutions, are left whole. All pruned kinds share one rate.
 - random: a mask with the same per-tensor counts at uniformly random positions (the random sparse control).
 - one-shot: the dense trained network pruned in one step to the counts that `level` rounds would leave.
+- Han et al. 2015 (prune and fine-tune): each layer keeps its survivors with |w| >= quality x the std of its
+  survivors (`by_quality`), or its largest survivors up to a count (`to_counts`, for comparisons at equal
+  density), with the quality that count amounts to reported (`quality_of`).
 """
 
 from __future__ import annotations
@@ -145,3 +148,52 @@ def random_like(mask: Mask, generator: torch.Generator) -> Mask:
         keep[torch.randperm(t.numel(), generator=generator)[: int(t.sum())]] = True
         out[name] = keep.view_as(t)
     return out
+
+
+# --- Han et al. 2015: prune below a threshold of quality x the layer's standard deviation ------------------
+
+def layer_std(weights: torch.Tensor, alive: torch.Tensor) -> float:
+    """The standard deviation (n - 1) of a layer's surviving weights: the scale Han et al.'s threshold is in."""
+    survivors = weights.detach().cpu()[alive]
+    return float(survivors.std()) if survivors.numel() > 1 else 0.0
+
+
+def by_quality(weights: dict[str, torch.Tensor], mask: Mask, quality: dict[str, float]) -> Mask:
+    """Han et al.'s rule: each named tensor keeps exactly its survivors with |w| >= quality x std (of its
+    survivors); tensors not named in `quality` are left as they are."""
+    new = Mask({name: t.clone() for name, t in mask.items()})
+    for name, q in quality.items():
+        w = weights[name].detach().cpu()
+        new[name] = mask[name] & (w.abs() >= q * layer_std(w, mask[name]))
+    return new
+
+
+def to_counts(weights: dict[str, torch.Tensor], mask: Mask, counts: dict[str, int]) -> Mask:
+    """Each named tensor keeps its `counts[name]` largest-magnitude survivors (ties: the lower flat index
+    survives, as everywhere here): the threshold rule at the quality that reaches a given density."""
+    new = Mask({name: t.clone() for name, t in mask.items()})
+    for name, n in counts.items():
+        alive = int(mask[name].sum())
+        if not 0 <= n <= alive:
+            raise ValueError(f"cannot keep {n} weights of {name}: it has {alive} survivors")
+        new[name] = _drop_smallest(weights[name].detach().abs().cpu(), mask[name], alive - n)
+    return new
+
+
+def quality_of(weights: dict[str, torch.Tensor], before: Mask, after: Mask) -> dict[str, float]:
+    """The quality parameter a pruning step used, per tensor it pruned: the smallest surviving |w| over the
+    std of the survivors before it (what Han et al.'s rule would need to give the same mask, ties aside)."""
+    out = {}
+    for name in after:
+        if bool((before[name] != after[name]).any()) and bool(after[name].any()):
+            w = weights[name].detach().cpu()
+            out[name] = float(w.abs()[after[name]].min()) / layer_std(w, before[name])
+    return out
+
+
+def retrain_dropout(dropout: float, connections_before: int, connections_now: int) -> float:
+    """Han et al.'s dropout for retraining, D_r = D_o sqrt(C_ir / C_io): a sparser layer has less capacity
+    to over-fit, so it drops fewer of its units."""
+    if connections_before <= 0 or not 0 <= connections_now <= connections_before:
+        raise ValueError(f"connections {connections_now} of {connections_before}: need 0 <= now <= before, before > 0")
+    return dropout * (connections_now / connections_before) ** 0.5

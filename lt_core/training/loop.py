@@ -9,6 +9,9 @@
   SGD's momentum for pruned weights stay zero, and so does their update, weight decay included). The
   autograd path also masks the weights again after the step, as popular implementations do; LeNet's fast
   path (sparse.py) skips that redundant pass.
+- L1 regularisation (cfg.l1_penalty) adds l1_penalty * sign(w) to the prunable weights' gradients before
+  they are masked; sign(0) = 0, so on the fast path, which does not mask after the step, pruned weights
+  stay zero too.
 - Evaluation on validation and test happens at iteration 0, every `eval_every` iterations and at the end,
   in large batches with no gradient. Rows are (iteration, split, loss, accuracy).
 - `keep_iteration=k` returns a copy of the full state after k steps (theta_k, for rewinding).
@@ -230,6 +233,8 @@ def train(model: nn.Module, mask: Mask, data: DeviceData, cfg, *, data_seed: int
     # all-ones masks are skipped: multiplying by 1 changes nothing, and it is two passes over the weights
     masked = [(model.get_parameter(n), m) for n, m in mask.as_floats(device).items() if not bool(mask[n].all())]
     optimizer = make_optimizer(fast.params() if fast else list(model.parameters()), cfg, lean=not plain)
+    l1 = ([layer.weight for layer in fast.layers] if fast else [model.get_parameter(n) for n in mask]) \
+        if cfg.l1_penalty else []
     batches = Batches(len(data.y_train), cfg.batch_size, data_seed, device)
     aug_generator = torch.Generator().manual_seed(data_seed + 1)
     torch.manual_seed(data_seed)  # dropout draws from the global generator
@@ -281,12 +286,14 @@ def train(model: nn.Module, mask: Mask, data: DeviceData, cfg, *, data_seed: int
             x = augment(x, data.black, aug_generator)
         if fast:
             fast.grads(x, y)
+            _add_l1(l1, cfg.l1_penalty)
             optimizer.step()
         else:
             loss = F.cross_entropy(model(x), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             with torch.no_grad():
+                _add_l1(l1, cfg.l1_penalty)
                 for p, m in masked:
                     p.grad.mul_(m)
                 optimizer.step()
@@ -303,6 +310,13 @@ def train(model: nn.Module, mask: Mask, data: DeviceData, cfg, *, data_seed: int
     if cfg.train_accuracy:
         rows += train_rows(model, data, ([best] if best else []) + [[cfg.iterations, final]])
     return RunResult(rows, final, kept)
+
+
+@torch.no_grad()
+def _add_l1(weights: list[torch.Tensor], penalty: float) -> None:
+    """The gradient of penalty * sum |w|, added in place (sign(0) = 0: a pruned weight gets none)."""
+    for w in weights:
+        w.grad.add_(w.detach().sign(), alpha=penalty)
 
 
 def train_rows(model: nn.Module, data: DeviceData, states) -> list[tuple[int, str, float, float]]:
