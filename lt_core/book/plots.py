@@ -75,7 +75,7 @@ def nearest_levels(frame: pd.DataFrame, densities) -> list[int]:
     return picked
 
 
-def _density_axis(ax, densities, ticks_per_span: int = 6) -> None:
+def density_axis(ax, densities, ticks_per_span: int = 6) -> None:
     """Log x axis, reversed so sparser goes right, ticks at measured densities spread evenly (about
     `ticks_per_span` of them: fewer on narrow panels)."""
     ds = np.sort(np.unique(np.round(densities, 6)))[::-1]
@@ -143,7 +143,7 @@ def random_sparse_curves(curves: pd.DataFrame, densities=None, run: str = "") ->
         _line(ax, band(runs, "density", col), "density", color, ls, "random sparse")
         dense = band(runs[runs.level == 0], "density", col)
         ax.plot(dense.density, dense["mean"], "k*", ms=10, label="dense (100%)")
-        _density_axis(ax, runs.density)
+        density_axis(ax, runs.density)
         ax.set_ylabel(title)
     axes[0].legend(loc="best", fontsize=8)
     _title(fig, "random sparse subnetworks, mean over trials, band = min-max", run)
@@ -191,7 +191,7 @@ def early_stop_vs_density(summary: pd.DataFrame, run: str = "", marks=()) -> Fig
     tickets = per_trial(summary, "ticket")
     for ax, (col, title) in zip(axes, ES_PANELS):
         paper_marks(ax, tickets, col, marks)
-        _density_axis(ax, summary.density, ticks_per_span=4)  # three panels side by side: narrow
+        density_axis(ax, summary.density, ticks_per_span=4)  # three panels side by side: narrow
         ax.set_ylabel(title)
         if col != ES_PANELS[0][0] and any(m[0] == col for m in marks or ()):
             ax.legend(fontsize=7, loc="lower left")

@@ -211,7 +211,7 @@ def random_trend_rule(m):
 
 def judge(claim: Claim, summary: pd.DataFrame, curves: pd.DataFrame | None = None) -> tuple[Measured, str]:
     """The claim's measurement on these tables and its verdict."""
-    has_dense = ((summary.control == "ticket") & (summary.level == 0)).any()
+    has_dense = (summary.level == 0).any()  # level 0 is the dense network in every procedure's tables
     m = claim.measure(summary, curves) if has_dense else _missing("no dense run")
     return m, (UNMEASURED if math.isnan(m.value) else claim.rule(m))
 

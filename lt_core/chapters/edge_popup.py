@@ -301,23 +301,14 @@ def against_tickets(summary: pd.DataFrame, imp_summary: pd.DataFrame, init: str,
 
 def recorded_first_layers(name: str, trial: int = 0) -> dict[float, np.ndarray]:
     """k -> the first layer's mask of a recorded edge-popup run (book/recorded/<name>/masks.zip)."""
-    out = {}
-    for path, tensors in recorded_runs.read_masks(recorded_runs.REPO / "book" / "recorded" / name).items():
-        parts = path.split("/")
-        if parts[0] == f"trial_{trial:02d}" and parts[2] == "supermask":
-            out[int(parts[1].removeprefix("level_")) / 1000] = next(iter(tensors.values())).numpy().astype(bool)
-    return out
+    masks = recorded_runs.first_layers(recorded_runs.REPO / "book" / "recorded" / name)
+    return {unit.level / 1000: m for unit, m in masks.items() if unit.trial == trial and unit.control == "supermask"}
 
 
 def first_layers(cfg, root=None, trial: int = 0) -> dict[float, np.ndarray]:
     """k -> the first layer's mask of each finished edge-popup unit of `cfg` in the run store."""
-    from ..procedures.base import procedure_for
-    from ..runs.store import RunStore
-    store, out = RunStore(cfg, root), {}
-    for unit in procedure_for(cfg).units():
-        if unit.trial == trial and store.done(unit):
-            out[unit.level / 1000] = next(iter(store.load_tensor(unit, "mask").values())).numpy().astype(bool)
-    return out
+    from ..runs import results
+    return {unit.level / 1000: m for unit, (m, _) in results.first_layers(cfg, root).items() if unit.trial == trial}
 
 
 def imp_layer_shares(imp_cfg) -> pd.DataFrame:

@@ -110,6 +110,19 @@ def read_masks(folder: str | Path) -> dict[str, dict[str, torch.Tensor]]:
     return out
 
 
+def first_layers(folder: str | Path, kind: str = "mask") -> dict[Unit, np.ndarray]:
+    """Unit -> its mask of the first prunable tensor (LeNet: 300 x 784 bools), for every unit of a recorded
+    run whose masks.zip holds one: the mask pictures of the chapters."""
+    from .store import _unit_of
+    out = {}
+    for key, tensors in read_masks(folder).items():
+        unit_path, _, what = key.rpartition("/")
+        unit = _unit_of(Path(unit_path))
+        if what == kind and unit is not None:
+            out[unit] = next(iter(tensors.values())).numpy().astype(bool)
+    return out
+
+
 def _gzip_csv(frame: pd.DataFrame) -> bytes:
     """Five significant digits, and mtime 0 so the same table gives the same bytes."""
     return gzip.compress(frame.to_csv(index=False, float_format="%.5g").encode(), mtime=0)

@@ -75,15 +75,19 @@ def status(cfg: Experiment, root=None, states: dict[Unit, State] | None = None) 
         ["trial", "control", "done", "damaged", "missing", "planned"]]
 
 
-def first_layer_masks(cfg: Experiment, root=None, trial: int = 0) -> dict[float, np.ndarray]:
-    """density -> the ticket's mask of the first prunable tensor (LeNet: 300 x 784), for mask pictures."""
-    store = RunStore(cfg, root)
-    out = {}
-    for level in range(cfg.levels + 1):
-        unit = Unit(trial, level, "ticket")
-        if store.done(unit):
+def first_layer_masks(cfg: Experiment, root=None, trial: int = 0, control: str = "ticket") -> dict[float, np.ndarray]:
+    """density -> the first prunable tensor's mask (LeNet: 300 x 784) of each stored unit of `control` in
+    `trial`, for mask pictures."""
+    return {summary["density"]: mask for unit, (mask, summary) in first_layers(cfg, root).items()
+            if unit.trial == trial and unit.control == control}
+
+
+def first_layers(cfg: Experiment, root=None) -> dict[Unit, tuple[np.ndarray, dict]]:
+    """Unit -> (its mask of the first prunable tensor, its summary) for every finished unit of `cfg` that
+    stored a mask."""
+    store, out = RunStore(cfg, root), {}
+    for unit in procedure_for(cfg).units():
+        if store.done(unit) and store.has(unit, "mask"):
             mask = store.load_tensor(unit, "mask")
-            first = next(iter(mask.values()))
-            density = store.summary(unit)["density"]
-            out[density] = first.numpy().astype(bool)
+            out[unit] = (next(iter(mask.values())).numpy().astype(bool), store.summary(unit))
     return out
