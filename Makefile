@@ -4,6 +4,7 @@
 #                             quick) and render the HTML book into _build/html/index.html
 #   make book PROFILE=smoke   the same with every chapter at the cheap `smoke` profile
 #   make book WORKERS=2       train in two processes of one thread each (README, Speed)
+#   make book EXECUTOR=ray    train each network as a Ray task (README, Ray)
 #   make bench | make data | make lock | make clean | make distclean
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -14,6 +15,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PROFILE ?=
 WORKERS ?=
+EXECUTOR ?=
 # the venv is (re)installed whenever the lock or pyproject.toml changes
 DEPS_HASH := $(shell cat requirements.lock pyproject.toml | sha256sum | cut -c1-16)
 STAMP  := $(VENV)/.installed-$(DEPS_HASH)
@@ -21,7 +23,7 @@ STAMP  := $(VENV)/.installed-$(DEPS_HASH)
 .PHONY: help venv data test book bench browser-deps lock clean distclean
 
 help:
-	@sed -n '2,7p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '2,8p' Makefile | sed 's/^# \{0,1\}//'
 
 venv: $(STAMP)
 
@@ -57,7 +59,7 @@ test: venv data browser-deps
 	LT_RESULTS=$(TEST_RESULTS) LT_PROFILE=smoke $(PY) -m pytest tests book --nbval-lax --nbval-current-env -p no:cacheprovider
 
 book: venv data
-	$(PY) tools/build_book.py $(if $(PROFILE),--profile $(PROFILE)) $(if $(WORKERS),--workers $(WORKERS))
+	$(PY) tools/build_book.py $(if $(PROFILE),--profile $(PROFILE)) $(if $(WORKERS),--workers $(WORKERS)) $(if $(EXECUTOR),--executor $(EXECUTOR))
 	@echo "== open _build/html/index.html"
 
 bench: venv data
@@ -65,9 +67,9 @@ bench: venv data
 
 # Regenerate requirements.lock from the ranges in pyproject.toml (run after changing them).
 lock: venv
-	$(PY) -m pip install --disable-pip-version-check -q -e '.[book,test]'
+	$(PY) -m pip install --disable-pip-version-check -q -e '.[book,test,ray]'
 	@{ echo "# Exact versions the book is executed and tested with (Python 3.11, x86_64, CPU)."; \
-	   echo "# Generated: pip freeze --exclude-editable of .venv after 'pip install -e .[book,test]'."; \
+	   echo "# Generated: pip freeze --exclude-editable of .venv after 'pip install -e .[book,test,ray]'."; \
 	   echo "# Regenerate with: make lock   (ranges live in pyproject.toml)"; \
 	   echo "# torch 2.14.1 pulls CUDA wheels (nvidia-*, triton); they are installed but torch runs on the CPU."; \
 	   $(PY) -m pip freeze --exclude-editable --disable-pip-version-check; } > requirements.lock.new

@@ -3,6 +3,7 @@
     python -m lt_core data fetch [mnist|fashion_mnist|cifar10|all]
     python -m lt_core data verify [...]
     python -m lt_core run params/lenet_mnist.yaml --profile smoke [--set trials=2 ...] [--results DIR] [--workers 2]
+        [--executor ray [--address ADDR] [--cpus-per-unit N] [--gpus-per-unit F]]
     python -m lt_core run params/lenet_mnist.yaml --profile paper --resume-from book/recorded/lenet_mnist_paper
     python -m lt_core status params/lenet_mnist.yaml --profile smoke
     python -m lt_core results params/lenet_mnist.yaml --profile smoke --csv out.csv [--summary]
@@ -44,7 +45,8 @@ def cmd_run(args) -> int:
     if args.resume_from:
         from .runs.recorded import resume
         resume(cfg, args.resume_from, args.results)
-    run(cfg, args.results, progress=not args.quiet, workers=args.workers)
+    run(cfg, args.results, progress=not args.quiet, workers=args.workers, executor=args.executor,
+        address=args.address, cpus_per_unit=args.cpus_per_unit, gpus_per_unit=args.gpus_per_unit)
     return 0
 
 
@@ -134,6 +136,14 @@ def parser() -> argparse.ArgumentParser:
             c.add_argument("--quiet", action="store_true", help="no progress bar")
             c.add_argument("--workers", type=int, default=1, metavar="N",
                            help="train in N processes sharing the CPU threads (default 1; README, Speed)")
+            c.add_argument("--executor", choices=["local", "ray"], default="local",
+                           help="local: this process (or --workers); ray: one Ray task per network (README, Ray)")
+            c.add_argument("--address", default=None, metavar="ADDR",
+                           help="with --executor ray: the cluster to join (default: start Ray on this machine)")
+            c.add_argument("--cpus-per-unit", type=int, default=1, metavar="N",
+                           help="with --executor ray: CPUs (torch threads) per network (default 1)")
+            c.add_argument("--gpus-per-unit", type=float, default=0.0, metavar="F",
+                           help="with --executor ray: GPUs per network, a fraction shares one (default 0)")
             c.add_argument("--resume-from", default=None, metavar="DIR",
                            help="first take the units a recorded run (book/recorded/<name>) holds, then train "
                                 "the rest (retraining the few whose weights the rest starts from)")

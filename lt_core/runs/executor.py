@@ -81,13 +81,23 @@ def _repair_line(experiment: str, damaged: dict[Unit, State], dependents: set[Un
             f"({first}{more})")
 
 
+EXECUTORS = ("local", "ray")
+
+
 def run(cfg: Experiment, root=None, *, progress: bool = False, log=print, workers: int = 1,
-        procedure: Procedure | None = None) -> RunStore:
+        procedure: Procedure | None = None, executor: str = "local", address: str | None = None,
+        cpus_per_unit: int = 1, gpus_per_unit: float = 0.0) -> RunStore:
     """Train every unit of `cfg` (and of the experiments it needs) that the stores do not have yet; return
     the experiment's store. workers > 1 trains them in that many processes sharing the CPU threads
-    (lt_core/runs/pool.py says when that pays). `procedure` defaults to the one `cfg.procedure` names."""
+    (lt_core/runs/pool.py says when that pays); executor "ray" trains them as Ray tasks of `cpus_per_unit`
+    CPUs and `gpus_per_unit` GPUs each, on a local Ray or the cluster at `address`
+    (lt_core/runs/ray_executor.py). `procedure` defaults to the one `cfg.procedure` names."""
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:  # papermill -p workers "2"
         raise ValueError(f"workers={workers!r}: use a whole number, 1 (one process) or more")
+    if executor not in EXECUTORS:
+        raise ValueError(f"executor={executor!r}: use one of {', '.join(EXECUTORS)}")
+    if executor == "ray" and workers > 1:
+        raise ValueError("executor ray schedules its own workers: leave workers at 1 (cpus_per_unit sets the threads)")
     procedure = procedure or procedure_for(cfg)
     all_jobs = jobs(procedure, root)
     for job in all_jobs.values():
@@ -115,8 +125,14 @@ def run(cfg: Experiment, root=None, *, progress: bool = False, log=print, worker
     for job in all_jobs.values():
         job.store.write_config()
     device = resolve_device(cfg.device)
-    where = f"in {workers} processes " if workers > 1 else ""
+    where = f"in {workers} processes " if workers > 1 else "as Ray tasks " if executor == "ray" else ""
     log(f"{cfg.experiment}: {len(todo)} of {total} units to train on {device} {where}-> {store.dir}")
+    if executor == "ray":
+        from . import ray_executor  # Ray is optional: imported only when asked for
+        ray_executor.train_units({name: (job.procedure, str(job.store.dir.parent)) for name, job in all_jobs.items()},
+                                 todo, address=address, cpus_per_unit=cpus_per_unit, gpus_per_unit=gpus_per_unit,
+                                 progress=progress)
+        return store
     if workers > 1:
         pool.train_units({name: (job.procedure, str(job.store.dir.parent)) for name, job in all_jobs.items()},
                          todo, workers, progress=progress)

@@ -26,6 +26,8 @@ and engine interleaved within a repeat so that they share the machine's noise):
   workers      two whole LeNet trials (levels 0..--levels, --trial-steps each) through `executor.run` in one
                process against two processes of one thread each (lt_core/runs/pool.py); not in the default
                cases, and it needs MNIST itself, even with --synthetic (each process loads it).
+  ray          the same two trials through `--executor ray` (a local Ray of one-CPU tasks, started once and
+               kept for its repeats) against `--workers 2`, side by side; not in the default cases (needs Ray).
 
 The machine's matrix-product rate is measured through torch's BLAS (torch.mm, MKL) and through oneDNN
 (lt_core/nets/products.py); fractions are of the faster (LeNet's also of BLAS's, the rate torch.mm shows).
@@ -392,6 +394,31 @@ def workers_case(args) -> dict:
             "ratio_2_vs_1": round(per_hour["processes_2"] / per_hour["processes_1"], 2)}
 
 
+def ray_case(args) -> dict:
+    """Networks per hour of `executor.run(executor="ray")` (one-CPU tasks on a local Ray, started before the
+    timing: a cluster is started once, not per run) against two pool processes of one thread each, on the
+    same two trials of tickets, alternating which goes first. Each run starts its workers and loads data."""
+    from ..runs import ray_executor
+    cfg = make({"experiment": "bench_ray", "trials": 2, "levels": args.levels, "controls": ("ticket",),
+                "iterations": args.trial_steps, "eval_every": 100})
+    n = len(imp.units(cfg))
+    ray, started = ray_executor.start()
+    times = {"ray": [], "workers_2": []}
+    try:
+        for r in range(args.repeats):
+            for how in (("ray", "workers_2") if r % 2 == 0 else ("workers_2", "ray")):
+                with tempfile.TemporaryDirectory() as root:
+                    start = time.perf_counter()
+                    executor.run(cfg, root, log=lambda *_: None, **({"executor": "ray"} if how == "ray" else {"workers": 2}))
+                    times[how].append(time.perf_counter() - start)
+    finally:
+        if started:
+            ray.shutdown()
+    per_hour = {how: round(n * 3600 / statistics.median(v)) for how, v in times.items()}
+    return {"networks": n, "steps": args.trial_steps, "networks_per_hour": per_hour,
+            "ratio_ray_vs_workers_2": round(per_hour["ray"] / per_hour["workers_2"], 2)}
+
+
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m lt_core bench", description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="tiny sizes: checks that the bench runs (seconds)")
@@ -402,7 +429,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--levels", type=int, default=18)
     p.add_argument("--conv-steps", type=int, default=40)
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
-    p.add_argument("--cases", default="lenet,conv2,batched", help="any of lenet, conv2, conv4, conv6, batched, conv_settings, edge_popup, workers (comma-separated)")
+    p.add_argument("--cases", default="lenet,conv2,batched", help="any of lenet, conv2, conv4, conv6, batched, conv_settings, edge_popup, workers, ray (comma-separated)")
     p.add_argument("--stack", default="2,4", help="batched: numbers of networks stacked")
     p.add_argument("--out", default=None, help="also write the JSON to this file")
     args = p.parse_args(argv[1:] if argv[:1] == ["--"] else argv)  # `bench -- --quick` (see __main__)
@@ -444,6 +471,9 @@ def main(argv: list[str]) -> int:
     if "workers" in cases:
         out["workers"] = workers_case(args)
         progress("workers")
+    if "ray" in cases:
+        out["ray"] = ray_case(args)
+        progress("ray")
     out["peak_rss_mb"] = peak_rss_mb()
     text = json.dumps(out, indent=1)
     print(text)
