@@ -9,6 +9,7 @@ import pytest
 from lt_core import config
 from lt_core.book import scorecard as sc
 from lt_core.chapters import edge_popup as ep
+from lt_core.chapters import edge_popup_plots as epp
 
 LENET = {"model": "lenet_300_100", "dataset": "mnist", "val_size": 5000, "batch_size": 128, "iterations": 43000,
          "optimizer": "sgd"}
@@ -48,7 +49,7 @@ def test_the_better_dense_baseline_is_the_trained_network_and_sgd_is_read_at_its
     assert ep.dense_accuracies(summary, "conv2").to_dict() == pytest.approx({"adam": 0.71, "sgd": 0.75})
     assert ep.dense_accuracy(summary, "conv2") == pytest.approx(0.75)
     assert verdict("conv2-gap", summary)[0].value == pytest.approx(-1.0)
-    lines = {line.get_label() for line in ep.accuracy_vs_keep(summary, "conv2").axes[0].lines}
+    lines = {line.get_label() for line in epp.accuracy_vs_keep(summary, "conv2").axes[0].lines}
     assert {"dense, trained weights (Adam)", "dense, trained weights (SGD)"} <= lines
 
 
@@ -83,6 +84,7 @@ def test_gap_and_deeper_nets():
     assert m.value == pytest.approx(-4.0) and v == sc.PARTLY  # 2 points off the paper's -2
     m, v = verdict("deeper-closes-gap", summary)
     assert m.value == pytest.approx(3.0) and v == sc.REPRODUCED  # -4 -> -1
+    assert m.shown == "gap -4.0 (Conv-2, best k) -> -1.0 pts (Conv-4, k = 0.5 only)"
     assert verdict("deeper-closes-gap", ep.combine(runs[:1], dense))[1] == sc.UNMEASURED
     assert verdict("imagenet-wide-resnet", summary)[1] == sc.UNMEASURED
 
@@ -130,5 +132,5 @@ def test_pixel_regions_split_constant_and_other_pixels():
 
 
 def test_accuracy_figure_says_when_a_network_has_no_run():
-    fig = ep.accuracy_vs_keep(ep.combine([], []), "conv2")
+    fig = epp.accuracy_vs_keep(ep.combine([], []), "conv2")
     assert "no edge-popup run" in " ".join(t.get_text() for t in fig.axes[0].texts)

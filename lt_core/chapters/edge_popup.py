@@ -6,7 +6,7 @@ dense network each is set against (the level-0 network of a Frankle-Carbin run o
 stacks them into one summary with the columns `model`, `init`, `keep` and `accuracy` (edge-popup: test
 accuracy at the end of its cosine schedule, as the paper reports; dense: at its early stop, as Frankle &
 Carbin report). The dense rows keep control "ticket" and level 0, so the scorecard engine
-(lt_core/book/scorecard.py) finds them as every chapter's dense network.
+(lt_core/book/scorecard.py) finds them as every chapter's dense network. The figures are in edge_popup_plots.
 """
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ import math
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
 from ..book import scorecard as sc
 from ..runs import recorded as recorded_runs
@@ -194,7 +193,10 @@ def deeper_closes_gap(shallow: str = "conv2", deep: str = "conv4", init: str = "
             if math.isnan(points):
                 return sc._missing(f"no edge-popup run with its trained dense {NETS.get(model, model)}")
         closed = gaps[deep] - gaps[shallow]
-        return sc.Measured(closed, f"gap {gaps[shallow]:+.1f} -> {gaps[deep]:+.1f} pts", fmt="{:+.1f} pts")
+        swept = {model: by_keep(summary, model, init).index for model in (shallow, deep)}
+        at = {model: f"k = {k[0]:g} only" if len(k) == 1 else "best k" for model, k in swept.items()}
+        return sc.Measured(closed, f"gap {gaps[shallow]:+.1f} ({NETS[shallow].split(' ')[0]}, {at[shallow]}) -> "
+                                   f"{gaps[deep]:+.1f} pts ({NETS[deep].split(' ')[0]}, {at[deep]})", fmt="{:+.1f} pts")
     return measure
 
 
@@ -234,34 +236,6 @@ def claims() -> list[sc.Claim]:
                  not_measured("ImageNet is beyond a 2-core CPU"), lambda m: sc.UNMEASURED,
                  "not measured here"),
     ]
-
-
-def accuracy_vs_keep(summary: pd.DataFrame, model: str, run: str = "") -> Figure:
-    """Test accuracy of edge-popup subnetworks against k, one line per init, the trained dense network a
-    dashed line (the paper's Figure 3 layout): the whole range, and zoomed on the top few points."""
-    fig = Figure(figsize=(9.0, 3.5), layout="constrained")
-    axes = fig.subplots(1, 2)
-    dense = dense_accuracy(summary, model)
-    lines = {init: by_keep(summary, model, init) for init in INITS}
-    lines = {init: acc for init, acc in lines.items() if len(acc)}
-    for ax in axes:
-        for init, acc in lines.items():
-            ax.plot(100 * acc.index, 100 * acc.values, "o-", color=COLORS[init], label=INITS[init], ms=4)
-        for optimizer, acc in dense_accuracies(summary, model).items():
-            ax.axhline(100 * acc, color="k", ls="--" if optimizer == "adam" else ":", lw=1,
-                       label=f"dense, trained weights ({'Adam' if optimizer == 'adam' else 'SGD'})")
-        ax.set_xlabel("% of weights kept in each layer (k)")
-        ax.set_ylabel("test accuracy (%)")
-    if not lines:
-        axes[0].text(0.5, 0.5, "no edge-popup run of this network\nin this checkout", ha="center", va="center",
-                     transform=axes[0].transAxes)
-    else:
-        axes[0].legend(fontsize=7)
-        best = max(acc.max() for acc in lines.values())  # zoom on the subnetworks' best and the dense line
-        axes[1].set_ylim(100 * best - 3, 100 * max(best, 0 if math.isnan(dense) else dense) + 0.5)
-    axes[1].set_title("zoomed: 3 points below the best subnetwork and up", fontsize=8)
-    fig.suptitle(f"{NETS.get(model, model)}{': ' + run if run else ''}", fontsize=9)
-    return fig
 
 
 def best_table(summary: pd.DataFrame) -> pd.DataFrame:
@@ -319,38 +293,6 @@ def imp_layer_shares(imp_cfg) -> pd.DataFrame:
     layers = [c for c in counts.columns if c != "density %"]
     shares = counts[layers] / counts.loc[0, layers]
     return shares.assign(density=counts["density %"] / 100)
-
-
-def k_view(curves: dict[str, pd.DataFrame], first_layer: np.ndarray | None, shares: pd.DataFrame, k: float) -> Figure:
-    """One slider position k: test accuracy while the scores train, per init (`curves`: init -> curves);
-    each layer's share kept, edge-popup (k in every layer) against the IMP ticket of the nearest overall
-    density; and which input pixels the first layer of the first init's subnetwork keeps."""
-    fig = Figure(figsize=(9.6, 2.9), layout="constrained")
-    left, middle, right = fig.subplots(1, 3, width_ratios=[2.0, 1.5, 1.0])
-    level = round(k * 1000)
-    for init, table in curves.items():
-        test = table[(table.split == "test") & (table.level == level)].groupby("iteration").accuracy.mean()
-        if len(test):
-            left.plot(test.index, 100 * test.values, color=COLORS.get(init, "k"), label=INITS.get(init, init))
-    left.set_xlabel("score-training step")
-    left.set_ylabel("test accuracy (%)")
-    left.set_title(f"k = {k:g}: accuracy while the mask is learned", fontsize=8)
-    left.legend(fontsize=7)
-    nearest = shares.iloc[np.abs(np.log(shares.density / k)).argmin()]
-    layers = [c for c in shares.columns if c != "density"]
-    x = np.arange(len(layers))
-    middle.bar(x - 0.2, [100 * k] * len(layers), 0.4, color="tab:red", label=f"edge-popup, k = {k:g}")
-    middle.bar(x + 0.2, [100 * nearest[c] for c in layers], 0.4, color="tab:blue",
-               label=f"IMP ticket, P_m = {100 * nearest.density:.1f}%")
-    middle.set_xticks(x, [c.removesuffix(".weight") for c in layers], fontsize=7)
-    middle.set_ylabel("% of the layer's weights kept")
-    middle.set_title("share kept per layer", fontsize=8)
-    middle.legend(fontsize=6)
-    if first_layer is not None and first_layer.shape[1] == 784:
-        right.imshow(first_layer.mean(axis=0).reshape(28, 28), cmap="magma", vmin=0, vmax=min(1.0, 3 * k))
-        right.set_title("first layer: share kept per pixel", fontsize=8)
-    right.set_axis_off()
-    return fig
 
 
 def pixel_regions(masks: dict[float, np.ndarray], constant: np.ndarray, k_digits: int = 3) -> pd.DataFrame:
