@@ -1,0 +1,82 @@
+"""Ticket transfer (lt_core/procedures/transfer.py) end to end on tiny data: a transferred unit starts from
+exactly the source ticket's mask and rewound weights, its controls from the mask on fresh weights and from
+the mask's counts; one source serves two targets without retraining; the source's parameters name the
+target's run; a wrong source is one error before training."""
+
+import pytest
+import torch
+
+from lt_core.config import ConfigError, make
+from lt_core.procedures.base import Unit, procedure_for
+from lt_core.runs import executor
+from lt_core.runs.results import load as load_results
+from lt_core.runs.store import RunStore
+
+from test_engine import tiny  # noqa: F401  (fixture)
+
+SOURCE = {"experiment": "src", "dataset": "mnist", "iterations": 30, "eval_every": 10, "batch_size": 20,
+          "val_size": 60, "levels": 2, "controls": ["ticket"], "rewind_iteration": 10, "trials": 1}
+
+
+def target(**kw):
+    base = dict(experiment="tgt", procedure="transfer", dataset="fashion_mnist", iterations=30, eval_every=10,
+                batch_size=20, val_size=60, source=SOURCE, trials=1)
+    return make({**base, **kw})
+
+
+def test_a_transferred_unit_starts_from_the_source_ticket_bit_for_bit(tiny, tmp_path):
+    c = target()
+    store = executor.run(c, tmp_path, log=lambda *_: None)
+    proc = procedure_for(c)
+    source = RunStore(proc.source, tmp_path)
+    source_mask = source.load_tensor(Unit(0, 2, "ticket"), "mask")
+    theta_k = source.load_trial_tensor(0, "rewind")
+    mask, model = proc.start(Unit(0, 2, "transfer"), store)
+    assert all(torch.equal(mask[n], source_mask[n]) for n in source_mask)
+    assert all(torch.equal(model.state_dict()[n], t) for n, t in theta_k.items())
+    reinit_mask, fresh = proc.start(Unit(0, 2, "transfer_reinit"), store)
+    assert all(torch.equal(reinit_mask[n], source_mask[n]) for n in source_mask)
+    assert not torch.equal(fresh.fc1.weight, theta_k["fc1.weight"])
+    random_mask, _ = proc.start(Unit(0, 2, "random"), store)
+    assert {n: int(t.sum()) for n, t in random_mask.items()} == {n: int(t.sum()) for n, t in source_mask.items()}
+    assert not torch.equal(random_mask["fc1.weight"], source_mask["fc1.weight"])
+    _, summary = load_results(c, tmp_path)
+    assert len(summary) == 7 and set(summary.control) == {"transfer", "transfer_reinit", "random"}
+    assert set(summary.source) == {proc.source_name}
+
+
+def test_theta_0_transfers_when_the_source_does_not_rewind(tiny, tmp_path):
+    from lt_core.procedures.imp import derive_seed, new_model
+    c = target(source={**SOURCE, "rewind_iteration": 0, "levels": 1})
+    store = executor.run(c, tmp_path, log=lambda *_: None)
+    proc = procedure_for(c)
+    theta_0 = new_model(proc.source, derive_seed(derive_seed(proc.source.seed, 0), "init")).state_dict()
+    _, model = proc.start(Unit(0, 1, "transfer"), store)
+    assert all(torch.equal(model.state_dict()[n], t) for n, t in theta_0.items())
+
+
+def test_one_source_serves_two_targets_and_names_them(tiny, tmp_path):
+    lines = []
+    executor.run(target(), tmp_path, log=lines.append)
+    sgd = target(experiment="tgt_sgd", optimizer="sgd", lr=0.05)
+    source = RunStore(procedure_for(sgd).source, tmp_path)
+    before = {p: p.stat().st_mtime_ns for p in source.dir.rglob("summary.json")}
+    executor.run(sgd, tmp_path, log=lines.append)
+    assert {p: p.stat().st_mtime_ns for p in source.dir.rglob("summary.json")} == before  # not retrained
+    assert "7 of 10 units" in lines[-1]  # the target's own units only; the source's 3 were stored
+    assert target().digest() != target(source={**SOURCE, "rewind_iteration": 20}).digest()
+    # the source's own extent (more trials) keeps the source's store, so its finished units serve again
+    assert procedure_for(target(source={**SOURCE, "trials": 2})).source_name == procedure_for(target()).source_name
+
+
+def test_a_wrong_source_is_one_error_before_training(tiny, tmp_path):
+    with pytest.raises(ConfigError, match="same architecture"):
+        procedure_for(target(source={**SOURCE, "model": "lenet5"})).check()
+    with pytest.raises(ConfigError, match="source: unknown parameter 'levles'"):
+        procedure_for(target(source={**SOURCE, "levles": 2}))
+    with pytest.raises(ConfigError, match="imp run"):
+        procedure_for(target(source={"experiment": "src", "procedure": "edge_popup", "optimizer": "sgd"}))
+    with pytest.raises(ConfigError, match="'source' is empty"):
+        target(source={})
+    with pytest.raises(ConfigError, match="raise the source's trials"):
+        procedure_for(target(trials=2)).check()
