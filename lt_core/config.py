@@ -101,6 +101,7 @@ class Experiment:
     dataset: str = "mnist"
     val_size: int = 5000              # held out of the training set (Frankle & Carbin: 5,000)
     split_seed: int = 0
+    train_fraction: float = 1.0       # < 1: that share of each class's training examples (lt_core/data/datasets.py)
     augment: bool = False             # CIFAR: random crop (padding 4) + horizontal flip
     # model
     model: str = "lenet_300_100"
@@ -195,7 +196,8 @@ SHARED = {f.name: f for f in _shared_fields()}
 # datasets, models and inits are checked where their registries live (lt_core/procedures/imp.py, new_model).
 RULES = {
     "experiment": folder_name, "optimizer": one_of(("adam", "sgd")), "device": one_of(("auto", "cpu", "cuda")),
-    "val_size": at_least(0), "split_seed": at_least(0), "seed": at_least(0), "dropout": fraction(),
+    "val_size": at_least(0), "split_seed": at_least(0),
+    "train_fraction": Rule(lambda f: 0 < f <= 1, "in (0, 1] (the share of the training split kept)"), "seed": at_least(0), "dropout": fraction(),
     "lr": above(0.0), "momentum": fraction(), "weight_decay": at_least(0.0), "l1_penalty": at_least(0.0), "batch_size": at_least(1),
     "iterations": at_least(1), "warmup_iterations": at_least(0), "lr_drops": at_least(1),
     "lr_drop_factor": Rule(lambda v: 0 < v <= 1, "a finite number in (0, 1]"), "eval_every": at_least(1),

@@ -21,3 +21,15 @@ def real_book(tmp_path_factory):
                               cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return out / "html"
+
+
+@pytest.fixture(autouse=True)
+def _data_verified_by_this_test_only():
+    """What this process's loads verified (lt_core/data/checksums.py, recorded in every stored unit) as it
+    was before the test: a test that loads a data set from doctored files must not make the next test's
+    units look trained on other data (test_faults_data before test_engine failed that way)."""
+    from lt_core.data import checksums
+    before = dict(checksums._TRAINED_ON)
+    yield
+    checksums._TRAINED_ON.clear()
+    checksums._TRAINED_ON.update(before)

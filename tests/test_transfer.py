@@ -80,3 +80,17 @@ def test_a_wrong_source_is_one_error_before_training(tiny, tmp_path):
         target(source={})
     with pytest.raises(ConfigError, match="raise the source's trials"):
         procedure_for(target(trials=2)).check()
+
+
+def test_an_output_layer_of_other_classes_stays_fresh_and_unpruned(tiny, tmp_path, monkeypatch):
+    from lt_core.data import datasets
+    c = target(control_levels=[2])
+    proc = procedure_for(c)
+    executor.run(proc.source, tmp_path, log=lambda *_: None)  # the source alone (ten classes)
+    monkeypatch.setattr(datasets, "num_classes", lambda name: 5 if name == "fashion_mnist" else 10)
+    mask, model = proc.start(Unit(0, 2, "transfer"), RunStore(c, tmp_path))
+    source = RunStore(proc.source, tmp_path)
+    theta_k, source_mask = source.load_trial_tensor(0, "rewind"), source.load_tensor(Unit(0, 2, "ticket"), "mask")
+    assert model.fc3.weight.shape == (5, 100) and bool(mask["fc3.weight"].all())
+    assert torch.equal(mask["fc2.weight"], source_mask["fc2.weight"])
+    assert torch.equal(model.fc1.weight, theta_k["fc1.weight"])  # the shared layers transfer

@@ -74,7 +74,29 @@ DATASETS: dict[str, Spec] = {
 }
 
 
+# Data sets made from another's files (Morcos et al.'s splits of CIFAR-10 for ticket transfer, issue 17):
+# name -> (base, rule, argument). "classes": the examples of those classes only, relabelled 0..n-1 (a network
+# for it has n outputs); "half": half of each class's training examples (a seeded split of the base's
+# training split; validation and test stay whole: the same distribution, other examples).
+SUBSETS = {
+    "cifar10_classes_0_4": ("cifar10", "classes", (0, 1, 2, 3, 4)),
+    "cifar10_classes_5_9": ("cifar10", "classes", (5, 6, 7, 8, 9)),
+    "cifar10_half_a": ("cifar10", "half", 0),
+    "cifar10_half_b": ("cifar10", "half", 1),
+}
+
+
+def base_of(name: str) -> str:
+    """The data set whose files `name` is read from (itself, unless it is one of SUBSETS)."""
+    return SUBSETS[name][0] if name in SUBSETS else name
+
+
+def num_classes(name: str) -> int:
+    return len(SUBSETS[name][2]) if name in SUBSETS and SUBSETS[name][1] == "classes" else 10
+
+
 def spec(name: str) -> Spec:
+    name = base_of(name)
     if name not in DATASETS:
         raise DataError(f"unknown dataset {name!r}: choose from {', '.join(NAMES)} "
                         f"(e.g. `{fix_command('mnist')}`)")
@@ -237,10 +259,58 @@ def check_labels(labels: torch.Tensor, name: str, folder: pathlib.Path, files: t
                         f"({len(bad)} such labels). Replace it with `{fix_command(name)}`.")
 
 
-def load(name: str, root: pathlib.Path | None = None, *, val_size: int = 5000,
-         split_seed: int = 0) -> Splits:
-    """Train/val/test splits of `name` (see module docstring), cached in-process."""
-    return _load(name, data_root(root), val_size, split_seed)
+def load(name: str, root: pathlib.Path | None = None, *, val_size: int = 5000, split_seed: int = 0,
+         train_fraction: float = 1.0) -> Splits:
+    """Train/val/test splits of `name` (see module docstring and SUBSETS), cached in-process. train_fraction
+    < 1 keeps that share of the training split (each class's, rounded; drawn with split_seed), validation and
+    test whole: a smaller data set of the same distribution (Morcos et al.'s "larger datasets transfer better")."""
+    if not 0 < train_fraction <= 1:
+        raise DataError(f"train_fraction={train_fraction} must be in (0, 1]")
+    splits = _load(base_of(name), data_root(root), val_size, split_seed)
+    if name in SUBSETS:
+        splits = _subset(splits, name, split_seed)
+    return _fraction(splits, train_fraction, split_seed) if train_fraction < 1 else splits
+
+
+def _per_class_share(y: torch.Tensor, part: int, parts: int, share: float, seed: int) -> torch.Tensor:
+    """Sorted indices of `y`: per class, a seeded permutation's part `part` of `parts` equal parts, or its
+    first round(share x n) entries when parts is 0."""
+    g = torch.Generator().manual_seed(seed)
+    keep = []
+    for c in torch.unique(y).tolist():
+        idx = (y == c).nonzero().squeeze(1)
+        idx = idx[torch.randperm(len(idx), generator=g)]
+        keep.append(idx[:round(share * len(idx))] if not parts
+                    else idx[part * len(idx) // parts:(part + 1) * len(idx) // parts])
+    return torch.cat(keep).sort().values
+
+
+def _with_stats(splits: Splits, name: str, **parts) -> Splits:
+    fields = {f: getattr(splits, f) for f in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")}
+    fields.update(parts)
+    mean, std = channel_stats(fields["x_train"])
+    return Splits(name, **fields, mean=mean, std=std, num_classes=num_classes(name))
+
+
+def _subset(splits: Splits, name: str, seed: int) -> Splits:
+    _, rule, arg = SUBSETS[name]
+    if rule == "half":
+        keep = _per_class_share(splits.y_train, arg, 2, 1.0, seed)
+        return _with_stats(splits, name, x_train=splits.x_train[keep], y_train=splits.y_train[keep])
+    classes = torch.tensor(arg)
+    relabel = torch.full((int(classes.max()) + 1,), -1, dtype=torch.long)
+    relabel[classes] = torch.arange(len(classes))
+    out = {}
+    for split in ("train", "val", "test"):
+        x, y = getattr(splits, f"x_{split}"), getattr(splits, f"y_{split}")
+        keep = torch.isin(y, classes)
+        out[f"x_{split}"], out[f"y_{split}"] = x[keep], relabel[y[keep]]
+    return _with_stats(splits, name, **out)
+
+
+def _fraction(splits: Splits, share: float, seed: int) -> Splits:
+    keep = _per_class_share(splits.y_train, 0, 0, share, seed + 1)
+    return _with_stats(splits, splits.name, x_train=splits.x_train[keep], y_train=splits.y_train[keep])
 
 
 @functools.lru_cache(maxsize=8)

@@ -14,6 +14,7 @@ import dataclasses
 
 from ..checks import Rule, one_of, raise_first
 from ..config import Experiment, section
+from ..data import datasets
 from ..nets import models
 from ..provenance import provenance
 from ..training import supermask
@@ -68,7 +69,7 @@ class EdgePopupProcedure(Procedure):
         cfg, keep = self.cfg, keep_of(unit)
         seed = derive_seed(cfg.seed, unit.trial)
         model = models.build(cfg.model, init=cfg.init, seed=derive_seed(seed, "init"), in_shape=SHAPES[cfg.dataset],
-                             dropout=cfg.dropout, keep=keep)
+                             dropout=cfg.dropout, keep=keep, num_classes=datasets.num_classes(cfg.dataset))
         data_seed = derive_seed(seed, "data") % 2**31
         result = supermask.train(model, keep, data, cfg, data_seed=data_seed,
                                  score_seed=derive_seed(seed, "scores", unit.level), on_step=on_step,

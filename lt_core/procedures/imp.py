@@ -24,6 +24,7 @@ import torch
 
 from ..checks import check_rules, one_of
 from ..config import ConfigError, Experiment
+from ..data import datasets
 from ..nets import models
 from ..provenance import provenance
 from ..sparsity import pruning
@@ -32,6 +33,7 @@ from ..training.loop import DeviceData, check_batches, train
 from .base import Procedure, Unit, register
 
 SHAPES = {"mnist": (1, 28, 28), "fashion_mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
+SHAPES.update({name: SHAPES[base] for name, (base, *_) in datasets.SUBSETS.items()})
 
 
 def derive_seed(*parts) -> int:
@@ -65,7 +67,8 @@ def new_model(cfg: Experiment, seed: int):
     """The experiment's network, initialised from `seed`; its names are checked against the registries here
     (config.py cannot import them), so a bad one is an error naming the parameter before anything runs."""
     check_rules(cfg, {"dataset": one_of(SHAPES), "model": one_of(models.BUILDERS), "init": one_of(models.INITS)})
-    return models.build(cfg.model, init=cfg.init, seed=seed, in_shape=SHAPES[cfg.dataset], dropout=cfg.dropout)
+    return models.build(cfg.model, init=cfg.init, seed=seed, in_shape=SHAPES[cfg.dataset], dropout=cfg.dropout,
+                        num_classes=datasets.num_classes(cfg.dataset))
 
 
 def plan(cfg: Experiment) -> list[float]:

@@ -116,7 +116,7 @@ def run(cfg: Experiment, root=None, *, progress: bool = False, log=print, worker
         return store
     for job in all_jobs.values():  # data and device errors are said before anything is written
         c = job.procedure.cfg
-        datasets.load(c.dataset, val_size=c.val_size, split_seed=c.split_seed)
+        datasets.load(c.dataset, val_size=c.val_size, split_seed=c.split_seed, train_fraction=c.train_fraction)
         resolve_device(c.device)
     if damaged:
         log(_repair_line(cfg.experiment, damaged, dependents))

@@ -154,7 +154,7 @@ class RunStore:
         writer.writerows((i, s, repr(loss), repr(acc)) for i, s, loss, acc in rows)
         files[METRICS] = self._write(self.unit_dir(unit) / METRICS, text.getvalue().encode())
         doc = {k: v for k, v in summary.items() if k not in STORE_KEYS}
-        doc.setdefault("data_md5", checksums.trained_on(self.cfg.dataset))  # a resumed unit keeps its recording's
+        doc.setdefault("data_md5", checksums.trained_on(datasets.base_of(self.cfg.dataset)))  # a resumed unit keeps its recording's
         doc["files"] = files
         trial_files = self._trial_written.pop(unit.trial, {})
         if trial_files:

@@ -130,9 +130,10 @@ class ExperimentData:
         self._loaded: dict[tuple, DeviceData] = {}
 
     def __call__(self, cfg) -> DeviceData:
-        key = (cfg.dataset, cfg.val_size, cfg.split_seed, cfg.device)
+        key = (cfg.dataset, cfg.val_size, cfg.split_seed, cfg.train_fraction, cfg.device)
         if key not in self._loaded:
-            splits = datasets.load(cfg.dataset, val_size=cfg.val_size, split_seed=cfg.split_seed)
+            splits = datasets.load(cfg.dataset, val_size=cfg.val_size, split_seed=cfg.split_seed,
+                                   train_fraction=cfg.train_fraction)
             self._loaded[key] = DeviceData.prepare(splits, resolve_device(cfg.device))
         return self._loaded[key]
 
