@@ -138,3 +138,28 @@ def scale_warning(params: str, cfg: config.Experiment, trials: int) -> str:
         return ""
     return (f"Warning: {trials} trial(s) of {cfg.iterations:,} iterations (the paper: {paper.trials} of "
             f"{paper.iterations:,}) is too small a scale for these verdicts to be stable; quote the recorded run.")
+
+
+def recorded_runs_table(names, describe) -> tuple[pd.DataFrame, list[str]]:
+    """A chapter's committed runs, one row each, and the command that trains exactly each (resumable;
+    `--resume-from book/recorded/<name>` restores one without training). `describe(summary, stored)` gives
+    the chapter's own columns: (the rows of the summary the run is counted by, {column: value}, words to
+    append to its command); the table adds trials, networks, CPU hours, machine and dates."""
+    from ..runs import recorded as recorded_runs
+    rows, commands = [], []
+    for name in names:
+        rec = recorded_runs.recorded(name)
+        if rec is None:
+            rows.append({"recorded run": name, "network": "not in this checkout", "networks": "", "CPU hours": ""})
+            continue
+        _, summary, doc = rec
+        stored = doc["config"]
+        summary, columns, suffix = describe(summary, stored)
+        spent = cost(summary, stored)
+        rows.append({"recorded run": name, **columns, "trials": int(summary.trial.nunique()), "networks": len(summary),
+                     "CPU hours": round(spent["cpu_hours"], 2), "machine": ", ".join(spent["kinds"]),
+                     "finished": f"{str(summary.finished.min())[:16]} .. {str(summary.finished.max())[11:16]} UTC"})
+        commands.append(f"{name}: " + run_command(f"params/{stored['experiment']}.yaml", "paper", stored) + suffix)
+    columns = list(dict.fromkeys(k for row in rows for k in row))  # a run not in this checkout: blank cells,
+    rows = [{k: row.get(k, "") for k in columns} for row in rows]   # so whole numbers stay whole
+    return pd.DataFrame(rows).set_index("recorded run"), commands

@@ -318,30 +318,20 @@ PAPER_SETTINGS = {
 def recorded_runs_table(names) -> tuple[pd.DataFrame, list[str]]:
     """What each committed run behind the chapter covers and cost, and the commands that train exactly
     those runs (resumable; `--resume-from book/recorded/<name>` restores one without training)."""
-    from ..book.report import cost, run_command
-    rows, commands = [], []
-    for name in names:
-        rec = recorded_runs.recorded(name)
-        if rec is None:
-            rows.append({"recorded run": name, "network": "not in this checkout", "what": "", "k": ""})
-            continue
-        _, summary, doc = rec
-        stored = doc["config"]
+    from ..book.report import recorded_runs_table as table
+
+    def describe(summary, stored):
         dense = stored.get("procedure", "imp") != "edge_popup"
         summary = summary[(summary.control == "ticket") & (summary.level == 0)] if dense else summary
-        spent = cost(summary, stored)
-        rows.append({"recorded run": name, "network": NETS.get(stored["model"], stored["model"]),
-                     "what": (f"dense, trained ({'Adam' if stored['optimizer'] == 'adam' else 'SGD'}, level 0)" if dense
-                              else f"edge-popup, {INITS.get(stored['init'])}"),
-                     "k": "" if dense else ", ".join(f"{k:g}" for k in sorted(summary.keep, reverse=True)),
-                     "steps": f"{int(stored['iterations']):,}",
-                     "epochs": f"{stored['iterations'] * stored['batch_size'] / _train_size(stored):.0f}",
-                     "trials": int(summary.trial.nunique()), "networks": len(summary),
-                     "CPU hours": round(spent["cpu_hours"], 2), "machine": ", ".join(spent["kinds"]),
-                     "finished": f"{str(summary.finished.min())[:16]} .. {str(summary.finished.max())[11:16]} UTC"})
-        commands.append(f"{name}: " + run_command(f"params/{stored['experiment']}.yaml", "paper", stored)
-                        + (" --set levels=0" if dense and stored.get("levels") else ""))
-    return pd.DataFrame(rows).set_index("recorded run").fillna(""), commands
+        return summary, {
+            "network": NETS.get(stored["model"], stored["model"]),
+            "what": (f"dense, trained ({'Adam' if stored['optimizer'] == 'adam' else 'SGD'}, level 0)" if dense
+                     else f"edge-popup, {INITS.get(stored['init'])}"),
+            "k": "" if dense else ", ".join(f"{k:g}" for k in sorted(summary.keep, reverse=True)),
+            "steps": f"{int(stored['iterations']):,}",
+            "epochs": f"{stored['iterations'] * stored['batch_size'] / _train_size(stored):.0f}",
+        }, (" --set levels=0" if dense and stored.get("levels") else "")
+    return table(names, describe)
 
 
 def bookwide_tables():
