@@ -47,13 +47,20 @@ class Imp:
     controls: tuple[str, ...] = ("ticket", "reinit", "random", "oneshot")
     control_levels: tuple[int, ...] = ()   # levels at which controls run; () = every level
     reinit_draws: int = 1
+    # what to record, not what to train (so in the extent too): every mask_every steps of a ticket's training,
+    # the mask the next round would prune to, and when it settles (lt_core/sparsity/early_bird.py)
+    mask_every: int = 0               # 0: no trajectory
+    settle_threshold: float = 0.1     # settled: the newest mask within this distance of each of the
+    settle_window: int = 4            # this many masks before it
 
-    EXTENT = ("levels", "controls", "control_levels", "reinit_draws")
+    EXTENT = ("levels", "controls", "control_levels", "reinit_draws", "mask_every", "settle_threshold",
+              "settle_window")
     RULES = {"pruning": one_of(("layerwise", "global")),
              "rates": Rule(lambda r: 0 <= r < 1, "in [0, 1) (the fraction of surviving weights a round removes)"),
              "rewind_iteration": at_least(0), "levels": at_least(0), "reinit_draws": at_least(1),
              "controls": one_of(controls),  # the default names every control there is
-             "control_levels": at_least(1)}
+             "control_levels": at_least(1), "mask_every": at_least(0), "settle_window": at_least(1),
+             "settle_threshold": Rule(lambda t: 0 < t <= 1, "in (0, 1] (a fraction of positions)")}
 
     def check(self, cfg: "Experiment") -> None:
         """What the rules above cannot say alone: limits set by other fields. (The levels past which the

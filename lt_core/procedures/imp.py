@@ -27,7 +27,7 @@ from ..config import ConfigError, Experiment
 from ..data import datasets
 from ..nets import models
 from ..provenance import provenance
-from ..sparsity import pruning
+from ..sparsity import early_bird, pruning
 from ..sparsity.masks import Mask
 from ..training.loop import DeviceData, check_batches, train
 from .base import Procedure, Unit, register
@@ -143,21 +143,41 @@ class Trial:
         cfg = self.cfg
         mask, model = self.unit_start(unit)
         keep = cfg.rewind_iteration if (unit.level == 0 and cfg.rewind_iteration > 0) else None
+        trajectory: list[tuple[int, Mask]] = []  # (iteration, the mask the next round would prune to)
+        watch = None
+        if cfg.mask_every and unit.control == "ticket":
+            names = list(model.prunable)
+            watch = (cfg.mask_every, lambda step, state: trajectory.append(
+                (step, pruning.magnitude({n: state[n] for n in names}, mask, self.spec))))
         started = time.perf_counter()
         result = train(model, mask, self.data, cfg, data_seed=self.data_seed, keep_iteration=keep,
-                       on_step=self.on_step)
+                       on_step=self.on_step, watch=watch)
         seconds = time.perf_counter() - started
         if keep is not None:
             self.store.save_trial_tensor(self.trial, "rewind", result.kept_state)
         tensors = {"mask": dict(mask)}
         if unit.control == "ticket":
             tensors["final"] = {n: result.final_state[n] for n in model.prunable}
+        settled = {}
+        if trajectory:
+            tensors["trajectory"] = {str(step): dict(m) for step, m in trajectory}
+            settled = settling(trajectory, cfg.settle_threshold, cfg.settle_window)
         summary = {"trial": unit.trial, "level": unit.level, "control": unit.control, "draw": unit.draw,
                    "density": mask.density(), "layer_densities": mask.layer_densities(),
-                   **early_stop(result.rows), "seconds": round(seconds, 3),
+                   **early_stop(result.rows), **settled, "seconds": round(seconds, 3),
                    "steps_per_second": round(cfg.iterations / seconds, 1), "seed": self.seed,
                    "data_seed": self.data_seed, **provenance(str(self.data.x_train.device))}
         self.store.save_unit(unit, result.rows, summary, tensors)
+
+
+def settling(trajectory: list[tuple[int, Mask]], threshold: float, window: int) -> dict:
+    """When a ticket's next-round mask settled during its training: the iteration of early_bird.settled_at
+    (None if never), and per recorded iteration its distance to the mask before and to the final one."""
+    masks = [m for _, m in trajectory]
+    e = early_bird.settled_at(masks, threshold, window)
+    return {"mask_settled_iteration": trajectory[e][0] if e is not None else None,
+            "mask_distances": [[step, early_bird.distance(m, masks[i - 1]) if i else None,
+                                early_bird.distance(m, masks[-1])] for i, (step, m) in enumerate(trajectory)]}
 
 
 def early_stop(rows) -> dict:

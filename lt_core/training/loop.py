@@ -220,9 +220,11 @@ class RunResult:
 
 
 def train(model: nn.Module, mask: Mask, data: DeviceData, cfg, *, data_seed: int,
-          keep_iteration: int | None = None, on_step=None, plain: bool = False) -> RunResult:
+          keep_iteration: int | None = None, on_step=None, plain: bool = False, watch=None) -> RunResult:
     """Train `model` (already initialised) under `mask` for cfg.iterations steps; see the module docstring.
-    plain=True takes the plain autograd path everywhere: the reference the fast paths are tested against."""
+    plain=True takes the plain autograd path everywhere: the reference the fast paths are tested against.
+    watch=(every, fn) calls fn(iteration, state) with a CPU copy of the full state every `every` steps and
+    at the end (Early-Bird mask trajectories); it reads the weights and changes nothing."""
     device = data.x_train.device
     mask.check_fits(model)
     model.to(device)
@@ -303,6 +305,8 @@ def train(model: nn.Module, mask: Mask, data: DeviceData, cfg, *, data_seed: int
         done = step + 1
         if done == keep_iteration:
             kept = snapshot()
+        if watch is not None and (done % watch[0] == 0 or done == cfg.iterations):
+            watch[1](done, snapshot())
         if done % cfg.eval_every == 0 or done == cfg.iterations:
             log(done)
         if on_step is not None:

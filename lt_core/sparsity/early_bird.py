@@ -1,0 +1,51 @@
+"""When does a mask settle? Pure functions for Early-Bird tickets (You et al. 2020) and their unstructured
+analogue: the distance between two masks, the detection rule, and the paper's structured channel masks.
+
+- `distance(a, b)`: the fraction of positions (over every tensor the masks share) where they differ: 0 for
+  a mask and itself, 1 for a mask and its complement.
+- `settled_at(masks, threshold, window)`: the first index e >= window at which the newest mask is within
+  `threshold` of each of the `window` masks before it (the paper keeps the last five masks, one an epoch,
+  and draws the ticket when the newest is within 0.1 of the other four); None if it never settles.
+- `channel_masks(scales, ratio)`: the paper's structured masks: channels ranked by |batch-norm scale| over
+  all layers together, the `ratio` of them with the smallest removed (the count rounded half up).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .masks import Mask
+
+
+def distance(a: Mask, b: Mask) -> float:
+    """Fraction of positions where two masks of the same tensors differ."""
+    if set(a) != set(b):
+        raise ValueError(f"masks over different tensors: {sorted(set(a) ^ set(b))}")
+    differ = sum(int((a[n] != b[n]).sum()) for n in a)
+    return differ / sum(a[n].numel() for n in a)
+
+
+def settled_at(masks: list[Mask], threshold: float = 0.1, window: int = 4) -> int | None:
+    """Index of the first mask within `threshold` (strictly below) of each of the `window` masks before it."""
+    for e in range(window, len(masks)):
+        if all(distance(masks[e], masks[e - j]) < threshold for j in range(1, window + 1)):
+            return e
+    return None
+
+
+def channel_masks(scales: dict[str, torch.Tensor], ratio: float) -> dict[str, torch.Tensor]:
+    """Batch-norm layer name -> bool mask of its channels: the `ratio` of all channels with the smallest
+    |scale| removed, ranked over all layers together (ties: the lower flat index survives)."""
+    if not 0 <= ratio < 1:
+        raise ValueError(f"ratio={ratio}: the fraction of channels removed must lie in [0, 1)")
+    names = list(scales)
+    flat = torch.cat([scales[n].detach().abs().flatten().cpu() for n in names])
+    removed = int(ratio * len(flat) + 0.5)
+    keep = torch.ones(len(flat), dtype=torch.bool)
+    keep[torch.sort(flat, stable=True).indices[:removed]] = False
+    out, start = {}, 0
+    for n in names:
+        size = scales[n].numel()
+        out[n] = keep[start:start + size].view_as(scales[n])
+        start += size
+    return out

@@ -1,0 +1,66 @@
+"""When a mask settles (lt_core/sparsity/early_bird.py; IMP's mask trajectories): distances, the detection
+rule on a made-up sequence, the structured channel masks' ratio, and a ticket's recorded trajectory ending
+at exactly the mask the next level prunes to."""
+
+import pytest
+import torch
+
+from lt_core.config import ConfigError
+from lt_core.procedures.base import Unit, procedure_for
+from lt_core.runs import executor
+from lt_core.runs.results import load as load_results
+from lt_core.sparsity import early_bird
+from lt_core.sparsity.masks import Mask
+
+from test_engine import cfg, tiny  # noqa: F401  (fixture)
+
+
+def mask(bits):
+    return Mask({"w": torch.tensor(bits, dtype=torch.bool)})
+
+
+def test_distance_of_a_mask_to_itself_and_to_its_complement():
+    m = Mask({"a": torch.rand(30, 20, generator=torch.Generator().manual_seed(0)) < 0.4,
+              "b": torch.tensor([True, False, True])})
+    assert early_bird.distance(m, m) == 0
+    assert early_bird.distance(m, Mask({n: ~t for n, t in m.items()})) == 1
+    assert early_bird.distance(mask([1, 1, 0, 0]), mask([1, 0, 0, 1])) == 0.5
+    with pytest.raises(ValueError, match="different tensors"):
+        early_bird.distance(m, mask([1]))
+
+
+def test_the_rule_fires_at_the_first_mask_within_the_threshold_of_the_four_before():
+    ten = lambda ones: mask([1] * ones + [0] * (10 - ones))  # distance between ten(a) and ten(b): |a - b| / 10
+    seq = [ten(0), ten(3), ten(5), ten(6), ten(6), ten(6), ten(6), ten(6), ten(6)]
+    # index 6: within 0.1 (strictly) of 5, 4, 3 (distance 0) but 2 is 0.1 away; index 7: 6, 5, 4, 3 all 0
+    assert early_bird.settled_at(seq, threshold=0.1, window=4) == 7
+    assert early_bird.settled_at(seq, threshold=0.11, window=4) == 6
+    assert early_bird.settled_at(seq[:7], threshold=0.1, window=4) is None
+    assert early_bird.settled_at(seq, threshold=0.1, window=1) == 4
+
+
+@pytest.mark.parametrize("ratio", [0.3, 0.5, 0.7])
+def test_channel_masks_remove_the_stated_ratio_of_all_channels(ratio):
+    g = torch.Generator().manual_seed(1)
+    scales = {"bn1": torch.randn(64, generator=g), "bn2": torch.randn(128, generator=g) * 3}
+    masks = early_bird.channel_masks(scales, ratio)
+    kept = sum(int(m.sum()) for m in masks.values())
+    assert kept == 192 - int(ratio * 192 + 0.5)
+    threshold = min(scales[n].abs()[m].min() for n, m in masks.items())
+    assert all(bool((scales[n].abs()[~m] <= threshold).all()) for n, m in masks.items())  # the smallest go
+
+
+def test_a_tickets_trajectory_ends_at_the_mask_the_next_level_prunes_to(tiny, tmp_path):
+    c = cfg(controls=["ticket"], mask_every=10)
+    store = executor.run(c, tmp_path, log=lambda *_: None)
+    trajectory = store.load_tensor(Unit(0, 0, "ticket"), "trajectory")
+    assert sorted(int(k) for k in trajectory) == [10, 20, 30]
+    next_mask = store.load_tensor(Unit(0, 1, "ticket"), "mask")
+    assert all(torch.equal(trajectory["30"][n], next_mask[n]) for n in next_mask)
+    _, summary = load_results(c, tmp_path)
+    row = summary[summary.level == 0].iloc[0]
+    distances = row.mask_distances
+    assert [d[0] for d in distances] == [10, 20, 30] and distances[0][1] is None and distances[-1][2] == 0
+    assert c.digest() == cfg(controls=["ticket"]).digest()  # recording a trajectory keeps the run's name
+    with pytest.raises(ConfigError, match="settle_threshold"):
+        cfg(settle_threshold=0)
