@@ -114,6 +114,7 @@ class Experiment:
     model: str = "lenet_300_100"
     init: str = "glorot_normal"       # the paper's Gaussian Glorot
     dropout: float = 0.0
+    width: float = 1.0                # conv nets: every layer's width times this (Ramanujan et al.'s wide nets)
     # training
     optimizer: str = "adam"           # adam | sgd
     lr: float = 1.2e-3
@@ -203,9 +204,10 @@ SHARED = {f.name: f for f in _shared_fields()}
 # datasets, models and inits are checked where their registries live (lt_core/procedures/imp.py, new_model).
 RULES = {
     "experiment": folder_name, "optimizer": one_of(("adam", "sgd")), "device": one_of(("auto", "cpu", "cuda")),
-    "val_size": at_least(0), "split_seed": at_least(0),
-    "train_fraction": Rule(lambda f: 0 < f <= 1, "in (0, 1] (the share of the training split kept)"), "seed": at_least(0), "dropout": fraction(),
-    "lr": above(0.0), "momentum": fraction(), "weight_decay": at_least(0.0), "l1_penalty": at_least(0.0), "batch_size": at_least(1),
+    "val_size": at_least(0), "split_seed": at_least(0), "seed": at_least(0), "dropout": fraction(),
+    "train_fraction": Rule(lambda f: 0 < f <= 1, "in (0, 1] (the share of the training split kept)"),
+    "width": above(0.0), "lr": above(0.0), "momentum": fraction(), "weight_decay": at_least(0.0),
+    "l1_penalty": at_least(0.0), "batch_size": at_least(1),
     "iterations": at_least(1), "warmup_iterations": at_least(0), "lr_drops": at_least(1),
     "lr_drop_factor": Rule(lambda v: 0 < v <= 1, "a finite number in (0, 1]"), "eval_every": at_least(1),
     "lr_schedule": one_of(("steps", "cosine")), "trials": at_least(1),

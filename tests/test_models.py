@@ -90,3 +90,16 @@ def test_augmentation_is_a_padded_crop_or_its_mirror():
         assert any(torch.equal(out[i], c) or torch.equal(out[i], c.flip(2)) for c in crops), i
     again = augment(x, black, torch.Generator().manual_seed(0))
     assert torch.equal(out, again)
+
+
+def test_wide_conv_nets_multiply_every_width():
+    from lt_core.config import ConfigError, make
+    from lt_core.procedures.imp import new_model
+    net = models.build("conv2", in_shape=(3, 32, 32), width=2.0)
+    assert [m.out_channels for m in net.features if isinstance(m, torch.nn.Conv2d)] == [128, 128]
+    assert net.fc1.weight.shape == (512, 128 * 16 * 16) and net.fc3.weight.shape == (10, 512)
+    half = new_model(make({"model": "conv4", "dataset": "cifar10", "width": 0.5}), 0)
+    assert [m.out_channels for m in half.features if isinstance(m, torch.nn.Conv2d)] == [32, 32, 64, 64]
+    assert make({"width": 2.0}).digest() != make({}).digest()
+    with pytest.raises(ConfigError, match="width"):
+        new_model(make({"width": 2.0}), 0)  # LeNet has no width multiplier

@@ -65,20 +65,22 @@ class ConvNet(nn.Module):
     """Conv-2/4/6 of Frankle & Carbin: pairs of 3x3 convs (64, 128, 256) each followed by a 2x2 max-pool,
     then fc 256, fc 256, fc 10; dropout (the paper's 0.5) on the fully connected layers when asked."""
 
-    def __init__(self, pairs: int, in_shape=(3, 32, 32), num_classes=10, dropout=0.0):
+    def __init__(self, pairs: int, in_shape=(3, 32, 32), num_classes=10, dropout=0.0, width=1.0):
         super().__init__()
         c, h, w = in_shape
         layers, self.prunable = [], {}
-        for i, width in enumerate((64, 128, 256)[:pairs]):
+        for i, width_i in enumerate((64, 128, 256)[:pairs]):
+            width_i = round(width * width_i)  # Ramanujan et al.'s wide variants multiply every width
             for j in range(2):
-                layers += [nn.Conv2d(c, width, 3, padding=1), nn.ReLU()]
+                layers += [nn.Conv2d(c, width_i, 3, padding=1), nn.ReLU()]
                 self.prunable[f"features.{len(layers) - 2}.weight"] = "conv"
-                c = width
+                c = width_i
             layers.append(nn.MaxPool2d(2))
             h, w = h // 2, w // 2
         self.features = nn.Sequential(*layers)
-        self.fc1, self.fc2 = Linear(c * h * w, 256), Linear(256, 256)
-        self.fc3 = Linear(256, num_classes)
+        fc = round(width * 256)
+        self.fc1, self.fc2 = Linear(c * h * w, fc), Linear(fc, fc)
+        self.fc3 = Linear(fc, num_classes)
         self.drop = nn.Dropout(dropout)
         self.prunable.update({"fc1.weight": "fc", "fc2.weight": "fc", "fc3.weight": "output"})
 
@@ -205,15 +207,22 @@ INITS = ("glorot_normal", "kaiming_normal", "kaiming_uniform", "signed_kaiming_c
          "signed_kaiming_constant_scaled")
 
 
+WIDE = ("conv2", "conv4", "conv6")  # the nets with a width multiplier
+
+
 def build(name: str, *, init: str = "glorot_normal", seed: int = 0, in_shape=(1, 28, 28),
-          num_classes: int = 10, dropout: float = 0.0, keep: float = 1.0) -> nn.Module:
+          num_classes: int = 10, dropout: float = 0.0, keep: float = 1.0, width: float = 1.0) -> nn.Module:
     """A freshly initialised model; the same (name, init, seed) gives the same weights on any device.
-    `keep` is the kept fraction the `_scaled` inits scale for (initialize)."""
+    `keep` is the kept fraction the `_scaled` inits scale for (initialize); `width` multiplies every layer's
+    width of the conv nets (WIDE)."""
     if name not in BUILDERS:
         raise ValueError(f"unknown model '{name}'; choose one of {', '.join(BUILDERS)}")
     if init not in INITS:
         raise ValueError(f"unknown init '{init}'; choose one of {', '.join(INITS)}")
-    model = BUILDERS[name](in_shape=tuple(in_shape), num_classes=num_classes, dropout=dropout)
+    if width != 1.0 and name not in WIDE:
+        raise ValueError(f"width={width}: only {', '.join(WIDE)} have a width multiplier, not {name}")
+    extra = {"width": width} if name in WIDE else {}
+    model = BUILDERS[name](in_shape=tuple(in_shape), num_classes=num_classes, dropout=dropout, **extra)
     if not 0 < keep <= 1:
         raise ValueError(f"keep={keep}: the fraction of weights kept must lie in (0, 1]")
     initialize(model, init, torch.Generator().manual_seed(seed), keep)

@@ -14,12 +14,10 @@ import dataclasses
 
 from ..checks import Rule, one_of, raise_first
 from ..config import Experiment, section
-from ..data import datasets
-from ..nets import models
 from ..provenance import provenance
 from ..training import supermask
 from .base import Procedure, Unit, register
-from .imp import SHAPES, derive_seed, early_stop, new_model
+from .imp import derive_seed, early_stop, new_model
 
 PER_MILLE = 1000
 
@@ -68,8 +66,7 @@ class EdgePopupProcedure(Procedure):
     def run_unit(self, unit: Unit, store, data, on_step=None) -> None:
         cfg, keep = self.cfg, keep_of(unit)
         seed = derive_seed(cfg.seed, unit.trial)
-        model = models.build(cfg.model, init=cfg.init, seed=derive_seed(seed, "init"), in_shape=SHAPES[cfg.dataset],
-                             dropout=cfg.dropout, keep=keep, num_classes=datasets.num_classes(cfg.dataset))
+        model = new_model(cfg, derive_seed(seed, "init"), keep=keep)
         data_seed = derive_seed(seed, "data") % 2**31
         result = supermask.train(model, keep, data, cfg, data_seed=data_seed,
                                  score_seed=derive_seed(seed, "scores", unit.level), on_step=on_step,

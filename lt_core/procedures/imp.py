@@ -63,11 +63,16 @@ def levels_with_controls(cfg: Experiment) -> list[int]:
     return sorted(level for level in set(chosen) if 1 <= level <= cfg.levels)
 
 
-def new_model(cfg: Experiment, seed: int):
-    """The experiment's network, initialised from `seed`; its names are checked against the registries here
+def new_model(cfg: Experiment, seed: int, *, dropout: float | None = None, keep: float = 1.0):
+    """The experiment's network, initialised from `seed` (dropout: the configuration's unless given; keep:
+    the kept fraction of edge-popup's scaled inits); its names are checked against the registries here
     (config.py cannot import them), so a bad one is an error naming the parameter before anything runs."""
     check_rules(cfg, {"dataset": one_of(SHAPES), "model": one_of(models.BUILDERS), "init": one_of(models.INITS)})
-    return models.build(cfg.model, init=cfg.init, seed=seed, in_shape=SHAPES[cfg.dataset], dropout=cfg.dropout,
+    if cfg.width != 1.0 and cfg.model not in models.WIDE:
+        raise ConfigError(f"'width' is {cfg.width}; only {', '.join(models.WIDE)} have a width multiplier, "
+                          f"not {cfg.model}")
+    return models.build(cfg.model, init=cfg.init, seed=seed, in_shape=SHAPES[cfg.dataset],
+                        dropout=cfg.dropout if dropout is None else dropout, keep=keep, width=cfg.width,
                         num_classes=datasets.num_classes(cfg.dataset))
 
 

@@ -26,14 +26,12 @@ import time
 
 from ..checks import Rule, at_least, one_of, raise_first
 from ..config import ConfigError, Experiment, section
-from ..data import datasets
-from ..nets import models
 from ..provenance import provenance
 from ..sparsity import pruning
 from ..sparsity.masks import Mask
 from ..training.loop import train
 from .base import Procedure, Unit, register
-from .imp import SHAPES, derive_seed, early_stop, new_model
+from .imp import derive_seed, early_stop, new_model
 
 CONTROLS = ("finetune", "ticket", "reinit", "scratch", "oneshot")
 
@@ -199,8 +197,7 @@ class PruneFinetuneProcedure(Procedure):
         dense = new_model(cfg, 0)
         dropout = pruning.retrain_dropout(cfg.dropout, connections(before, dense) if unit.control == "finetune"
                                           else connections(Mask.ones_like(dense), dense), connections(mask, dense))
-        model = models.build(cfg.model, init=cfg.init, seed=0, in_shape=SHAPES[cfg.dataset], dropout=dropout,
-                             num_classes=datasets.num_classes(cfg.dataset))
+        model = new_model(cfg, 0, dropout=dropout)
         model.load_state_dict(state)
         iterations = cfg.finetune_iterations * (1 if unit.control == "finetune" else unit.level)
         extra = {"retrain_dropout": dropout,
