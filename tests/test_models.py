@@ -26,6 +26,7 @@ def prunable_counts(model) -> dict[str, int]:
     ("conv2", CIFAR, {"conv": 38_592, "fc": 4_259_840, "output": 2_560}),        # 4.3M, 38K conv
     ("conv4", CIFAR, {"conv": 259_776, "fc": 2_162_688, "output": 2_560}),       # 2.4M, 260K conv
     ("conv6", CIFAR, {"conv": 1_144_512, "fc": 1_114_112, "output": 2_560}),     # 1.1M conv
+    ("conv8", CIFAR, {"conv": 4_683_456, "fc": 589_824, "output": 2_560}),       # + 512, 512 (Ramanujan et al.)
     ("vgg19", CIFAR, {"conv": 20_018_880, "output": 5_120}),                     # 20.0M, 5,120 output
     ("resnet20", CIFAR, {"conv": 267_696, "shortcut": 2_560, "output": 640}),    # ~270K
 ])

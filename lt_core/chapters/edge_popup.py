@@ -28,7 +28,7 @@ INITS = {  # the paper's names, in its order of merit (paper-claims.md section 4
 }
 COLORS = dict(zip(INITS, ("tab:red", "tab:purple", "tab:blue", "tab:green", "tab:orange", "tab:brown")))
 NETS = {"lenet_300_100": "LeNet-300-100 (MNIST)", "conv2": "Conv-2 (CIFAR-10)", "conv4": "Conv-4 (CIFAR-10)",
-        "conv6": "Conv-6 (CIFAR-10)"}
+        "conv6": "Conv-6 (CIFAR-10)", "conv8": "Conv-8 (CIFAR-10)"}
 
 # book/recorded/<name>: (model, init) -> the edge-popup run; model -> the run whose level 0 is the trained net
 RECORDED = {

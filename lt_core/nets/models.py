@@ -62,14 +62,15 @@ def _channels_last(grad: torch.Tensor) -> torch.Tensor:
 
 
 class ConvNet(nn.Module):
-    """Conv-2/4/6 of Frankle & Carbin: pairs of 3x3 convs (64, 128, 256) each followed by a 2x2 max-pool,
+    """Conv-2/4/6 of Frankle & Carbin (and Ramanujan et al.'s Conv-8, a fourth pair of 512): pairs of 3x3 convs
+    (64, 128, 256, 512) each followed by a 2x2 max-pool,
     then fc 256, fc 256, fc 10; dropout (the paper's 0.5) on the fully connected layers when asked."""
 
     def __init__(self, pairs: int, in_shape=(3, 32, 32), num_classes=10, dropout=0.0, width=1.0):
         super().__init__()
         c, h, w = in_shape
         layers, self.prunable = [], {}
-        for i, width_i in enumerate((64, 128, 256)[:pairs]):
+        for i, width_i in enumerate((64, 128, 256, 512)[:pairs]):
             width_i = round(width * width_i)  # Ramanujan et al.'s wide variants multiply every width
             for j in range(2):
                 layers += [nn.Conv2d(c, width_i, 3, padding=1), nn.ReLU()]
@@ -165,6 +166,7 @@ BUILDERS = {
     "conv2": lambda **kw: ConvNet(1, **kw),
     "conv4": lambda **kw: ConvNet(2, **kw),
     "conv6": lambda **kw: ConvNet(3, **kw),
+    "conv8": lambda **kw: ConvNet(4, **kw),
     "vgg19": VGG19,
     "resnet20": ResNet20,
 }
@@ -207,7 +209,7 @@ INITS = ("glorot_normal", "kaiming_normal", "kaiming_uniform", "signed_kaiming_c
          "signed_kaiming_constant_scaled")
 
 
-WIDE = ("conv2", "conv4", "conv6")  # the nets with a width multiplier
+WIDE = ("conv2", "conv4", "conv6", "conv8")  # the nets with a width multiplier
 
 
 def build(name: str, *, init: str = "glorot_normal", seed: int = 0, in_shape=(1, 28, 28),
