@@ -55,6 +55,8 @@ PAGES = {
                     "figures": 7, "arxiv": "1803.03635", "title": "Lottery Ticket Hypothesis"},
     "edge_popup": {"claims": "edge_popup", "claim_id": "init-order", "slider": ("50.0%", "10.0%"),
                    "figures": 4, "arxiv": "1911.13299", "title": "Randomly Weighted"},
+    "prune_finetune": {"claims": "prune_finetune", "claim_id": "keep-survivors", "slider": ("28.6%", "8.2%"),
+                       "figures": 4, "arxiv": "1506.02626", "title": "Learning both Weights"},
 }
 PAGE_REQUESTS_BUDGET = 50
 FIRST_PAINT_BYTES_BUDGET = 1_200_000

@@ -15,7 +15,7 @@ import pandas as pd
 
 from ..book import scorecard
 from ..runs import recorded as recorded_runs
-from . import edge_popup, lenet_mnist
+from . import edge_popup, lenet_mnist, prune_finetune
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,8 @@ CHAPTERS = [
             "lenet_mnist_paper"),
     Chapter("edge_popup", "Edge-popup: subnetworks hidden in random weights", "Ramanujan et al. 2020",
             edge_popup.claims, "edge_popup_lenet_signed_constant_scaled", edge_popup.bookwide_tables),
+    Chapter("prune_finetune", "Prune and fine-tune, against winning tickets", "Han et al. 2015",
+            prune_finetune.claims, "han_lenet_l2", prune_finetune.bookwide_tables),
 ]
 
 
