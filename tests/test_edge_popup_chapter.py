@@ -83,8 +83,13 @@ def test_gap_and_deeper_nets():
     m, v = verdict("conv2-gap", summary)
     assert m.value == pytest.approx(-4.0) and v == sc.PARTLY  # 2 points off the paper's -2
     m, v = verdict("deeper-closes-gap", summary)
-    assert m.value == pytest.approx(3.0) and v == sc.REPRODUCED  # -4 -> -1
-    assert m.shown == "gap -4.0 (Conv-2, best k) -> -1.0 pts (Conv-4, k = 0.5 only)"
+    assert m.value == pytest.approx(3.0) and v == sc.REPRODUCED  # -4 -> -1, both at k = 0.5
+    assert m.shown == "gap -4.0 (Conv-2) -> -1.0 pts (Conv-4), k = 0.5"
+    # Conv-2's better k (0.3 here is worse; make it better) is not compared with Conv-4's only k
+    better = ep.combine([ep_run("conv2", "signed_kaiming_constant_scaled", {0.5: 0.76, 0.3: 0.79}, **conv),
+                         runs[1]], dense)
+    m, _ = verdict("deeper-closes-gap", better)
+    assert m.value == pytest.approx(3.0)  # still at k = 0.5: -4 -> -1
     assert verdict("deeper-closes-gap", ep.combine(runs[:1], dense))[1] == sc.UNMEASURED
     assert verdict("imagenet-wide-resnet", summary)[1] == sc.UNMEASURED
 
