@@ -377,11 +377,11 @@ def recorded_runs_table(names) -> tuple[pd.DataFrame, list[str]]:
         reg = regularisation(stored)
         strength = stored.get("l1_penalty") if reg == "L1" else stored.get("weight_decay")
         finetune = f" + {int(stored['finetune_iterations']):,} a round" if "finetune_iterations" in stored else ""
+        procedure = "IMP (Frankle & Carbin)" if stored.get("procedure", "imp") == "imp" else "Han et al."
         return summary, {
             "network": NETS.get(stored["model"], stored["model"]),
-            "procedure": "IMP (Frankle & Carbin)" if stored.get("procedure", "imp") == "imp" else "Han et al.",
-            "init": INIT_NAMES.get(stored["init"], stored["init"]),
-            "regularisation": reg + (f" ({strength:g})" if reg != "none" else ""),
+            "what": f"{procedure}; {INIT_NAMES.get(stored['init'], stored['init'])}; "
+                    + (f"{reg} {strength:g}" if reg != "none" else "no regularisation"),
             "levels": summary.level.max(), "methods": ", ".join(sorted(summary.control.unique())),
             "steps": f"{int(stored['iterations']):,}{finetune}"}, ""
     return table(names, describe)
