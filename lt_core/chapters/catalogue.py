@@ -34,7 +34,7 @@ CHAPTERS = [
     Chapter("edge_popup", "Edge-popup: subnetworks hidden in random weights", "Ramanujan et al. 2020",
             edge_popup.claims, "edge_popup_lenet_signed_constant_scaled", edge_popup.bookwide_tables),
     Chapter("prune_finetune", "Prune and fine-tune, against winning tickets", "Han et al. 2015",
-            prune_finetune.claims, "han_lenet_l2", prune_finetune.bookwide_tables),
+            prune_finetune.claims, "prune_finetune_lenet_l2", prune_finetune.bookwide_tables),
 ]
 
 

@@ -28,7 +28,8 @@ METHODS = {  # control -> (label, colour, line style), in the figure's order
 }
 NETS = {"lenet_300_100": "LeNet-300-100 (MNIST)", "lenet5": "LeNet-5 (MNIST)"}
 # book/recorded/<name>: (model, regularisation) -> the run; and Frankle & Carbin's IMP run of the same net
-RECORDED = {("lenet_300_100", "L2"): "han_lenet_l2", ("lenet_300_100", "L1"): "han_lenet_l1"}
+RECORDED = {("lenet_300_100", "L2"): "prune_finetune_lenet_l2",
+            ("lenet_300_100", "L1"): "prune_finetune_lenet_l1"}
 IMP = {"lenet_300_100": "lenet_mnist_paper"}
 # Frankle & Carbin's run again, trial 0's tickets only, down to 8.6%, with their masks (lenet_mnist_paper was
 # recorded before masks were): the ticket's mask picture beside Han's
