@@ -13,7 +13,6 @@ import math
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
 from ..book import scorecard as sc
 from ..runs import recorded as recorded_runs

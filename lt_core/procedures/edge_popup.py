@@ -14,10 +14,9 @@ import dataclasses
 
 from ..checks import Rule, one_of, raise_first
 from ..config import Experiment, section
-from ..provenance import provenance
 from ..training import supermask
 from .base import Procedure, Unit, register
-from .imp import derive_seed, early_stop, new_model
+from .imp import derive_seed, new_model, unit_summary
 
 PER_MILLE = 1000
 
@@ -71,9 +70,6 @@ class EdgePopupProcedure(Procedure):
         result = supermask.train(model, keep, data, cfg, data_seed=data_seed,
                                  score_seed=derive_seed(seed, "scores", unit.level), on_step=on_step,
                                  cosine=cfg.schedule == "cosine")
-        summary = {"trial": unit.trial, "level": unit.level, "control": unit.control, "draw": unit.draw,
-                   "keep": keep, "density": result.mask.density(), "layer_densities": result.mask.layer_densities(),
-                   **early_stop(result.rows), "seconds": round(result.seconds, 3),
-                   "steps_per_second": round(cfg.iterations / result.seconds, 1), "seed": seed,
-                   "data_seed": data_seed, **provenance(str(data.x_train.device))}
+        summary = unit_summary(unit, result.mask, result.rows, seconds=result.seconds, steps=cfg.iterations,
+                               seed=seed, data_seed=data_seed, device=str(data.x_train.device), keep=keep)
         store.save_unit(unit, result.rows, summary, {"mask": dict(result.mask)})

@@ -167,12 +167,19 @@ class Trial:
         if trajectory:
             tensors["trajectory"] = {str(step): dict(m) for step, m in trajectory}
             settled = settling(trajectory, cfg.settle_threshold, cfg.settle_window)
-        summary = {"trial": unit.trial, "level": unit.level, "control": unit.control, "draw": unit.draw,
-                   "density": mask.density(), "layer_densities": mask.layer_densities(),
-                   **early_stop(result.rows), **settled, "seconds": round(seconds, 3),
-                   "steps_per_second": round(cfg.iterations / seconds, 1), "seed": self.seed,
-                   "data_seed": self.data_seed, **provenance(str(self.data.x_train.device))}
+        summary = unit_summary(unit, mask, result.rows, seconds=seconds, steps=cfg.iterations, seed=self.seed,
+                               data_seed=self.data_seed, device=str(self.data.x_train.device), **settled)
         self.store.save_unit(unit, result.rows, summary, tensors)
+
+
+def unit_summary(unit: Unit, mask: Mask, rows, *, seconds: float, steps: int, seed: int, data_seed: int,
+                 device: str, **extra) -> dict:
+    """What every procedure's summary.json says of a unit: its name, density, early stop and end, what the
+    procedure adds (`extra`), its cost, its seeds and where it ran."""
+    return {"trial": unit.trial, "level": unit.level, "control": unit.control, "draw": unit.draw,
+            "density": mask.density(), "layer_densities": mask.layer_densities(), **early_stop(rows), **extra,
+            "seconds": round(seconds, 3), "steps_per_second": round(steps / seconds, 1), "seed": seed,
+            "data_seed": data_seed, **provenance(device)}
 
 
 def settling(trajectory: list[tuple[int, Mask]], threshold: float, window: int) -> dict:

@@ -26,12 +26,11 @@ import time
 
 from ..checks import Rule, at_least, one_of, raise_first
 from ..config import ConfigError, Experiment, section
-from ..provenance import provenance
 from ..sparsity import pruning
 from ..sparsity.masks import Mask
 from ..training.loop import train
 from .base import Procedure, Unit, register
-from .imp import derive_seed, early_stop, new_model
+from .imp import derive_seed, new_model, unit_summary
 
 CONTROLS = ("finetune", "ticket", "reinit", "scratch", "oneshot")
 
@@ -215,11 +214,8 @@ class PruneFinetuneProcedure(Procedure):
         if unit.control in ("dense", "finetune"):  # the next level starts from them; one-shot from the dense
             tensors["final"] = result.final_state
         pruned = next((acc for it, split, _, acc in result.rows if it == 0 and split == "test"), None)
-        summary = {"trial": unit.trial, "level": unit.level, "control": unit.control, "draw": unit.draw,
-                   "density": mask.density(), "layer_densities": mask.layer_densities(),
-                   **{f"density_{n.removesuffix('.weight')}": d for n, d in mask.layer_densities().items()},
-                   **early_stop(result.rows), "start_test_accuracy": pruned, "iterations": cfg.iterations,
-                   "lr": cfg.lr, **extra, "seconds": round(seconds, 3),
-                   "steps_per_second": round(cfg.iterations / seconds, 1), "seed": seed, "data_seed": data_seed,
-                   **provenance(str(data.x_train.device))}
+        summary = unit_summary(unit, mask, result.rows, seconds=seconds, steps=cfg.iterations, seed=seed,
+                               data_seed=data_seed, device=str(data.x_train.device),
+                               **{f"density_{n.removesuffix('.weight')}": d for n, d in mask.layer_densities().items()},
+                               start_test_accuracy=pruned, iterations=cfg.iterations, lr=cfg.lr, **extra)
         store.save_unit(unit, result.rows, summary, tensors)

@@ -27,12 +27,11 @@ import torch
 
 from ..checks import one_of, raise_first
 from ..config import ConfigError, Experiment, make, section
-from ..provenance import provenance
 from ..sparsity import pruning
 from ..sparsity.masks import Mask
 from ..training.loop import train
 from .base import Procedure, Unit, register, store_name
-from .imp import derive_seed, early_stop, new_model
+from .imp import derive_seed, new_model, unit_summary
 
 CONTROLS = ("transfer", "transfer_reinit", "random")
 
@@ -166,9 +165,6 @@ class TransferProcedure(Procedure):
         started = time.perf_counter()
         result = train(model, mask, data, cfg, data_seed=data_seed, on_step=on_step)
         seconds = time.perf_counter() - started
-        summary = {"trial": unit.trial, "level": unit.level, "control": unit.control, "draw": unit.draw,
-                   "density": mask.density(), "layer_densities": mask.layer_densities(), **early_stop(result.rows),
-                   "source": self.source_name, "seconds": round(seconds, 3),
-                   "steps_per_second": round(cfg.iterations / seconds, 1), "seed": seed, "data_seed": data_seed,
-                   **provenance(str(data.x_train.device))}
+        summary = unit_summary(unit, mask, result.rows, seconds=seconds, steps=cfg.iterations, seed=seed,
+                               data_seed=data_seed, device=str(data.x_train.device), source=self.source_name)
         store.save_unit(unit, result.rows, summary, {"mask": dict(mask)})
