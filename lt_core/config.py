@@ -185,6 +185,8 @@ class Experiment:
         with a default, shared or of a section, keeps every old name; so does a field that moves between
         the shared ones and a section, since both are hashed as one flat mapping."""
         identity = {k: v for k, v in self.changed().items() if k not in self.extent()}
+        if hasattr(self.settings, "identity"):  # a section whose fields hold another experiment's (transfer)
+            identity = self.settings.identity(identity)
         text = json.dumps(identity, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:10]
 

@@ -67,6 +67,8 @@ def test_one_source_serves_two_targets_and_names_them(tiny, tmp_path):
     assert target().digest() != target(source={**SOURCE, "rewind_iteration": 20}).digest()
     # the source's own extent (more trials) keeps the source's store, so its finished units serve again
     assert procedure_for(target(source={**SOURCE, "trials": 2})).source_name == procedure_for(target()).source_name
+    # and the target's name: more source trials or levels extend the target's run as they extend the source's
+    assert target(source={**SOURCE, "trials": 2, "levels": 3}).digest() == target().digest()
 
 
 def test_a_wrong_source_is_one_error_before_training(tiny, tmp_path):

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from ..checks import one_of, raise_first
-from ..config import ConfigError, Experiment, make, section
+from ..config import EXTENT, ConfigError, Experiment, Imp, make, section
 from ..sparsity import pruning
 from ..sparsity.masks import Mask
 from ..training.loop import train
@@ -59,6 +59,15 @@ class Transfer:
             ("transfer" not in self.controls,
              f"'controls' is {list(self.controls)}; it must include transfer: the others are its controls"),
         ])
+
+
+    def identity(self, changed: dict) -> dict:
+        """What names the target (Experiment.digest): the source's own extent (its trials, levels, controls)
+        left out, as the target's is, so that more source trials or levels extend the target's run too."""
+        if "source" in changed:
+            extent = set(EXTENT) | set(Imp.EXTENT)  # the source is an imp experiment (source_config)
+            changed = {**changed, "source": {k: v for k, v in changed["source"].items() if k not in extent}}
+        return changed
 
 
 def _frozen(value):
