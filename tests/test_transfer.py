@@ -67,6 +67,8 @@ def test_one_source_serves_two_targets_and_names_them(tiny, tmp_path):
     assert target().digest() != target(source={**SOURCE, "rewind_iteration": 20}).digest()
     # the source's own extent (more trials) keeps the source's store, so its finished units serve again
     assert procedure_for(target(source={**SOURCE, "trials": 2})).source_name == procedure_for(target()).source_name
+    # a source that does not state its trials trains the target's, no more
+    assert procedure_for(target(trials=2, source={k: v for k, v in SOURCE.items() if k != "trials"})).source.trials == 2
     # and the target's name: more source trials or levels extend the target's run as they extend the source's
     assert target(source={**SOURCE, "trials": 2, "levels": 3}).digest() == target().digest()
 

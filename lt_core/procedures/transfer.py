@@ -2,9 +2,10 @@
 trained on another experiment's data or optimizer (the *target*, this one).
 
 The target states the source as one flat mapping of its parameters (`source: {dataset: mnist, ...}`, an
-`imp` experiment; `experiment` in it names its store folder), so that a changed source parameter changes the
-target's run name, and two targets with the same source share its store: running a target trains the
-source units it needs first (in their own store, lt_core/runs/executor.py), and never twice.
+`imp` experiment; `experiment` in it names its store folder; its trials, unstated, are the target's), so
+that a changed source parameter changes the target's run name, and two targets with the same source share its
+store: running a target trains the source units it needs first (in their own store, lt_core/runs/executor.py),
+and never twice.
 
 Per trial t (t < the source's trials) and source level l (0..source levels), with the source's ticket mask
 m_l and its trial's rewound weights theta_k (theta_0 when it does not rewind):
@@ -81,7 +82,8 @@ def _frozen(value):
 
 def source_config(cfg: Experiment) -> Experiment:
     """The source experiment (an imp one), from the target's `source` mapping; its errors name `source`."""
-    values = {"experiment": f"{cfg.experiment}_source", **dict(cfg.source)}
+    # unstated trials: the target's (a target of 1 trial trains 1 source trial, not the source's default)
+    values = {"experiment": f"{cfg.experiment}_source", "trials": cfg.trials, **dict(cfg.source)}
     try:
         source = make(values)
     except ConfigError as error:
