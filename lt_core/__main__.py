@@ -8,6 +8,9 @@
     python -m lt_core status params/lenet_mnist.yaml --profile smoke
     python -m lt_core results params/lenet_mnist.yaml --profile smoke --csv out.csv [--summary]
     python -m lt_core results params/lenet_mnist.yaml --profile paper --export book/recorded/lenet_mnist_paper
+    python -m lt_core results params/transfer_lenet.yaml --profile cpu --source --export book/recorded/transfer_source_mnist
+    python -m lt_core run params/transfer_lenet.yaml --profile cpu --resume-from book/recorded/transfer_lenet_mnist
+        --resume-from book/recorded/transfer_source_mnist   (a transfer's recording and its source's)
     python -m lt_core bench [--quick]
 
 Every error that a user can fix is printed as one line (no traceback) and exits with status 2; Ctrl-C and
@@ -43,8 +46,8 @@ def cmd_run(args) -> int:
     from .runs.executor import run
     cfg = _experiment(args)
     if args.resume_from:
-        from .runs.recorded import resume
-        resume(cfg, args.resume_from, args.results)
+        from .runs.recorded import resume_all
+        resume_all(cfg, args.resume_from, args.results)
     run(cfg, args.results, progress=not args.quiet, workers=args.workers, executor=args.executor,
         address=args.address, cpus_per_unit=args.cpus_per_unit, gpus_per_unit=args.gpus_per_unit)
     return 0
@@ -93,6 +96,13 @@ def cmd_results(args) -> int:
     from .runs.results import curves_table, summary_table
     from .runs.store import DamagedError, atomic_write
     cfg = _experiment(args)
+    if args.source:
+        from .procedures.base import procedure_for
+        sources = procedure_for(cfg).sources()
+        if len(sources) != 1:
+            raise ValueError(f"--source: {cfg.experiment} has {len(sources)} source experiments; it names one "
+                             "only for an experiment with one (procedure transfer)")
+        cfg = next(iter(sources.values()))
     try:
         if args.export:
             dest = export(cfg, args.export, args.results, every=args.every)
@@ -144,15 +154,18 @@ def parser() -> argparse.ArgumentParser:
                            help="with --executor ray: CPUs (torch threads) per network (default 1)")
             c.add_argument("--gpus-per-unit", type=float, default=0.0, metavar="F",
                            help="with --executor ray: GPUs per network, a fraction shares one (default 0)")
-            c.add_argument("--resume-from", default=None, metavar="DIR",
+            c.add_argument("--resume-from", action="append", default=[], metavar="DIR",
                            help="first take the units a recorded run (book/recorded/<name>) holds, then train "
-                                "the rest (retraining the few whose weights the rest starts from)")
+                                "the rest (retraining the few whose weights the rest starts from); again for "
+                                "a source's recording (a transfer's)")
         if name == "results":
             c.add_argument("--csv", default=None, help="write the table to this CSV file")
             c.add_argument("--summary", action="store_true", help="one row per trained network")
             c.add_argument("--export", default=None, metavar="DIR",
                            help="write the small committable copy (config, summary, thinned curves) to DIR")
             c.add_argument("--every", type=int, default=1, help="with --export: keep every N-th evaluation")
+            c.add_argument("--source", action="store_true",
+                           help="the experiment's source instead (a transfer's IMP run: export it on its own)")
     b = sub.add_parser("bench", help="engine vs a reference loop, side by side (JSON out)")
     b.add_argument("bench_args", nargs=argparse.REMAINDER)
     b.set_defaults(func=cmd_bench)

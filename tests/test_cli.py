@@ -86,3 +86,20 @@ def test_missing_dataset_names_the_fix(tmp_path):
               env={"LT_DATA": str(tmp_path / "empty")}, check=False)
     assert run.returncode == 2
     assert "python -m lt_core data fetch mnist" in run.stderr and "Traceback" not in run.stderr
+
+
+@pytest.mark.skipif(find_dir("fashion_mnist", data_root()) is None or find_dir("mnist", data_root()) is None,
+                    reason="MNIST or Fashion-MNIST not fetched: run `python -m lt_core data fetch`")
+def test_a_transfer_and_its_source_are_read_and_exported_apart(tmp_path):
+    """`results --source` names a transfer's source IMP run (recorded on its own); elsewhere one line."""
+    results = str(tmp_path / "results")
+    args = ["params/transfer_lenet.yaml", "--profile", "smoke", "--set", "iterations=60", "--results", results]
+    cli("run", *args, "--quiet")
+    cli("results", *args, "--source", "--summary", "--csv", str(tmp_path / "source.csv"))
+    source = pd.read_csv(tmp_path / "source.csv")
+    assert set(source.control) == {"ticket"} and set(source.experiment) == {"transfer_source_mnist"}
+    cli("results", *args, "--source", "--export", str(tmp_path / "rec_source"))
+    assert (tmp_path / "rec_source" / "masks.zip").is_file()
+    wrong = cli("results", "params/lenet_mnist.yaml", "--profile", "smoke", "--source", check=False)
+    assert wrong.returncode == 2 and "has 0 source experiments" in wrong.stderr
+    assert len(wrong.stderr.strip().splitlines()) == 1

@@ -98,3 +98,32 @@ def test_an_output_layer_of_other_classes_stays_fresh_and_unpruned(tiny, tmp_pat
     assert model.fc3.weight.shape == (5, 100) and bool(mask["fc3.weight"].all())
     assert torch.equal(mask["fc2.weight"], source_mask["fc2.weight"])
     assert torch.equal(model.fc1.weight, theta_k["fc1.weight"])  # the shared layers transfer
+
+
+def test_a_recorded_transfer_and_its_source_resume_on_a_fresh_machine(tiny, tmp_path):
+    """Both recordings go back into their own stores (`run --resume-from A --resume-from B`); the source's
+    theta_k is not recorded (no weights), so its level 0 trains again for the target's missing unit, and
+    the unit then starts from the recorded source mask."""
+    import shutil
+    from lt_core.runs import recorded
+    c = target(controls=["transfer"])
+    executor.run(c, tmp_path / "a", log=lambda *_: None)
+    proc = procedure_for(c)
+    first = RunStore(proc.source, tmp_path / "a")
+    theta_k = first.load_trial_tensor(0, "rewind")
+    shutil.rmtree(RunStore(c, tmp_path / "a").dir / Unit(0, 2, "transfer").path)  # stopped before it
+    recorded.export(c, tmp_path / "rec_target", tmp_path / "a")
+    recorded.export(proc.source, tmp_path / "rec_source", tmp_path / "a")
+    messages = []
+    recorded.resume_all(c, [tmp_path / "rec_source", tmp_path / "rec_target"], tmp_path / "b", log=messages.append)
+    assert "2 units resumed" in messages[0] and "2 units resumed" in messages[1]
+    assert "1 recorded units to train again" in messages[1]  # the source's level 0, for theta_k
+    lines = []
+    executor.run(c, tmp_path / "b", log=lines.append)
+    assert "2 of 6 units" in lines[0]  # of 3 + 3: the source's level 0 and the target's missing unit
+    again = RunStore(proc.source, tmp_path / "b")
+    assert all(torch.equal(again.load_trial_tensor(0, "rewind")[n], t) for n, t in theta_k.items())
+    mask, _ = proc.start(Unit(0, 2, "transfer"), RunStore(c, tmp_path / "b"))
+    assert torch.equal(mask["fc1.weight"], first.load_tensor(Unit(0, 2, "ticket"), "mask")["fc1.weight"])
+    with pytest.raises(ConfigError, match="these parameters name tgt"):
+        recorded.resume_all(target(lr=0.5), [tmp_path / "rec_target"], tmp_path / "c")

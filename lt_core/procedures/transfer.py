@@ -140,7 +140,11 @@ class TransferProcedure(Procedure):
         return out
 
     def reads_weights(self, unit: Unit, masks_known: bool = False) -> list[Unit]:
-        return []  # weights of another experiment only (its theta_k), never of this one's units
+        """The source's theta_k (its trial's level 0: weights are never recorded, so resuming the source from
+        a recording trains that unit again); never this experiment's own units' weights."""
+        if unit.control == "transfer" and self.source.rewind_iteration:
+            return [Unit(unit.trial, 0, "ticket", experiment=self.source_name)]
+        return []
 
     def resume_tensors(self, unit: Unit) -> tuple[str, ...]:
         return ()  # every mask here is the source's (or drawn from its counts)

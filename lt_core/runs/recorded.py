@@ -169,11 +169,47 @@ def _plain(value):
     return None if isinstance(value, float) and math.isnan(value) else value
 
 
-def resume(cfg: Experiment, folder: str | Path, root=None, log=print) -> dict[str, list[Unit]]:
+def resume_all(cfg: Experiment, folders: list, root=None, log=print) -> None:
+    """`run --resume-from DIR [--resume-from DIR ...]`: each recording into the store of the experiment whose
+    run it records, this one or one of its sources (a transfer's source IMP run is recorded on its own);
+    this experiment's first, so that a source also trains again the units whose weights this experiment's
+    missing units read (a transfer's theta_k: weights are never recorded)."""
+    procedure = procedure_for(cfg)
+    known = {cfg.digest(): (cfg, "")} | {s.digest(): (s, name) for name, s in procedure.sources().items()}
+    chosen = {}
+    for folder in folders:
+        digest = _recorded_digest(Path(folder))
+        if digest not in known:
+            names = ", ".join(f"{c.experiment} [{d}]" for d, (c, _) in known.items())
+            raise ConfigError(f"{folder} records run {digest}, but these parameters name {names}: resume with "
+                              "the parameters it was recorded with (its config.json), changing only trials, "
+                              "levels or controls")
+        chosen[digest] = folder
+    if cfg.digest() in chosen:
+        resume(cfg, chosen.pop(cfg.digest()), root, log)
+    store = RunStore(cfg, root)
+    missing = [u for u in procedure.units() if not store.done(u)]
+    for digest, folder in chosen.items():
+        source, name = known[digest]
+        reads = {need.own() for u in missing for need in procedure.reads_weights(u) if need.experiment == name}
+        resume(source, folder, root, log, also_retrain=reads)
+
+
+def _recorded_digest(folder: Path) -> str:
+    try:
+        return json.loads((folder / "config.json").read_text()).get("digest")
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"{folder} is not a recorded run (no readable config.json: {error}); name a folder "
+                          "under book/recorded") from None
+
+
+def resume(cfg: Experiment, folder: str | Path, root=None, log=print,
+           also_retrain: set[Unit] = frozenset()) -> dict[str, list[Unit]]:
     """Put the recorded run in `folder` into the run store of `cfg` (units it already holds are left as
     they are). Returns {"imported": [...], "retrain": [...]}: the recorded units stored now, and the
-    recorded units left to train again because a missing unit reads their weights or their masks were not
-    recorded. `executor.run` then trains these and every unit the recording lacks."""
+    recorded units left to train again because a missing unit reads their weights (or another experiment's
+    does: `also_retrain`) or their masks were not recorded. `executor.run` then trains these and every unit
+    the recording lacks."""
     folder = Path(folder)
     curves, summary, doc = load_recorded(folder)
     if doc.get("digest") != cfg.digest():
@@ -185,7 +221,8 @@ def resume(cfg: Experiment, folder: str | Path, root=None, log=print) -> dict[st
     planned = set(procedure.units())
     complete = {u for u in rows if u in planned and all(f"{u.path}/{kind}" in masks
                                                          for kind in procedure.resume_tensors(u))}
-    retrain, frontier = set(), [u for u in planned if u not in complete]
+    retrain = {u for u in also_retrain if u in complete}
+    frontier = [u for u in planned if u not in complete] + sorted(retrain)
     while frontier:  # a unit trained again reads the weights it starts from too (with its masks known)
         unit = frontier.pop()
         for need in procedure.reads_weights(unit, masks_known=unit in complete):
