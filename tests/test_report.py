@@ -49,6 +49,8 @@ def test_table_keeps_every_character_and_labels_cells():
     assert '<td data-label="claim">a claim of more than fifty characters, with &lt;markup&gt; &amp; quotes' in html
     assert "kept whole</td>" in html and '<td data-label="id">c1</td>' in html
     assert html.count("<col ") == 3 and 'class="lt-table"' in html
+    numbers = report.Table(pd.DataFrame({"P_m %": [80.04], "own": [97.5]}, index=pd.Index([3], name="level")))
+    assert '<td data-label="level">3</td>' in numbers._repr_html_()  # a whole level, though the row is all numbers
 
 
 def test_provenance_links_code_versions_when_a_repository_is_configured():

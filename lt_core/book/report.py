@@ -45,9 +45,9 @@ class Table:
         if self.widths:
             out.append("<colgroup>" + "".join(f'<col style="width:{w}%">' for w in self.widths) + "</colgroup>")
         out.append("<thead><tr>" + "".join(f"<th>{html.escape(str(c))}</th>" for c in cols) + "</tr></thead><tbody>")
-        for _, row in frame.iterrows():
-            out.append("<tr>" + "".join(f'<td data-label="{html.escape(str(c))}">{html.escape(_cell(row[c]))}</td>'
-                                        for c in cols) + "</tr>")
+        for values in frame.itertuples(index=False, name=None):  # not iterrows: a row of numbers is one
+            out.append("<tr>" + "".join(f'<td data-label="{html.escape(str(c))}">{html.escape(_cell(v))}</td>'
+                                        for c, v in zip(cols, values)) + "</tr>")  # dtype (level 3 as 3.0)
         out.append("</tbody></table>")
         return "".join(out)
 
@@ -159,7 +159,9 @@ def recorded_runs_table(names, describe) -> tuple[pd.DataFrame, list[str]]:
         rows.append({"recorded run": name, **columns, "trials": int(summary.trial.nunique()), "networks": len(summary),
                      "CPU hours": round(spent["cpu_hours"], 2), "machine": ", ".join(spent["kinds"]),
                      "finished": f"{str(summary.finished.min())[:16]} .. {str(summary.finished.max())[11:16]} UTC"})
-        commands.append(f"{name}: " + run_command(f"params/{stored['experiment']}.yaml", "paper", stored) + suffix)
+        params = f"params/{stored['experiment']}.yaml"
+        commands.append(f"{name}: " + (run_command(params, "paper", stored) + suffix if (REPO / params).is_file()
+                                       else "trained by the run that names it as its source (a transfer's)"))
     columns = list(dict.fromkeys(k for row in rows for k in row))  # a run not in this checkout: blank cells,
     rows = [{k: row.get(k, "") for k in columns} for row in rows]   # so whole numbers stay whole
     return pd.DataFrame(rows).set_index("recorded run"), commands

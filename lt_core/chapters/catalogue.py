@@ -15,7 +15,7 @@ import pandas as pd
 
 from ..book import scorecard
 from ..runs import recorded as recorded_runs
-from . import edge_popup, lenet_mnist, prune_finetune
+from . import edge_popup, lenet_mnist, prune_finetune, transfer
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,8 @@ CHAPTERS = [
             edge_popup.claims, "edge_popup_lenet_signed_constant_scaled", edge_popup.bookwide_tables),
     Chapter("prune_finetune", "Prune and fine-tune, against winning tickets", "Han et al. 2015",
             prune_finetune.claims, "prune_finetune_lenet_l2", prune_finetune.bookwide_tables),
+    Chapter("transfer", "One ticket to win them all? Tickets between datasets", "Morcos et al. 2019",
+            transfer.claims, "transfer_lenet_mnist_fmnist", transfer.bookwide_tables),
 ]
 
 

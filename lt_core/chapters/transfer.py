@@ -30,6 +30,8 @@ CONTROLS = {  # control -> (label, colour, line style), in the figure's order
 RECORDED = {("mnist", "fashion_mnist"): "transfer_lenet_mnist_fmnist",
             ("fashion_mnist", "mnist"): "transfer_lenet_fmnist_mnist"}
 SOURCES = {"mnist": "transfer_source_mnist", "fashion_mnist": "transfer_source_fashion_mnist"}
+# a ticket found on a tenth of MNIST trained on all of it (params/transfer_lenet_subset.yaml), and its source
+SUBSET = {"target": "transfer_lenet_subset_mnist", "source": "transfer_source_mnist_tenth"}
 ACC = "early_stop_test_accuracy"
 SPARSE = (0.015, 0.22)  # the P_m range the verdicts average over: where tickets and random tickets part
 
@@ -65,7 +67,7 @@ def combine_curves(runs: list[tuple]) -> pd.DataFrame:
     return pd.concat([_tag(curves, stored) for curves, stored in runs], ignore_index=True) if runs else pd.DataFrame()
 
 
-def recorded_tables(names=(*RECORDED.values(), *SOURCES.values())) -> tuple[pd.DataFrame, dict]:
+def recorded_tables(names=(*RECORDED.values(), *SOURCES.values(), *SUBSET.values())) -> tuple[pd.DataFrame, dict]:
     """The combined summary of the committed runs, and which of them this checkout has (name -> found)."""
     found, runs = {}, []
     for name in names:
@@ -92,6 +94,7 @@ def means(rows: pd.DataFrame, stat: str = "mean") -> pd.DataFrame:
     the source's theta_k."""
     if rows.empty:
         return pd.DataFrame()
+    rows = rows.assign(level=rows.level.astype(int))
     table = rows.pivot_table(index="level", columns="control", values="accuracy", aggfunc=stat)
     table = table.assign(density=rows.groupby("level").density.mean())
     if 0 in table.index and "own" in table:
@@ -249,11 +252,7 @@ def recorded_runs_table(names) -> tuple[pd.DataFrame, list[str]]:
     """What each committed run covers and cost, and the command that trains exactly it (a source IMP run is
     trained by the transfer runs that name it)."""
     from ..book.report import recorded_runs_table as table
-    frame, commands = table(names, describe)
-    sources = set(SOURCES.values())
-    commands = [c if c.split(":")[0] not in sources else
-                f"{c.split(':')[0]}: trained by the transfer runs that name it (their first units)" for c in commands]
-    return frame, commands
+    return table(names, describe)
 
 
 def bookwide_tables():

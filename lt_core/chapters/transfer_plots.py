@@ -35,7 +35,7 @@ def accuracy_vs_density(summary: pd.DataFrame, pairs, run: str = "") -> Figure:
         density_axis(ax, mean.density.to_numpy(), ticks_per_span=5)
         ax.set_ylabel(f"{DATA.get(pair[1], pair[1])} test accuracy at early stop (%)", fontsize=8)
         ax.set_title(f"tickets of {label(*pair)}", fontsize=9)
-    if len(axes):
+    if axes[0].get_legend_handles_labels()[0]:
         axes[0].legend(fontsize=6.5, loc="lower left")
     fig.suptitle(f"LeNet-300-100{': ' + run if run else ''}; band: lowest to highest trial", fontsize=9)
     return fig
@@ -57,5 +57,6 @@ def level_view(curves: pd.DataFrame, pairs, level: int, density: float) -> Figur
         ax.set_xlabel("iteration")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("test accuracy (%)")
-    axes[0].legend(fontsize=6, loc="lower right")
+    if axes[0].get_legend_handles_labels()[0]:
+        axes[0].legend(fontsize=6, loc="lower right")
     return fig

@@ -1,0 +1,112 @@
+"""The ticket-transfer chapter's tables and verdicts (lt_core/chapters/transfer.py) on small made-up runs whose
+answers are known: own tickets from the source runs, the means per control, the gaps over the sparse levels,
+each claim's rule, and the figures on empty and full tables."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lt_core.book import scorecard as sc
+from lt_core.chapters import transfer as tr
+from lt_core.chapters import transfer_plots as trp
+
+DENSITIES = {0: 1.0, 4: 0.41, 8: 0.168, 12: 0.069, 18: 0.018}
+
+
+def target(source: str, data: str, acc: dict, fraction: float = 1.0, trials=(0, 1)):
+    """A transfer run: acc is (level, control) -> early-stop accuracy (trial t adds 0.001 t)."""
+    stored = {"experiment": f"t_{source}_{data}", "procedure": "transfer", "dataset": data,
+              "source": {"experiment": f"s_{source}", "dataset": source, "train_fraction": fraction}}
+    return _rows(acc, trials), stored
+
+
+def source(data: str, acc: dict, trials=(0, 1)):
+    """A source IMP run: acc is level -> the ticket's accuracy."""
+    return _rows({(level, "ticket"): a for level, a in acc.items()}, trials), \
+        {"experiment": f"s_{data}", "procedure": "imp", "dataset": data, "optimizer": "adam"}
+
+
+def _rows(acc, trials):
+    return pd.DataFrame([{"trial": t, "level": level, "control": control, "density": DENSITIES[level],
+                          "early_stop_test_accuracy": a + 0.001 * t}
+                         for t in trials for (level, control), a in acc.items()])
+
+
+def moved(dense, ticket, reinit, random):
+    """Transfer accuracies at levels 0, 8, 12 (8 and 12 lie in the sparse span), controls at 8 and 12."""
+    out = {(0, "transfer"): dense}
+    for level in (8, 12):
+        out.update({(level, "transfer"): ticket, (level, "transfer_reinit"): reinit, (level, "random"): random})
+    return out
+
+
+OWN = {0: 0.90, 8: 0.91, 12: 0.90}
+
+
+def runs(ticket=0.905, random=0.88, ticket_back=0.975, tenth=None):
+    out = [target("mnist", "fashion_mnist", moved(0.90, ticket, 0.89, random)),
+           target("fashion_mnist", "mnist", moved(0.98, ticket_back, 0.97, 0.96)),
+           source("fashion_mnist", OWN), source("mnist", {0: 0.98, 8: 0.982, 12: 0.98})]
+    if tenth is not None:
+        out.append(target("mnist", "mnist", {(0, "transfer"): 0.98, (8, "transfer"): tenth, (12, "transfer"): tenth},
+                          fraction=0.1))
+    return tr.combine(out)
+
+
+def test_a_source_run_is_the_other_directions_own_ticket():
+    summary = runs()
+    own = summary[summary.control == "own"]
+    assert set(zip(own.source_data, own.target_data)) == {("mnist", "mnist"), ("fashion_mnist", "fashion_mnist")}
+    rows = tr.direction(summary, "mnist", "fashion_mnist")
+    assert set(rows.control) == {"own", "transfer", "transfer_reinit", "random"}
+    assert set(rows[rows.control == "own"].target_data) == {"fashion_mnist"}
+    table = tr.means(rows)
+    assert list(table.index) == [0, 8, 12]  # whole levels
+    assert table.loc[0, "random"] == table.loc[0, "own"] == pytest.approx(0.9005)  # dense from the target's init
+    assert table.loc[8, "transfer"] == pytest.approx(0.9055)
+
+
+def test_gaps_average_the_sparse_levels_or_take_the_sparsest_one():
+    rows = tr.direction(runs(), "mnist", "fashion_mnist")
+    gap, where, trials = tr.gaps(rows, "own")
+    assert gap == pytest.approx(100 * ((0.905 - 0.91) + (0.905 - 0.90)) / 2) and trials == 2
+    assert where == "2 levels, P_m 17% to 6.9%"
+    short = rows[rows.level.isin([0, 4]) | (rows.control == "own")]
+    assert np.isnan(tr.gaps(short, "random")[0])  # no random ticket at all
+    one = pd.concat([rows[rows.level == 0], rows[rows.level == 8]])
+    one = one.assign(density=one.density.where(one.level == 0, 0.5))  # outside the span: the sparsest level only
+    assert tr.gaps(one, "random")[1] == "P_m 50.0% only"
+
+
+def test_the_claims_verdicts_follow_the_numbers():
+    card = sc.scorecard(tr.claims(), runs(tenth=0.97))
+    assert card.loc["close-to-own", "verdict"] == sc.REPRODUCED  # 0 and -0.55 points
+    assert card.loc["beats-random", "verdict"] == sc.REPRODUCED  # +2.5 and +1.5 points
+    assert card.loc["larger-source", "verdict"] == sc.REPRODUCED  # own 98.1 against a tenth's 97.0
+    assert "+1.10 pts" in card.loc["larger-source", "ours"]
+    assert card.loc["across-optimizers", "verdict"] == card.loc["natural-images", "verdict"] == sc.UNMEASURED
+    worse = sc.scorecard(tr.claims(), runs(ticket=0.87, random=0.875, ticket_back=0.95))
+    assert worse.loc["close-to-own", "verdict"] == sc.NOT  # -3.5 and -3.05 points
+    assert worse.loc["beats-random", "verdict"] == sc.NOT  # -0.5 and -1.0 points
+    assert worse.loc["larger-source", "verdict"] == sc.UNMEASURED  # no tenth-of-MNIST run
+    one_way = sc.scorecard(tr.claims(), runs(random=0.91, ticket_back=0.975))
+    assert one_way.loc["beats-random", "verdict"] == sc.PARTLY  # -0.5 one way, +1.5 the other
+
+
+def test_what_transfers_splits_the_mask_from_its_weights():
+    table = tr.what_transfers(runs())
+    row = table.loc["MNIST -> Fashion-MNIST"]
+    assert row["ticket - mask on fresh weights (the weights)"] == pytest.approx(1.5)
+    assert row["mask on fresh weights - random (the mask)"] == pytest.approx(1.0)
+    assert row.levels == 2 and row.trials == 2
+
+
+def test_figures_and_tables_draw_full_and_empty_tables():
+    summary, empty = runs(), tr.combine([])
+    for table in (summary, empty):
+        assert trp.accuracy_vs_density(table, tr.RECORDED).axes
+    curves = summary.assign(split="test", iteration=0)
+    assert trp.level_view(curves, tr.RECORDED, 8, 0.168).axes
+    assert trp.level_view(empty, tr.RECORDED, 8, 0.168).axes
+    assert tr.level_table(empty, "mnist", "fashion_mnist").empty and tr.what_transfers(empty).empty
+    assert list(tr.level_table(summary, "mnist", "fashion_mnist").columns)[0] == "P_m %"
