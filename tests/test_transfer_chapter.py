@@ -13,17 +13,18 @@ from lt_core.chapters import transfer_plots as trp
 DENSITIES = {0: 1.0, 4: 0.41, 8: 0.168, 12: 0.069, 18: 0.018}
 
 
-def target(source: str, data: str, acc: dict, fraction: float = 1.0, trials=(0, 1)):
+def target(source: str, data: str, acc: dict, fraction: float = 1.0, trials=(0, 1), optimizers=("adam", "adam")):
     """A transfer run: acc is (level, control) -> early-stop accuracy (trial t adds 0.001 t)."""
-    stored = {"experiment": f"t_{source}_{data}", "procedure": "transfer", "dataset": data,
-              "source": {"experiment": f"s_{source}", "dataset": source, "train_fraction": fraction}}
+    stored = {"experiment": f"t_{source}_{data}", "procedure": "transfer", "dataset": data, "optimizer": optimizers[1],
+              "source": {"experiment": f"s_{source}", "dataset": source, "train_fraction": fraction,
+                         "optimizer": optimizers[0]}}
     return _rows(acc, trials), stored
 
 
-def source(data: str, acc: dict, trials=(0, 1)):
+def source(data: str, acc: dict, trials=(0, 1), optimizer="adam"):
     """A source IMP run: acc is level -> the ticket's accuracy."""
     return _rows({(level, "ticket"): a for level, a in acc.items()}, trials), \
-        {"experiment": f"s_{data}", "procedure": "imp", "dataset": data, "optimizer": "adam"}
+        {"experiment": f"s_{data}", "procedure": "imp", "dataset": data, "optimizer": optimizer}
 
 
 def _rows(acc, trials):
@@ -110,3 +111,18 @@ def test_figures_and_tables_draw_full_and_empty_tables():
     assert trp.level_view(empty, tr.RECORDED, 8, 0.168).axes
     assert tr.level_table(empty, "mnist", "fashion_mnist").empty and tr.what_transfers(empty).empty
     assert list(tr.level_table(summary, "mnist", "fashion_mnist").columns)[0] == "P_m %"
+
+
+def test_across_optimizers_each_ticket_meets_its_optimizers_own():
+    """Adam's MNIST tickets trained with SGD against SGD's own tickets, and the reverse."""
+    base = [source("mnist", {0: 0.98, 8: 0.982, 12: 0.98}), source("mnist", {0: 0.97, 8: 0.975, 12: 0.97}, optimizer="sgd")]
+    adam_sgd = target("mnist", "mnist", moved(0.97, 0.965, 0.96, 0.95), optimizers=("adam", "sgd"))
+    sgd_adam = target("mnist", "mnist", moved(0.98, 0.97, 0.96, 0.95), optimizers=("sgd", "adam"))
+    summary = tr.combine(base + [adam_sgd, sgd_adam])
+    rows = tr.direction(summary, "mnist", "mnist", "adam", "sgd")
+    assert set(rows[rows.control == "own"].optimizer) == {"sgd"} and set(rows.source_optimizer) == {"adam", "sgd"}
+    card = sc.scorecard(tr.claims(), summary)
+    # Adam -> SGD: 96.55 against SGD's own 97.55 and 97.05: -0.75; SGD -> Adam: 97.05 against 98.25, 98.05: -1.1
+    assert card.loc["across-optimizers", "verdict"] == sc.PARTLY
+    assert "MNIST, Adam -> SGD -0.75 pts; MNIST, SGD -> Adam -1.10 pts" in card.loc["across-optimizers", "ours"]
+    assert card.loc["close-to-own", "verdict"] == sc.UNMEASURED  # no dataset transfer in these runs

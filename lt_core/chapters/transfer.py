@@ -29,14 +29,23 @@ CONTROLS = {  # control -> (label, colour, line style), in the figure's order
 # book/recorded/<name>: the transfer runs, (source data, target data) -> name, and their source IMP runs
 RECORDED = {("mnist", "fashion_mnist"): "transfer_lenet_mnist_fmnist",
             ("fashion_mnist", "mnist"): "transfer_lenet_fmnist_mnist"}
-SOURCES = {"mnist": "transfer_source_mnist", "fashion_mnist": "transfer_source_fashion_mnist"}
+# across optimizers on MNIST, (source optimizer, target optimizer) -> the transfer run
+OPTIMIZERS = {("adam", "sgd"): "transfer_lenet_adam_sgd_mnist", ("sgd", "adam"): "transfer_lenet_sgd_adam_mnist"}
+SOURCES = {"mnist": "transfer_source_mnist", "fashion_mnist": "transfer_source_fashion_mnist",
+           "mnist_sgd": "transfer_source_mnist_sgd"}
 # a ticket found on a tenth of MNIST trained on all of it (params/transfer_lenet_subset.yaml), and its source
+OPTIMIZER_PAIRS = tuple(("mnist", "mnist", *pair) for pair in OPTIMIZERS)
 SUBSET = {"target": "transfer_lenet_subset_mnist", "source": "transfer_source_mnist_tenth"}
 ACC = "early_stop_test_accuracy"
 SPARSE = (0.015, 0.22)  # the P_m range the verdicts average over: where tickets and random tickets part
 
 
-def label(source: str, target: str) -> str:
+def label(source: str, target: str, source_optimizer: str = "adam", optimizer: str = "adam") -> str:
+    """'MNIST -> Fashion-MNIST', or 'MNIST, Adam -> SGD' across optimizers."""
+    if source_optimizer != optimizer:
+        names = {"adam": "Adam", "sgd": "SGD"}
+        where = DATA.get(target, target) if source == target else label(source, target)
+        return f"{where}, {names.get(source_optimizer, source_optimizer)} -> {names.get(optimizer, optimizer)}"
     return f"{DATA.get(source, source)} -> {DATA.get(target, target)}"
 
 
@@ -47,17 +56,18 @@ def _tag(frame: pd.DataFrame, stored: dict) -> pd.DataFrame:
         cfg = config.make(stored)
         src = source_config(cfg)
         return frame.assign(source_data=src.dataset, target_data=cfg.dataset, train_fraction=src.train_fraction,
-                            optimizer=cfg.optimizer)
+                            source_optimizer=src.optimizer, optimizer=cfg.optimizer)
     own = frame[frame.control == "ticket"]
     return own.assign(control="own", source_data=stored["dataset"], target_data=stored["dataset"],
-                      train_fraction=stored.get("train_fraction", 1.0), optimizer=stored["optimizer"])
+                      train_fraction=stored.get("train_fraction", 1.0), source_optimizer=stored["optimizer"],
+                      optimizer=stored["optimizer"])
 
 
 def combine(runs: list[tuple]) -> pd.DataFrame:
     """One summary of transfer runs and source IMP runs ((summary, stored config) pairs), with `accuracy`."""
     if not runs:
         return pd.DataFrame(columns=["trial", "level", "control", "density", "accuracy", "source_data",
-                                     "target_data", "train_fraction", "optimizer"])
+                                     "target_data", "train_fraction", "source_optimizer", "optimizer"])
     out = pd.concat([_tag(summary, stored) for summary, stored in runs], ignore_index=True)
     return out.assign(accuracy=pd.to_numeric(out[ACC], errors="coerce"))
 
@@ -67,7 +77,7 @@ def combine_curves(runs: list[tuple]) -> pd.DataFrame:
     return pd.concat([_tag(curves, stored) for curves, stored in runs], ignore_index=True) if runs else pd.DataFrame()
 
 
-def recorded_tables(names=(*RECORDED.values(), *SOURCES.values(), *SUBSET.values())) -> tuple[pd.DataFrame, dict]:
+def recorded_tables(names=(*RECORDED.values(), *OPTIMIZERS.values(), *SOURCES.values(), *SUBSET.values())) -> tuple[pd.DataFrame, dict]:
     """The combined summary of the committed runs, and which of them this checkout has (name -> found)."""
     found, runs = {}, []
     for name in names:
@@ -78,12 +88,15 @@ def recorded_tables(names=(*RECORDED.values(), *SOURCES.values(), *SUBSET.values
     return combine(runs), found
 
 
-def direction(summary: pd.DataFrame, source: str, target: str, fraction: float = 1.0) -> pd.DataFrame:
-    """The rows of one transfer (source -> target, the source on `fraction` of its training set) with the
-    target's own tickets (found on all of the target's data)."""
-    moved = (summary.source_data == source) & (summary.target_data == target) & (summary.control != "own")
-    moved &= (summary.train_fraction - fraction).abs() < 1e-9
-    own = (summary.control == "own") & (summary.target_data == target) & (summary.train_fraction == 1.0)
+def direction(summary: pd.DataFrame, source: str, target: str, source_optimizer: str = "adam",
+              optimizer: str = "adam", fraction: float = 1.0) -> pd.DataFrame:
+    """The rows of one transfer (found on `source` with `source_optimizer`, on `fraction` of its training
+    set; trained on `target` with `optimizer`) with the target's own tickets (found on all of the target's
+    data with the target's optimizer)."""
+    same = (summary.target_data == target) & (summary.optimizer == optimizer)
+    moved = same & (summary.source_data == source) & (summary.source_optimizer == source_optimizer)
+    moved &= (summary.control != "own") & ((summary.train_fraction - fraction).abs() < 1e-9)
+    own = same & (summary.control == "own") & (summary.train_fraction == 1.0)
     return summary[moved | own]
 
 
@@ -124,7 +137,8 @@ def gaps(rows: pd.DataFrame, against: str, span=SPARSE) -> tuple[float, str, int
 
 
 def both_ways(against: str, pairs=tuple(RECORDED)):
-    """Measure: (transfer - `against`) over the sparse levels in each direction; the headline is the worse."""
+    """Measure: (transfer - `against`) over the sparse levels in each direction (pairs: the arguments of
+    `direction`); the headline is the worse."""
     def measure(summary, curves):
         found = {pair: gaps(direction(summary, *pair), against) for pair in pairs}
         found = {pair: g for pair, g in found.items() if not math.isnan(g[0])}
@@ -160,7 +174,7 @@ def larger_source(fraction: float = 0.1, data: str = "mnist"):
     """Measure: own ticket (found on all of the data) minus the ticket found on `fraction` of it, both trained
     on all of it, over the sparse levels (points): positive = the larger source transfers better."""
     def measure(summary, curves):
-        gap, where, _ = gaps(direction(summary, data, data, fraction), "own")
+        gap, where, _ = gaps(direction(summary, data, data, fraction=fraction), "own")
         if math.isnan(gap):
             return sc._missing(f"no run of a ticket found on {100 * fraction:.0f}% of {DATA[data]}")
         return sc.Measured(-gap, f"{-gap:+.2f} pts: all of {DATA[data]} minus {100 * fraction:.0f}% of it "
@@ -187,10 +201,11 @@ def claims() -> list[sc.Claim]:
                  lambda m: sc.REPRODUCED if m.value >= 0.5 else sc.PARTLY if m.value > 0 else sc.NOT,
                  "ticket found on all of MNIST minus one found on 10% of it (a tenth of each class), "
                  "both trained on all of MNIST; reproduced at half a point or more, partly if positive"),
-        sc.Claim("across-optimizers", "Tickets transfer across optimizers (Adam and SGD with momentum)",
-                 "generalise across optimizers (abstract)",
-                 lambda s, c: sc._missing("no Adam <-> SGD transfer run yet (needs an SGD rate sweep first)"),
-                 lambda m: sc.UNMEASURED, "not measured yet"),
+        sc.Claim("across-optimizers", "Tickets found with one optimizer train with another (Adam and SGD with "
+                 "momentum) nearly as well as that optimizer's own ticket", "generalise across optimizers "
+                 "(abstract)", both_ways("own", OPTIMIZER_PAIRS), close_rule,
+                 "as close-to-own, on MNIST: Adam's tickets trained with SGD against SGD's own, and the "
+                 "reverse; reproduced if both are within 1 point, partly within 2.5"),
         sc.Claim("natural-images", "Tickets transfer across SVHN, CIFAR-10/100, ImageNet and Places365",
                  "VGG-19 and ResNet-50 tickets transfer (Figs. 2-4)",
                  lambda s, c: sc._missing("only MNIST, Fashion-MNIST and CIFAR-10 are available here"),
@@ -198,9 +213,10 @@ def claims() -> list[sc.Claim]:
     ]
 
 
-def level_table(summary: pd.DataFrame, source: str, target: str, fraction: float = 1.0) -> pd.DataFrame:
-    """Test accuracy at the early stop (%) per level and control, mean over trials, with the density."""
-    table = means(direction(summary, source, target, fraction))
+def level_table(summary: pd.DataFrame, *pair, fraction: float = 1.0) -> pd.DataFrame:
+    """Test accuracy at the early stop (%) per level and control, mean over trials, with the density (pair:
+    the arguments of `direction`)."""
+    table = means(direction(summary, *pair, fraction=fraction))
     if table.empty:
         return table
     cols = [c for c in CONTROLS if c in table]
@@ -229,6 +245,25 @@ def what_transfers(summary: pd.DataFrame, pairs=tuple(RECORDED)) -> pd.DataFrame
     return pd.DataFrame(rows).set_index("transfer") if rows else pd.DataFrame()
 
 
+SWEEP = [f"transfer_sgd_sweep_lr{lr}" for lr in ("0.001", "0.003", "0.01", "0.03", "0.1")]
+
+
+def sweep_table(names=SWEEP) -> pd.DataFrame:
+    """The SGD learning-rate sweep behind the optimizer transfers (params/transfer_sgd_sweep.yaml): per rate,
+    the dense network's early stop, validation loss and test accuracy there."""
+    rows = []
+    for name in names:
+        rec = recorded_runs.recorded(name)
+        if rec is None:
+            continue
+        row, stored = rec[1].iloc[0], rec[2]["config"]
+        rows.append({"lr": stored["lr"], "early stop (iteration)": int(row.early_stop_iteration),
+                     "validation loss there": round(float(row.early_stop_val_loss), 4),
+                     "test accuracy there %": round(100 * float(row.early_stop_test_accuracy), 2),
+                     "test accuracy at 20,000 %": round(100 * float(row.final_test_accuracy), 2)})
+    return pd.DataFrame(rows).set_index("lr") if rows else pd.DataFrame()
+
+
 # What Morcos et al. state of the procedure (paper-claims.md section 5 [S]); LeNet's settings are Frankle &
 # Carbin's (the paper's nets are VGG-19 and ResNet-50)
 PAPER_SETTINGS = {"procedure": "transfer", "model": "lenet_300_100", "rewind_iteration": 1000}
@@ -239,10 +274,14 @@ def describe(summary, stored):
     if stored.get("procedure") == "transfer":
         cfg = config.make(stored)
         src = source_config(cfg)
-        what = f"transfer {label(src.dataset, cfg.dataset)}"
+        tenth = f" (found on {100 * src.train_fraction:.0f}% of it)" if src.train_fraction < 1 else ""
+        what = f"transfer {label(src.dataset, cfg.dataset, src.optimizer, cfg.optimizer)}{tenth}"
         levels = f"0..{src.levels}"
     else:
-        what = f"IMP on {DATA.get(stored['dataset'], stored['dataset'])} (source; own ticket)"
+        share = stored.get("train_fraction", 1.0)
+        data = DATA.get(stored["dataset"], stored["dataset"])
+        what = (f"IMP on {data if share == 1 else f'{100 * share:.0f}% of ' + data}, {stored['optimizer']}, lr "
+                f"{stored['lr']:g} (source{'; own ticket' if share == 1 else ''})")
         levels = f"0..{stored['levels']}"
     return summary, {"what": what, "levels": levels, "controls": ", ".join(sorted(summary.control.unique())),
                      "steps": f"{int(stored['iterations']):,}"}, ""
@@ -261,6 +300,7 @@ def bookwide_tables():
     moved = summary[summary.control != "own"]
     if moved.empty:
         return None, summary, "no recorded transfer run"
-    parts = ", ".join(f"{label(s, t)} {g.trial.nunique()} trial(s)"
-                      for (s, t), g in moved.groupby(["source_data", "target_data"], sort=False))
+    keys = ["source_data", "target_data", "source_optimizer", "optimizer", "train_fraction"]
+    parts = ", ".join(f"{label(*key[:4])}{' (a tenth)' if key[4] < 1 else ''} {g.trial.nunique()} trial(s)"
+                      for key, g in moved.groupby(keys, sort=False))
     return None, summary, f"recorded, LeNet-300-100: {parts}; {len(summary)} networks"
