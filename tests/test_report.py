@@ -78,3 +78,13 @@ def test_progress_watcher_reports_each_new_network(tmp_path):
     assert lines[0].startswith(f"lenet_mnist: 1 of {watcher.total} networks already in")
     assert [ln.split(" (")[0] for ln in lines[1:]] == [
         "lenet_mnist: trained trial_00/level_01/ticket", "lenet_mnist: trained trial_00/level_02/ticket"]
+
+
+def test_a_recorded_runs_command_comes_from_its_closest_profile():
+    """A stored configuration (through config.json: mappings as [key, value] lists) gives the command with the
+    fewest --set words: a transfer's whole source mapping is not restated when a profile holds it."""
+    stored = json.loads(json.dumps(config.load(REPO / "params/transfer_lenet.yaml", "cpu", {"trials": 1}).to_dict()))
+    assert report.shortest_command("params/transfer_lenet.yaml", stored) == \
+        "python -m lt_core run params/transfer_lenet.yaml --profile cpu --set trials=1"
+    changed = {**stored, "lr": 0.002}
+    assert report.shortest_command("params/transfer_lenet.yaml", changed).endswith("--set lr=0.002 --set trials=1")

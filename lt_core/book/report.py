@@ -79,9 +79,25 @@ def run_command(params: str, profile: str, stored: dict) -> str:
     profile_cfg = config.load(REPO / params, profile).to_dict()
     words = ["python", "-m", "lt_core", "run", params, "--profile", profile]
     for name, value in stored.items():
-        if name in profile_cfg and profile_cfg[name] != value:
+        if name in profile_cfg and profile_cfg[name] != value and not _same(profile_cfg, name, value):
             words += ["--set", f"{name}={json.dumps(value, separators=(',', ':'))}"]
     return shlex.join(words)
+
+
+def _same(cfg: dict, name: str, value) -> bool:
+    """Whether `value` (as a config.json stores it) is the field's value in `cfg` once parsed: a mapping
+    stored as [key, value] pairs (a transfer's source, its rates) is the mapping."""
+    try:
+        return config.make({**cfg, name: value}).to_dict()[name] == cfg[name]
+    except (config.ConfigError, TypeError, ValueError):
+        return False
+
+
+def shortest_command(params: str, stored: dict) -> str:
+    """The `run` command of a stored run from the params file's profile closest to it (fewest --set words):
+    `--profile cpu --set trials=1` rather than every difference from `paper`."""
+    profiles = ["paper"] + [p for p in config.read(REPO / params).get("profiles", {}) if p != "paper"]
+    return min((run_command(params, p, stored) for p in profiles), key=lambda c: (c.count(" --set "), len(c)))
 
 
 def notebook_command(notebook: str, params: str, profile: str) -> str:
@@ -160,7 +176,7 @@ def recorded_runs_table(names, describe) -> tuple[pd.DataFrame, list[str]]:
                      "CPU hours": round(spent["cpu_hours"], 2), "machine": ", ".join(spent["kinds"]),
                      "finished": f"{str(summary.finished.min())[:16]} .. {str(summary.finished.max())[11:16]} UTC"})
         params = f"params/{stored['experiment']}.yaml"
-        commands.append(f"{name}: " + (run_command(params, "paper", stored) + suffix if (REPO / params).is_file()
+        commands.append(f"{name}: " + (shortest_command(params, stored) + suffix if (REPO / params).is_file()
                                        else "trained by the run that names it as its source (a transfer's)"))
     columns = list(dict.fromkeys(k for row in rows for k in row))  # a run not in this checkout: blank cells,
     rows = [{k: row.get(k, "") for k in columns} for row in rows]   # so whole numbers stay whole
