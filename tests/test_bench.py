@@ -114,3 +114,27 @@ def test_edge_popup_case_times_both_steps_of_each_net(capsys):
         ms = printed[name]["ms_per_step"]
         assert set(ms) == {"dense_sgd", "edge_popup"} and all(v > 0 for v in ms.values())
         assert printed[name]["ratio_edge_popup_vs_dense"] == pytest.approx(ms["edge_popup"] / ms["dense_sgd"], abs=0.01)
+
+
+def test_the_gpu_check_script_dry_run_writes_its_one_folder(tmp_path):
+    """tools/gpu_check.sh with GPU_CHECK_DEVICE=cpu: the CUDA tests against the CPU and the device benchmark,
+    all of it under the folder it is given (on a GPU the same script measures the GPU)."""
+    import os
+    import subprocess
+    import sys
+    from lt_core.provenance import REPO
+    env = {**os.environ, "GPU_CHECK_DEVICE": "cpu", "PY": sys.executable, "OMP_NUM_THREADS": "1"}
+    run = subprocess.run(["bash", str(REPO / "tools" / "gpu_check.sh"), str(tmp_path)], env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    assert {p.name for p in tmp_path.iterdir()} == {"conditions.txt", "cuda_tests.txt", "bench_device.json",
+                                                    "bench_device.log"}
+    assert "exit status 0" in (tmp_path / "cuda_tests.txt").read_text()
+    assert "passed" in (tmp_path / "cuda_tests.txt").read_text()
+    measured = json.loads((tmp_path / "bench_device.json").read_text())["device"]
+    assert measured["device"] == "cpu" and measured["stack"] == [2, 4]  # the dry run's; a GPU's: 2, 4, 8, 16
+    lenet = measured["lenet_300_100"]
+    assert lenet["one_at_a_time"]["networks_per_hour_at_50000"] > 0
+    assert all(lenet[f"stacked_{n}"]["ratio_vs_one_at_a_time"] > 0 for n in (2, 4))
+    assert measured["conv2"]["networks_per_hour_at_20000_estimate"] > 0
+    assert "code_version" in (tmp_path / "conditions.txt").read_text()

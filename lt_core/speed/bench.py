@@ -28,6 +28,8 @@ and engine interleaved within a repeat so that they share the machine's noise):
                cases, and it needs MNIST itself, even with --synthetic (each process loads it).
   ray          the same two trials through `--executor ray` (a local Ray of one-CPU tasks, started once and
                kept for its repeats) against `--workers 2`, side by side; not in the default cases (needs Ray).
+  device       networks an hour on --device (a GPU when there is one): LeNet-300-100 one at a time and
+               stacked, Conv-2's steps (lt_core/speed/device_bench.py); not in the default cases.
 
 The machine's matrix-product rate is measured through torch's BLAS (torch.mm, MKL) and through oneDNN
 (lt_core/nets/products.py); fractions are of the faster (LeNet's also of BLAS's, the rate torch.mm shows).
@@ -137,6 +139,10 @@ def run_engine(model, mask, data, cfg, *, fast=True, train_only=False) -> float:
 
 @functools.lru_cache(maxsize=None)  # the lenet and batched cases share MNIST: prepared once
 def load(name: str, quick: bool, synthetic: bool) -> DeviceData:
+    return DeviceData.prepare(splits(name, quick, synthetic), torch.device("cpu"))
+
+
+def splits(name: str, quick: bool, synthetic: bool) -> datasets.Splits:
     if synthetic:  # random data of the right shapes: tests run the bench without the datasets
         shape = (1, 28, 28) if name == "mnist" else (3, 32, 32)
         g, n = torch.Generator().manual_seed(0), 600
@@ -149,7 +155,7 @@ def load(name: str, quick: bool, synthetic: bool) -> DeviceData:
         if quick:
             s = datasets.Splits(name, s.x_train[:3000], s.y_train[:3000], s.x_val[:1000], s.y_val[:1000],
                                 s.x_test[:1000], s.y_test[:1000], s.mean, s.std)
-    return DeviceData.prepare(s, torch.device("cpu"))
+    return s
 
 
 def peak_rss_mb() -> float:
@@ -429,7 +435,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--levels", type=int, default=18)
     p.add_argument("--conv-steps", type=int, default=40)
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
-    p.add_argument("--cases", default="lenet,conv2,batched", help="any of lenet, conv2, conv4, conv6, batched, conv_settings, edge_popup, workers, ray (comma-separated)")
+    p.add_argument("--cases", default="lenet,conv2,batched", help="any of lenet, conv2, conv4, conv6, batched, conv_settings, edge_popup, workers, ray, device (comma-separated)")
+    p.add_argument("--device", default="auto", help="device case: auto (CUDA when there is one) | cpu | cuda")
     p.add_argument("--stack", default="2,4", help="batched: numbers of networks stacked")
     p.add_argument("--out", default=None, help="also write the JSON to this file")
     args = p.parse_args(argv[1:] if argv[:1] == ["--"] else argv)  # `bench -- --quick` (see __main__)
@@ -468,6 +475,10 @@ def main(argv: list[str]) -> int:
     if "batched" in cases:
         out["batched"] = batched_case(load("mnist", args.quick, args.synthetic), args)
         progress("batched")
+    if "device" in cases:
+        from . import device_bench
+        out["device"] = device_bench.case(lambda name: splits(name, args.quick, args.synthetic), args)
+        progress("device")
     if "workers" in cases:
         out["workers"] = workers_case(args)
         progress("workers")
