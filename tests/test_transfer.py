@@ -127,3 +127,19 @@ def test_a_recorded_transfer_and_its_source_resume_on_a_fresh_machine(tiny, tmp_
     assert torch.equal(mask["fc1.weight"], first.load_tensor(Unit(0, 2, "ticket"), "mask")["fc1.weight"])
     with pytest.raises(ConfigError, match="these parameters name tgt"):
         recorded.resume_all(target(lr=0.5), [tmp_path / "rec_target"], tmp_path / "c")
+
+
+def test_a_fresh_output_layer_is_re_initialised_and_unpruned_though_its_shape_fits(tiny, tmp_path):
+    """output_layer: fresh (classes of other meaning, ten on both sides): every other layer transfers."""
+    c = target(control_levels=[2], output_layer="fresh")
+    proc = procedure_for(c)
+    executor.run(proc.source, tmp_path, log=lambda *_: None)
+    source = RunStore(proc.source, tmp_path)
+    theta_k, source_mask = source.load_trial_tensor(0, "rewind"), source.load_tensor(Unit(0, 2, "ticket"), "mask")
+    mask, model = proc.start(Unit(0, 2, "transfer"), RunStore(c, tmp_path))
+    assert bool(mask["fc3.weight"].all()) and not bool(source_mask["fc3.weight"].all())
+    assert not torch.equal(model.fc3.weight, theta_k["fc3.weight"]) and not torch.equal(model.fc3.bias, theta_k["fc3.bias"])
+    assert torch.equal(model.fc2.weight, theta_k["fc2.weight"]) and torch.equal(mask["fc2.weight"], source_mask["fc2.weight"])
+    same, _ = procedure_for(target(control_levels=[2])).start(Unit(0, 2, "transfer"), RunStore(c, tmp_path))
+    assert torch.equal(same["fc3.weight"], source_mask["fc3.weight"])  # the default: the output layer transfers
+    assert c.digest() != target(control_levels=[2]).digest()

@@ -14,8 +14,9 @@ m_l and its trial's rewound weights theta_k (theta_0 when it does not rewind):
   transfer_reinit m_l on fresh weights from the target's init (which part transfers: the mask or the weights).
   random          a random mask with m_l's per-layer counts on fresh weights (the paper's random ticket).
 Layer rule: every tensor whose shape is the same in both networks is transferred, weights and mask; a
-tensor whose shape differs (the output layer, when the classes differ) keeps the target's fresh weights
-and is not pruned. The source's architecture must be the target's (one error before training otherwise).
+tensor whose shape differs (the output layer, when the numbers of classes differ) keeps the target's fresh
+weights and is not pruned. `output_layer: fresh` treats the output layer (weights and bias) so even when its
+shape fits: for classes of other meaning, as Morcos et al. replace it. The source's architecture must be the target's (one error before training otherwise).
 """
 
 from __future__ import annotations
@@ -42,12 +43,13 @@ CONTROLS = ("transfer", "transfer_reinit", "random")
 class Transfer:
     """The source experiment and which controls to train at each of its levels."""
     source: tuple[tuple[str, Any], ...] = ()   # the source (imp) experiment's parameters, one flat mapping
+    output_layer: str = "transfer"             # transfer (when its shape fits) | fresh: re-initialised, unpruned
     # extent
     controls: tuple[str, ...] = CONTROLS
     control_levels: tuple[int, ...] = ()       # source levels at which the controls run; () = every level
 
     EXTENT = ("controls", "control_levels")
-    RULES = {"controls": one_of(CONTROLS)}
+    RULES = {"controls": one_of(CONTROLS), "output_layer": one_of(("transfer", "fresh"))}
 
     def __post_init__(self):  # nested lists and mappings as tuples: the configuration stays frozen and hashable
         object.__setattr__(self, "source", _frozen(dict(self.source) if isinstance(self.source, dict)
@@ -157,6 +159,7 @@ class TransferProcedure(Procedure):
         fresh = new_model(self.cfg, derive_seed(seed, "init", unit.level, unit.control))
         source_mask = Mask(source_store.load_tensor(Unit(unit.trial, unit.level, "ticket"), "mask"))
         shared = {n for n, p in fresh.named_parameters() if n in source_mask and source_mask[n].shape == p.shape}
+        shared -= self.output_tensors(fresh)
         mask = Mask({n: (source_mask[n] if n in shared else torch.ones_like(fresh.get_parameter(n), dtype=torch.bool,
                                                                               device="cpu")) for n in fresh.prunable})
         if unit.control == "random":
@@ -169,9 +172,17 @@ class TransferProcedure(Procedure):
         else:
             weights = new_model(self.source, derive_seed(source_seed, "init")).state_dict()  # theta_0, as imp draws it
         state = fresh.state_dict()
-        state.update({n: t for n, t in weights.items() if n in state and state[n].shape == t.shape})
+        kept = self.output_tensors(fresh)
+        state.update({n: t for n, t in weights.items() if n in state and state[n].shape == t.shape and n not in kept})
         fresh.load_state_dict(state)
         return mask, fresh
+
+    def output_tensors(self, model) -> set[str]:
+        """The output layer's tensors (its weight and bias) when `output_layer` is fresh, else none."""
+        if self.cfg.output_layer != "fresh":
+            return set()
+        layers = {n.rsplit(".", 1)[0] for n, kind in model.prunable.items() if kind == "output"}
+        return {n for n, _ in model.named_parameters() if n.rsplit(".", 1)[0] in layers}
 
     def run_unit(self, unit: Unit, store, data, on_step=None) -> None:
         cfg, seed = self.cfg, derive_seed(self.cfg.seed, unit.trial)
