@@ -58,7 +58,7 @@ class Imp:
     RULES = {"pruning": one_of(("layerwise", "global")),
              "rates": Rule(lambda r: 0 <= r < 1, "in [0, 1) (the fraction of surviving weights a round removes)"),
              "rewind_iteration": at_least(0), "levels": at_least(0), "reinit_draws": at_least(1),
-             "controls": one_of(controls),  # the default names every control there is
+             "controls": one_of(controls + ("early",)),  # the default's and early (Early-Bird's, needs mask_every)
              "control_levels": at_least(1), "mask_every": at_least(0), "settle_window": at_least(1),
              "settle_threshold": Rule(lambda t: 0 < t <= 1, "in (0, 1] (a fraction of positions)")}
 
@@ -74,6 +74,9 @@ class Imp:
              f"'controls' is {list(self.controls)}; it must include ticket: the controls are defined by its masks"),
             (bool(beyond), f"'control_levels' contains {beyond}; they must lie in 1..levels ({self.levels}): "
                            "raise levels or drop them"),
+            ("early" in self.controls and not self.mask_every,
+             "'controls' includes early, whose mask is drawn while the previous level's ticket trains: set "
+             "mask_every (e.g. 1000) so that its masks are recorded"),
         ])
 
 

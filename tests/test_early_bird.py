@@ -64,3 +64,31 @@ def test_a_tickets_trajectory_ends_at_the_mask_the_next_level_prunes_to(tiny, tm
     assert c.digest() == cfg(controls=["ticket"]).digest()  # recording a trajectory keeps the run's name
     with pytest.raises(ConfigError, match="settle_threshold"):
         cfg(settle_threshold=0)
+
+
+def test_an_early_ticket_trains_the_mask_the_previous_ticket_settled_at(tiny, tmp_path):
+    """control early: level l's mask is the level-(l-1) ticket's trajectory mask at its settling (the rule of
+    early_bird.settled_at, recomputed here), with the ticket's counts; where it never settles, the end's."""
+    c = cfg(controls=["ticket", "early"], mask_every=5, settle_threshold=0.5, settle_window=2)
+    store = executor.run(c, tmp_path, log=lambda *_: None)
+    trajectory = store.load_tensor(Unit(0, 1, "ticket"), "trajectory")
+    steps = sorted(trajectory, key=int)
+    e = early_bird.settled_at([Mask(trajectory[k]) for k in steps], 0.5, 2)
+    assert e is not None and e < len(steps) - 1  # settles before the end at this loose threshold
+    early = store.load_tensor(Unit(0, 2, "early"), "mask")
+    assert all(torch.equal(early[n], trajectory[steps[e]][n]) for n in early)
+    ticket = Mask(store.load_tensor(Unit(0, 2, "ticket"), "mask"))
+    assert Mask(early).layer_counts() == ticket.layer_counts()
+    _, summary = load_results(c, tmp_path)
+    row = summary[(summary.level == 2) & (summary.control == "early")].iloc[0]
+    assert row.mask_drawn_iteration == int(steps[e]) and bool(row.mask_settled)
+    assert row.distance_to_final_mask == pytest.approx(early_bird.distance(Mask(early), ticket))
+    never = cfg(controls=["ticket", "early"], mask_every=5, settle_window=50, levels=1)  # 6 masks < the window
+    store = executor.run(never, tmp_path / "never", log=lambda *_: None)
+    assert all(torch.equal(store.load_tensor(Unit(0, 1, "early"), "mask")[n], t)
+               for n, t in store.load_tensor(Unit(0, 1, "ticket"), "mask").items())
+    _, summary = load_results(never, tmp_path / "never")
+    row = summary[summary.control == "early"].iloc[0]
+    assert not bool(row.mask_settled) and row.mask_drawn_iteration == 30 and row.distance_to_final_mask == 0
+    with pytest.raises(ConfigError, match="set mask_every"):
+        cfg(controls=["ticket", "early"])

@@ -9,6 +9,9 @@ Per trial t (all seeds derive from (cfg.seed, t)):
             random : a random mask with mask_l's per-layer counts, theta_k (the random sparse subnetwork).
             oneshot: the trained dense network pruned in one step to level l's counts, theta_k (l >= 2:
                      at level 1 one-shot and iterative pruning are the same network).
+            early  : the mask the level-(l-1) ticket's trajectory (mask_every) settled at while it trained
+                     (Early-Bird's rule on magnitude masks; its end where it never settled), theta_k: the
+                     unstructured Early-Bird analogue, against the ticket's mask drawn at the end.
 Every unit trains on the same batches in the same order (the data seed depends on the trial only).
 
 `ImpProcedure` is this on the procedure contract (lt_core/procedures/base.py); `Trial` holds what one
@@ -55,6 +58,8 @@ def units(cfg: Experiment) -> list[Unit]:
                 out.append(Unit(trial, level, "random"))
             if "oneshot" in cfg.controls and level >= 2:
                 out.append(Unit(trial, level, "oneshot"))
+            if "early" in cfg.controls:
+                out.append(Unit(trial, level, "early"))
     return out
 
 
@@ -126,12 +131,29 @@ class Trial:
             return [Unit(unit.trial, 0, "ticket")]
         return [Unit(unit.trial, unit.level - 1, "ticket")]
 
+    def early_mask(self, level: int) -> tuple[Mask, dict]:
+        """The early ticket's mask at `level` (the unstructured Early-Bird analogue): of the masks the level-(l-1)
+        ticket's trajectory recorded (what the next round would prune to, every mask_every steps), the one at
+        which it settled (early_bird.settled_at); the last one, its end, where it never settled. With where
+        it was drawn, and its distance to the level's ticket mask (drawn at the end)."""
+        previous = Unit(self.trial, level - 1, "ticket")
+        trajectory = self.store.load_tensor(previous, "trajectory")
+        steps = sorted(trajectory, key=int)
+        masks = [Mask(trajectory[k]) for k in steps]
+        e = early_bird.settled_at(masks, self.cfg.settle_threshold, self.cfg.settle_window)
+        drawn = e if e is not None else len(masks) - 1
+        mask = masks[drawn]
+        return mask, {"mask_drawn_iteration": int(steps[drawn]), "mask_settled": e is not None,
+                      "distance_to_final_mask": early_bird.distance(mask, self.ticket_mask(level))}
+
     def unit_start(self, unit: Unit) -> tuple[Mask, torch.nn.Module]:
         """The mask and the initialised model a unit trains."""
         cfg = self.cfg
         if unit.control == "oneshot":  # from the trained dense network alone, not from the chain of tickets
             dense = self.store.load_tensor(Unit(self.trial, 0, "ticket"), "final")
             mask = pruning.oneshot(dense, self.ticket_mask(0), self.spec, unit.level)
+        elif unit.control == "early":  # reset as the ticket is: theta_0, or theta_k with late resetting
+            mask, _ = self.early_mask(unit.level)
         else:
             mask = self.ticket_mask(unit.level)
         if unit.control == "reinit":
@@ -163,7 +185,7 @@ class Trial:
         tensors = {"mask": dict(mask)}
         if unit.control == "ticket":
             tensors["final"] = {n: result.final_state[n] for n in model.prunable}
-        settled = {}
+        settled = self.early_mask(unit.level)[1] if unit.control == "early" else {}
         if trajectory:
             tensors["trajectory"] = {str(step): dict(m) for step, m in trajectory}
             settled = settling(trajectory, cfg.settle_threshold, cfg.settle_window)
@@ -236,8 +258,8 @@ class ImpProcedure(Procedure):
         if unit.level == 0:
             return []
         out = {Unit(unit.trial, 0, "ticket")} if (unit.control == "oneshot" or self.cfg.rewind_iteration) else set()
-        if unit.control == "ticket" and not masks_known:
-            out.add(Unit(unit.trial, unit.level - 1, "ticket"))
+        if (unit.control == "ticket" and not masks_known) or unit.control == "early":
+            out.add(Unit(unit.trial, unit.level - 1, "ticket"))  # early: its trajectory, never recorded
         return sorted(out)
 
     def resume_tensors(self, unit: Unit) -> tuple[str, ...]:
