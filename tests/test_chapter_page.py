@@ -58,7 +58,7 @@ PAGES = {
     "prune_finetune": {"claims": "prune_finetune", "claim_id": "keep-survivors", "slider": ("28.6%", "8.2%"),
                        "figures": 4, "arxiv": "1506.02626", "title": "Learning both Weights"},
     "transfer": {"claims": "transfer", "claim_id": "beats-random", "slider": ("100.0%", "80.0%"),
-                 "figures": 2, "arxiv": "1906.02773", "title": "One ticket"},
+                 "figures": 3, "arxiv": "1906.02773", "title": "One ticket"},
 }
 PAGE_REQUESTS_BUDGET = 50
 FIRST_PAINT_BYTES_BUDGET = 1_200_000
