@@ -126,3 +126,10 @@ def test_across_optimizers_each_ticket_meets_its_optimizers_own():
     assert card.loc["across-optimizers", "verdict"] == sc.PARTLY
     assert "MNIST, Adam -> SGD -0.75 pts; MNIST, SGD -> Adam -1.10 pts" in card.loc["across-optimizers", "ours"]
     assert card.loc["close-to-own", "verdict"] == sc.UNMEASURED  # no dataset transfer in these runs
+
+
+def test_a_trial_stopped_midway_is_left_out_of_the_figures():
+    summary, _ = target("mnist", "fashion_mnist", moved(0.90, 0.905, 0.89, 0.88), trials=(0, 1))
+    partial = pd.concat([summary, summary[summary.level == 0].assign(trial=2)])  # trial 2: its dense net only
+    assert sorted(tr.whole_trials(partial).trial.unique()) == [0, 1]
+    assert tr.whole_trials(summary).equals(summary) and tr.whole_trials(summary.iloc[:0]).empty

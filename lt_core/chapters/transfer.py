@@ -77,14 +77,25 @@ def combine_curves(runs: list[tuple]) -> pd.DataFrame:
     return pd.concat([_tag(curves, stored) for curves, stored in runs], ignore_index=True) if runs else pd.DataFrame()
 
 
+def whole_trials(summary: pd.DataFrame) -> pd.DataFrame:
+    """The trials of one run that hold as many networks as its fullest trial: a recording of a run stopped
+    mid-trial keeps that trial's networks (it resumes from them), but its figures and verdicts would mix
+    levels measured over different trials."""
+    if summary.empty:
+        return summary
+    counts = summary.groupby("trial").size()
+    return summary[summary.trial.isin(counts[counts == counts.max()].index)]
+
+
 def recorded_tables(names=(*RECORDED.values(), *OPTIMIZERS.values(), *SOURCES.values(), *SUBSET.values())) -> tuple[pd.DataFrame, dict]:
-    """The combined summary of the committed runs, and which of them this checkout has (name -> found)."""
+    """The combined summary of the committed runs (their whole trials), and which of them this checkout has
+    (name -> found)."""
     found, runs = {}, []
     for name in names:
         rec = recorded_runs.recorded(name)
         found[name] = rec is not None
         if rec:
-            runs.append((rec[1], rec[2]["config"]))
+            runs.append((whole_trials(rec[1]), rec[2]["config"]))
     return combine(runs), found
 
 
