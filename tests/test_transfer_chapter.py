@@ -9,6 +9,7 @@ import pytest
 from lt_core.book import scorecard as sc
 from lt_core.chapters import transfer as tr
 from lt_core.chapters import transfer_plots as trp
+from lt_core.provenance import REPO
 
 DENSITIES = {0: 1.0, 4: 0.41, 8: 0.168, 12: 0.069, 18: 0.018}
 
@@ -133,3 +134,10 @@ def test_a_trial_stopped_midway_is_left_out_of_the_figures():
     partial = pd.concat([summary, summary[summary.level == 0].assign(trial=2)])  # trial 2: its dense net only
     assert sorted(tr.whole_trials(partial).trial.unique()) == [0, 1]
     assert tr.whole_trials(summary).equals(summary) and tr.whole_trials(summary.iloc[:0]).empty
+
+
+def test_an_experiment_is_labelled_by_what_it_moves():
+    from lt_core import config
+    assert tr.experiment_label(config.load(REPO / "params/transfer_lenet_sgd_adam.yaml", "smoke")) == "MNIST, SGD -> Adam"
+    assert tr.experiment_label(config.load(REPO / "params/transfer_lenet_subset.yaml", "smoke")) == \
+        "MNIST -> MNIST (found on a tenth)"

@@ -49,6 +49,13 @@ def label(source: str, target: str, source_optimizer: str = "adam", optimizer: s
     return f"{DATA.get(source, source)} -> {DATA.get(target, target)}"
 
 
+def experiment_label(cfg) -> str:
+    """'MNIST, SGD -> Adam' or 'MNIST -> MNIST (found on a tenth)': what a transfer experiment moves."""
+    src = source_config(cfg)
+    tenth = " (found on a tenth)" if src.train_fraction < 1 else ""
+    return label(src.dataset, cfg.dataset, src.optimizer, cfg.optimizer) + tenth
+
+
 def _tag(frame: pd.DataFrame, stored: dict) -> pd.DataFrame:
     """Rows of one run (summary or curves) with source_data, target_data, train_fraction and optimizer; a
     source IMP run's tickets as control `own`."""
