@@ -52,15 +52,19 @@ class Imp:
     mask_every: int = 0               # 0: no trajectory
     settle_threshold: float = 0.1     # settled: the newest mask within this distance of each of the
     settle_window: int = 4            # this many masks before it
+    # control early's further draws: the previous ticket's trajectory masks at these iterations (multiples
+    # of mask_every), trained as early draws 1, 2, ... (draw 0: the mask at which it settled)
+    early_draws: tuple[int, ...] = ()
 
     EXTENT = ("levels", "controls", "control_levels", "reinit_draws", "mask_every", "settle_threshold",
-              "settle_window")
+              "settle_window", "early_draws")
     RULES = {"pruning": one_of(("layerwise", "global")),
              "rates": Rule(lambda r: 0 <= r < 1, "in [0, 1) (the fraction of surviving weights a round removes)"),
              "rewind_iteration": at_least(0), "levels": at_least(0), "reinit_draws": at_least(1),
              "controls": one_of(controls + ("early",)),  # the default's and early (Early-Bird's, needs mask_every)
              "control_levels": at_least(1), "mask_every": at_least(0), "settle_window": at_least(1),
-             "settle_threshold": Rule(lambda t: 0 < t <= 1, "in (0, 1] (a fraction of positions)")}
+             "settle_threshold": Rule(lambda t: 0 < t <= 1, "in (0, 1] (a fraction of positions)"),
+             "early_draws": at_least(1)}
 
     def check(self, cfg: "Experiment") -> None:
         """What the rules above cannot say alone: limits set by other fields. (The levels past which the
@@ -77,6 +81,11 @@ class Imp:
             ("early" in self.controls and not self.mask_every,
              "'controls' includes early, whose mask is drawn while the previous level's ticket trains: set "
              "mask_every (e.g. 1000) so that its masks are recorded"),
+            (bool(self.early_draws) and "early" not in self.controls,
+             f"'early_draws' is {list(self.early_draws)}; they are draws of control early: add early to controls"),
+            (bool(self.mask_every) and any(i % self.mask_every or i > cfg.iterations for i in self.early_draws),
+             f"'early_draws' is {list(self.early_draws)}; each must be a multiple of mask_every "
+             f"({self.mask_every}) up to iterations ({cfg.iterations}), where a trajectory mask is recorded"),
         ])
 
 

@@ -61,6 +61,11 @@ def test_a_tickets_trajectory_ends_at_the_mask_the_next_level_prunes_to(tiny, tm
     row = summary[summary.level == 0].iloc[0]
     distances = row.mask_distances
     assert [d[0] for d in distances] == [10, 20, 30] and distances[0][1] is None and distances[-1][2] == 0
+    matrix = row.mask_distance_matrix  # every recorded mask against every other: symmetric, 0 on the diagonal
+    masks = [Mask(trajectory[k]) for k in ("10", "20", "30")]
+    assert [matrix[i][i] for i in range(3)] == [0, 0, 0]
+    assert matrix[0][2] == matrix[2][0] == pytest.approx(early_bird.distance(masks[0], masks[2]), abs=1e-5)
+    assert [matrix[i][2] for i in range(3)] == pytest.approx([d[2] for d in distances], abs=1e-5)
     assert c.digest() == cfg(controls=["ticket"]).digest()  # recording a trajectory keeps the run's name
     with pytest.raises(ConfigError, match="settle_threshold"):
         cfg(settle_threshold=0)
@@ -92,3 +97,23 @@ def test_an_early_ticket_trains_the_mask_the_previous_ticket_settled_at(tiny, tm
     assert not bool(row.mask_settled) and row.mask_drawn_iteration == 30 and row.distance_to_final_mask == 0
     with pytest.raises(ConfigError, match="set mask_every"):
         cfg(controls=["ticket", "early"])
+
+
+def test_early_draws_train_the_trajectory_mask_at_each_named_iteration(tiny, tmp_path):
+    """early_draws: control early's draw d >= 1 trains the level-(l-1) ticket's trajectory mask recorded at
+    early_draws[d-1], from theta_0 like the ticket; draw 0 stays the settled one."""
+    c = cfg(controls=["ticket", "early"], mask_every=10, early_draws=[10, 20], levels=1)
+    store = executor.run(c, tmp_path, log=lambda *_: None)
+    trajectory = store.load_tensor(Unit(0, 0, "ticket"), "trajectory")
+    for draw, step in ((1, "10"), (2, "20")):
+        mask = store.load_tensor(Unit(0, 1, "early", draw), "mask")
+        assert all(torch.equal(mask[n], trajectory[step][n]) for n in mask)
+    assert not torch.equal(trajectory["10"]["fc1.weight"], trajectory["30"]["fc1.weight"])  # a real difference
+    _, summary = load_results(c, tmp_path)
+    early = summary[summary.control == "early"].set_index("draw")
+    assert list(early.index) == [0, 1, 2] and list(early.mask_drawn_iteration[[1, 2]]) == [10, 20]
+    assert cfg(controls=["ticket", "early"], mask_every=10).digest() == c.digest()  # the extent, not the name
+    with pytest.raises(ConfigError, match="multiple of mask_every"):
+        cfg(controls=["ticket", "early"], mask_every=10, early_draws=[15])
+    with pytest.raises(ConfigError, match="add early to controls"):
+        cfg(controls=["ticket"], mask_every=10, early_draws=[10])

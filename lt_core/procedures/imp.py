@@ -11,7 +11,8 @@ Per trial t (all seeds derive from (cfg.seed, t)):
                      at level 1 one-shot and iterative pruning are the same network).
             early  : the mask the level-(l-1) ticket's trajectory (mask_every) settled at while it trained
                      (Early-Bird's rule on magnitude masks; its end where it never settled), theta_k: the
-                     unstructured Early-Bird analogue, against the ticket's mask drawn at the end.
+                     unstructured Early-Bird analogue, against the ticket's mask drawn at the end. Draws
+                     1, 2, ...: the trajectory's masks at the early_draws iterations, reset alike.
 Every unit trains on the same batches in the same order (the data seed depends on the trial only).
 
 `ImpProcedure` is this on the procedure contract (lt_core/procedures/base.py); `Trial` holds what one
@@ -58,8 +59,8 @@ def units(cfg: Experiment) -> list[Unit]:
                 out.append(Unit(trial, level, "random"))
             if "oneshot" in cfg.controls and level >= 2:
                 out.append(Unit(trial, level, "oneshot"))
-            if "early" in cfg.controls:
-                out.append(Unit(trial, level, "early"))
+            if "early" in cfg.controls:  # draw 0 where the mask settled, then one per early_draws iteration
+                out += [Unit(trial, level, "early", d) for d in range(len(cfg.early_draws) + 1)]
     return out
 
 
@@ -131,17 +132,20 @@ class Trial:
             return [Unit(unit.trial, 0, "ticket")]
         return [Unit(unit.trial, unit.level - 1, "ticket")]
 
-    def early_mask(self, level: int) -> tuple[Mask, dict]:
+    def early_mask(self, level: int, draw: int = 0) -> tuple[Mask, dict]:
         """The early ticket's mask at `level` (the unstructured Early-Bird analogue): of the masks the level-(l-1)
         ticket's trajectory recorded (what the next round would prune to, every mask_every steps), the one at
-        which it settled (early_bird.settled_at); the last one, its end, where it never settled. With where
-        it was drawn, and its distance to the level's ticket mask (drawn at the end)."""
+        which it settled (early_bird.settled_at); the last one, its end, where it never settled; draw d >= 1:
+        the one at iteration early_draws[d-1]. With where it was drawn, and its distance to the level's
+        ticket mask (drawn at the end)."""
         previous = Unit(self.trial, level - 1, "ticket")
         trajectory = self.store.load_tensor(previous, "trajectory")
         steps = sorted(trajectory, key=int)
         masks = [Mask(trajectory[k]) for k in steps]
         e = early_bird.settled_at(masks, self.cfg.settle_threshold, self.cfg.settle_window)
         drawn = e if e is not None else len(masks) - 1
+        if draw:
+            drawn = steps.index(str(self.cfg.early_draws[draw - 1]))
         mask = masks[drawn]
         return mask, {"mask_drawn_iteration": int(steps[drawn]), "mask_settled": e is not None,
                       "distance_to_final_mask": early_bird.distance(mask, self.ticket_mask(level))}
@@ -153,7 +157,7 @@ class Trial:
             dense = self.store.load_tensor(Unit(self.trial, 0, "ticket"), "final")
             mask = pruning.oneshot(dense, self.ticket_mask(0), self.spec, unit.level)
         elif unit.control == "early":  # reset as the ticket is: theta_0, or theta_k with late resetting
-            mask, _ = self.early_mask(unit.level)
+            mask, _ = self.early_mask(unit.level, unit.draw)
         else:
             mask = self.ticket_mask(unit.level)
         if unit.control == "reinit":
@@ -185,7 +189,7 @@ class Trial:
         tensors = {"mask": dict(mask)}
         if unit.control == "ticket":
             tensors["final"] = {n: result.final_state[n] for n in model.prunable}
-        settled = self.early_mask(unit.level)[1] if unit.control == "early" else {}
+        settled = self.early_mask(unit.level, unit.draw)[1] if unit.control == "early" else {}
         if trajectory:
             tensors["trajectory"] = {str(step): dict(m) for step, m in trajectory}
             settled = settling(trajectory, cfg.settle_threshold, cfg.settle_window)
@@ -206,12 +210,19 @@ def unit_summary(unit: Unit, mask: Mask, rows, *, seconds: float, steps: int, se
 
 def settling(trajectory: list[tuple[int, Mask]], threshold: float, window: int) -> dict:
     """When a ticket's next-round mask settled during its training: the iteration of early_bird.settled_at
-    (None if never), and per recorded iteration its distance to the mask before and to the final one."""
+    (None if never), per recorded iteration its distance to the mask before and to the final one, and the
+    distance of every recorded mask to every other (You et al.'s distance-matrix figure; rounded to 1e-5,
+    under one position in a LeNet-300-100 layer)."""
     masks = [m for _, m in trajectory]
     e = early_bird.settled_at(masks, threshold, window)
+    matrix = [[0.0] * len(masks) for _ in masks]
+    for i in range(len(masks)):
+        for j in range(i):
+            matrix[i][j] = matrix[j][i] = round(early_bird.distance(masks[i], masks[j]), 5)
     return {"mask_settled_iteration": trajectory[e][0] if e is not None else None,
             "mask_distances": [[step, early_bird.distance(m, masks[i - 1]) if i else None,
-                                early_bird.distance(m, masks[-1])] for i, (step, m) in enumerate(trajectory)]}
+                                early_bird.distance(m, masks[-1])] for i, (step, m) in enumerate(trajectory)],
+            "mask_distance_matrix": matrix}
 
 
 def early_stop(rows) -> dict:
