@@ -27,6 +27,19 @@ def test_distance_of_a_mask_to_itself_and_to_its_complement():
     assert early_bird.distance(mask([1, 1, 0, 0]), mask([1, 0, 0, 1])) == 0.5
     with pytest.raises(ValueError, match="different tensors"):
         early_bird.distance(m, mask([1]))
+    # within a mask: of the positions it keeps (the only ones a next-round mask can change)
+    assert early_bird.distance(mask([1, 1, 0, 0]), mask([1, 0, 0, 1]), within=mask([1, 1, 0, 1])) == 2 / 3
+    assert early_bird.distance(mask([0, 0]), mask([0, 0]), within=mask([0, 0])) == 0
+
+
+def test_the_rule_counts_distances_within_the_trained_mask():
+    """Masks inside a sparse mask differ in few of all positions: the rule fires at once over all of them
+    and not at all within the trained mask, where the same change is large."""
+    trained = mask([1] * 10 + [0] * 90)
+    a, b = mask([1] * 8 + [0] * 92), mask([0, 0] + [1] * 6 + [1, 1] + [0] * 90)  # differ in 4 positions
+    seq = [a, b] * 3
+    assert early_bird.settled_at(seq, threshold=0.1, window=4) == 4  # 4 of 100 positions
+    assert early_bird.settled_at(seq, threshold=0.1, window=4, within=trained) is None  # 4 of 10
 
 
 def test_the_rule_fires_at_the_first_mask_within_the_threshold_of_the_four_before():
@@ -51,6 +64,7 @@ def test_channel_masks_remove_the_stated_ratio_of_all_channels(ratio):
 
 
 def test_a_tickets_trajectory_ends_at_the_mask_the_next_level_prunes_to(tiny, tmp_path):
+    """...and its distances are fractions of the weights the ticket trains (level 1: 80% of them)."""
     c = cfg(controls=["ticket"], mask_every=10)
     store = executor.run(c, tmp_path, log=lambda *_: None)
     trajectory = store.load_tensor(Unit(0, 0, "ticket"), "trajectory")
@@ -66,6 +80,12 @@ def test_a_tickets_trajectory_ends_at_the_mask_the_next_level_prunes_to(tiny, tm
     assert [matrix[i][i] for i in range(3)] == [0, 0, 0]
     assert matrix[0][2] == matrix[2][0] == pytest.approx(early_bird.distance(masks[0], masks[2]), abs=1e-5)
     assert [matrix[i][2] for i in range(3)] == pytest.approx([d[2] for d in distances], abs=1e-5)
+    level1 = summary[summary.level == 1].iloc[0]
+    trained = Mask(store.load_tensor(Unit(0, 1, "ticket"), "mask"))
+    later = [Mask(m) for _, m in sorted(store.load_tensor(Unit(0, 1, "ticket"), "trajectory").items(),
+                                        key=lambda kv: int(kv[0]))]
+    assert level1.mask_distances[0][2] == pytest.approx(early_bird.distance(later[0], later[-1], within=trained))
+    assert level1.mask_distances[0][2] > early_bird.distance(later[0], later[-1])  # not over all positions
     assert c.digest() == cfg(controls=["ticket"]).digest()  # recording a trajectory keeps the run's name
     with pytest.raises(ConfigError, match="settle_threshold"):
         cfg(settle_threshold=0)
@@ -78,7 +98,8 @@ def test_an_early_ticket_trains_the_mask_the_previous_ticket_settled_at(tiny, tm
     store = executor.run(c, tmp_path, log=lambda *_: None)
     trajectory = store.load_tensor(Unit(0, 1, "ticket"), "trajectory")
     steps = sorted(trajectory, key=int)
-    e = early_bird.settled_at([Mask(trajectory[k]) for k in steps], 0.5, 2)
+    trained = Mask(store.load_tensor(Unit(0, 1, "ticket"), "mask"))  # the level-1 ticket trained under it
+    e = early_bird.settled_at([Mask(trajectory[k]) for k in steps], 0.5, 2, within=trained)
     assert e is not None and e < len(steps) - 1  # settles before the end at this loose threshold
     early = store.load_tensor(Unit(0, 2, "early"), "mask")
     assert all(torch.equal(early[n], trajectory[steps[e]][n]) for n in early)
@@ -87,7 +108,7 @@ def test_an_early_ticket_trains_the_mask_the_previous_ticket_settled_at(tiny, tm
     _, summary = load_results(c, tmp_path)
     row = summary[(summary.level == 2) & (summary.control == "early")].iloc[0]
     assert row.mask_drawn_iteration == int(steps[e]) and bool(row.mask_settled)
-    assert row.distance_to_final_mask == pytest.approx(early_bird.distance(Mask(early), ticket))
+    assert row.distance_to_final_mask == pytest.approx(early_bird.distance(Mask(early), ticket, within=trained))
     never = cfg(controls=["ticket", "early"], mask_every=5, settle_window=50, levels=1)  # 6 masks < the window
     store = executor.run(never, tmp_path / "never", log=lambda *_: None)
     assert all(torch.equal(store.load_tensor(Unit(0, 1, "early"), "mask")[n], t)

@@ -59,10 +59,19 @@ def density_slider_view(render: Callable[[float], Figure], densities: Sequence[f
     ds = sorted({float(d) for d in densities}, reverse=True)
     if not ds:
         raise ValueError("density_slider_view needs at least one density")
-    images = [widgets.Image(value=figure_png(render(d), dpi=dpi), format="png") for d in ds]
+    return slider_view(render, ds, _labels(ds), description, dpi)
+
+
+def slider_view(render: Callable, values: Sequence, labels: Sequence[str], description: str,
+                dpi: int = 90) -> widgets.VBox:
+    """The same for any values in the order given, each shown by its label (e.g. the iteration at which a
+    ticket is drawn)."""
+    if not values or len(values) != len(labels) or len(set(labels)) != len(labels):
+        raise ValueError(f"slider_view needs one distinct label per value, not {list(labels)} for {list(values)}")
+    images = [widgets.Image(value=figure_png(render(v), dpi=dpi), format="png") for v in values]
     stack = widgets.Stack(children=images, selected_index=0)
-    slider = widgets.SelectionSlider(options=_labels(ds), index=0, description=description,
-                                     continuous_update=True,
+    slider = widgets.SelectionSlider(options=list(labels), index=0, description=description,
+                                     continuous_update=True, style={"description_width": "initial"},
                                      layout=widgets.Layout(width="min(100%, 560px)"))
     # jslink, not observe: the link must keep working in the kernel-less HTML page
     link = widgets.jslink((slider, "index"), (stack, "selected_index"))

@@ -142,13 +142,14 @@ class Trial:
         trajectory = self.store.load_tensor(previous, "trajectory")
         steps = sorted(trajectory, key=int)
         masks = [Mask(trajectory[k]) for k in steps]
-        e = early_bird.settled_at(masks, self.cfg.settle_threshold, self.cfg.settle_window)
+        trained = self.ticket_mask(level - 1)  # the mask the trajectory's ticket trained under
+        e = early_bird.settled_at(masks, self.cfg.settle_threshold, self.cfg.settle_window, trained)
         drawn = e if e is not None else len(masks) - 1
         if draw:
             drawn = steps.index(str(self.cfg.early_draws[draw - 1]))
         mask = masks[drawn]
         return mask, {"mask_drawn_iteration": int(steps[drawn]), "mask_settled": e is not None,
-                      "distance_to_final_mask": early_bird.distance(mask, self.ticket_mask(level))}
+                      "distance_to_final_mask": early_bird.distance(mask, self.ticket_mask(level), trained)}
 
     def unit_start(self, unit: Unit) -> tuple[Mask, torch.nn.Module]:
         """The mask and the initialised model a unit trains."""
@@ -192,7 +193,7 @@ class Trial:
         settled = self.early_mask(unit.level, unit.draw)[1] if unit.control == "early" else {}
         if trajectory:
             tensors["trajectory"] = {str(step): dict(m) for step, m in trajectory}
-            settled = settling(trajectory, cfg.settle_threshold, cfg.settle_window)
+            settled = settling(trajectory, cfg.settle_threshold, cfg.settle_window, mask)
         summary = unit_summary(unit, mask, result.rows, seconds=seconds, steps=cfg.iterations, seed=self.seed,
                                data_seed=self.data_seed, device=str(self.data.x_train.device), **settled)
         self.store.save_unit(unit, result.rows, summary, tensors)
@@ -208,20 +209,22 @@ def unit_summary(unit: Unit, mask: Mask, rows, *, seconds: float, steps: int, se
             "data_seed": data_seed, **provenance(device)}
 
 
-def settling(trajectory: list[tuple[int, Mask]], threshold: float, window: int) -> dict:
+def settling(trajectory: list[tuple[int, Mask]], threshold: float, window: int, trained: Mask) -> dict:
     """When a ticket's next-round mask settled during its training: the iteration of early_bird.settled_at
     (None if never), per recorded iteration its distance to the mask before and to the final one, and the
-    distance of every recorded mask to every other (You et al.'s distance-matrix figure; rounded to 1e-5,
-    under one position in a LeNet-300-100 layer)."""
+    distance of every recorded mask to every other (You et al.'s distance-matrix figure; rounded to 1e-5).
+    Distances are fractions of the weights the ticket trains (`trained`, its mask): the only positions in
+    which the next round's masks can differ (early_bird.distance)."""
     masks = [m for _, m in trajectory]
-    e = early_bird.settled_at(masks, threshold, window)
+    distance = lambda a, b: early_bird.distance(a, b, trained)
+    e = early_bird.settled_at(masks, threshold, window, trained)
     matrix = [[0.0] * len(masks) for _ in masks]
     for i in range(len(masks)):
         for j in range(i):
-            matrix[i][j] = matrix[j][i] = round(early_bird.distance(masks[i], masks[j]), 5)
+            matrix[i][j] = matrix[j][i] = round(distance(masks[i], masks[j]), 5)
     return {"mask_settled_iteration": trajectory[e][0] if e is not None else None,
-            "mask_distances": [[step, early_bird.distance(m, masks[i - 1]) if i else None,
-                                early_bird.distance(m, masks[-1])] for i, (step, m) in enumerate(trajectory)],
+            "mask_distances": [[step, distance(m, masks[i - 1]) if i else None, distance(m, masks[-1])]
+                               for i, (step, m) in enumerate(trajectory)],
             "mask_distance_matrix": matrix}
 
 

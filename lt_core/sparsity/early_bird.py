@@ -1,8 +1,12 @@
 """When does a mask settle? Pure functions for Early-Bird tickets (You et al. 2020) and their unstructured
 analogue: the distance between two masks, the detection rule, and the paper's structured channel masks.
 
-- `distance(a, b)`: the fraction of positions (over every tensor the masks share) where they differ: 0 for
-  a mask and itself, 1 for a mask and its complement.
+- `distance(a, b, within)`: the fraction of positions (over every tensor the masks share) where they differ:
+  0 for a mask and itself, 1 for a mask and its complement. `within`: count only the positions that mask
+  keeps. IMP's next-round masks all lie inside the mask being trained, so the positions pruned before
+  never differ; measured over all positions, two masks of a level at 7% density could differ in at most
+  2.8% of them, and any threshold of 0.1 would call them settled at once. Within the trained mask the
+  scale is the same at every level (two 20% rounds differ in at most 40% of the survivors).
 - `settled_at(masks, threshold, window)`: the first index e >= window at which the newest mask is within
   `threshold` of each of the `window` masks before it (the paper keeps the last five masks, one an epoch,
   and draws the ticket when the newest is within 0.1 of the other four); None if it never settles.
@@ -17,18 +21,20 @@ import torch
 from .masks import Mask
 
 
-def distance(a: Mask, b: Mask) -> float:
-    """Fraction of positions where two masks of the same tensors differ."""
-    if set(a) != set(b):
-        raise ValueError(f"masks over different tensors: {sorted(set(a) ^ set(b))}")
+def distance(a: Mask, b: Mask, within: Mask | None = None) -> float:
+    """Fraction of positions where two masks of the same tensors differ (of the positions `within` keeps)."""
+    if set(a) != set(b) or (within is not None and set(within) != set(a)):
+        raise ValueError(f"masks over different tensors: {sorted(set(a) ^ set(b) ^ set(within or a))}")
     differ = sum(int((a[n] != b[n]).sum()) for n in a)
-    return differ / sum(a[n].numel() for n in a)
+    total = sum(int(within[n].sum()) for n in a) if within is not None else sum(a[n].numel() for n in a)
+    return differ / total if total else 0.0
 
 
-def settled_at(masks: list[Mask], threshold: float = 0.1, window: int = 4) -> int | None:
-    """Index of the first mask within `threshold` (strictly below) of each of the `window` masks before it."""
+def settled_at(masks: list[Mask], threshold: float = 0.1, window: int = 4, within: Mask | None = None) -> int | None:
+    """Index of the first mask within `threshold` (strictly below) of each of the `window` masks before it
+    (distances of the positions `within` keeps)."""
     for e in range(window, len(masks)):
-        if all(distance(masks[e], masks[e - j]) < threshold for j in range(1, window + 1)):
+        if all(distance(masks[e], masks[e - j], within) < threshold for j in range(1, window + 1)):
             return e
     return None
 

@@ -1,0 +1,113 @@
+"""The finding-tickets-early chapter's tables (lt_core/chapters/early_bird.py) on a small made-up IMP summary
+whose answers are known: trajectories read from summary.csv's text as from summary.json's lists, where each
+round settled, the early draws against the end, the cost saved, the findings, the paper's claims (not
+measured) and the figures on empty and full tables."""
+
+import math
+
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+
+from lt_core.book import scorecard as sc
+from lt_core.chapters import early_bird as eb
+from lt_core.chapters import early_bird_plots as ebp
+
+ITERATIONS = 400
+DENSITY = {0: 1.0, 1: 0.8, 2: 0.64}
+# per level of ticket: (the recorded masks' distance to the final one, where the rule fired or None)
+TRAJECTORY = {0: ([0.3, 0.2, 0.1, 0.0], 300), 1: ([0.2, 0.1, 0.05, 0.0], None), 2: ([0.1, 0.05, 0.02, 0.0], 200)}
+
+
+def ticket(trial, level, acc, as_text):
+    to_final, fired = TRAJECTORY[level]
+    steps = [100, 200, 300, 400]
+    distances = [[s, None if i == 0 else round(to_final[i - 1] - to_final[i], 3), f]
+                 for i, (s, f) in enumerate(zip(steps, to_final))]
+    matrix = [[abs(a - b) for b in to_final] for a in to_final]
+    return {"trial": trial, "level": level, "control": "ticket", "draw": 0, "density": DENSITY[level],
+            "early_stop_test_accuracy": acc, "final_iteration": ITERATIONS, "seconds": 40.0,
+            "mask_settled_iteration": fired, "mask_distances": str(distances) if as_text else distances,
+            "mask_distance_matrix": str(matrix) if as_text else matrix}
+
+
+def early(trial, level, draw, at, acc, far, settled=math.nan):
+    return {"trial": trial, "level": level, "control": "early", "draw": draw, "density": DENSITY[level],
+            "early_stop_test_accuracy": acc, "final_iteration": ITERATIONS, "seconds": 40.0,
+            "mask_drawn_iteration": at, "mask_settled": settled, "distance_to_final_mask": far}
+
+
+def summary(as_text=True, trials=(0, 1)):
+    rows = []
+    for t in trials:
+        bump = 0.002 * t
+        rows += [ticket(t, 0, 0.98 + bump, as_text), ticket(t, 1, 0.982 + bump, as_text),
+                 ticket(t, 2, 0.981 + bump, as_text)]
+        # level 2's draws come from level 1's trajectory, which never settled: draw 0 is its end
+        rows += [early(t, 2, 0, 400, 0.981 + bump, 0.0, settled=False), early(t, 2, 1, 100, 0.970 + bump, 0.2),
+                 early(t, 1, 0, 300, 0.980 + bump, 0.1, settled=True), early(t, 1, 1, 100, 0.975 + bump, 0.3)]
+        rows.append({"trial": t, "level": 2, "control": "reinit", "draw": 0, "density": 0.64,
+                     "early_stop_test_accuracy": 0.975 + bump, "final_iteration": ITERATIONS, "seconds": 40.0})
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("as_text", [True, False])
+def test_trajectories_read_alike_from_csv_text_and_from_lists(as_text):
+    traj = eb.trajectories(summary(as_text))
+    level1 = traj[(traj.trial == 0) & (traj.level == 1)]  # the level-0 ticket's: the masks of level 1
+    assert list(level1.iteration) == [100, 200, 300, 400] and list(level1.to_final) == [0.3, 0.2, 0.1, 0.0]
+    assert math.isnan(level1.to_previous.iloc[0]) and level1.density.iloc[0] == 0.8
+    matrix, iterations = eb.distance_matrix(summary(as_text), level=1)
+    assert iterations == [100, 200, 300, 400] and matrix[0, 3] == pytest.approx(0.3) and matrix[2, 2] == 0
+
+
+def test_settle_table_says_where_each_round_settled_and_how_far_from_the_end():
+    table = eb.settle_table(summary())
+    # levels 1 and 2 (the last ticket's trajectory, level 3's masks, names no trained level)
+    assert list(table.index) == [1, 2]
+    assert table.loc[1, "settled at (iteration)"] == 300 and table.loc[1, "trials settled"] == "2 of 2"
+    assert table.loc[1, "share of training %"] == 75.0 and table.loc[1, "distance to final mask"] == 0.1
+    assert table.loc[2, "settled at (iteration)"] == "never" and table.loc[2, "trials settled"] == "0 of 2"
+
+
+def test_draws_name_each_ticket_and_gaps_are_early_minus_end():
+    table = eb.draws(summary())
+    assert eb.draw_order(table) == ["iteration 100", eb.SETTLED, eb.END]
+    assert set(table[table.draw == eb.END].drawn_at) == {ITERATIONS}
+    value, levels = eb.gap(table, "iteration 100")
+    assert levels == 2 and value == pytest.approx(100 * ((0.970 - 0.981) + (0.975 - 0.982)) / 2)
+    assert eb.gap(table, eb.SETTLED)[0] == pytest.approx(100 * (0 + (0.980 - 0.982)) / 2)
+    acc = eb.accuracy_table(summary())
+    assert acc.loc[2, "iteration 100"] == pytest.approx(97.1) and acc.loc[2, "reinit (mask at the end, fresh weights)"] == 97.6
+    assert acc.loc[1, "settled mask drawn at"] == 300
+
+
+def test_cost_saved_is_the_rest_of_the_round_pro_rata():
+    cost = eb.cost_saved(summary())
+    assert cost.loc["iteration 100", "iterations saved a round"] == 300
+    assert cost.loc["iteration 100", "CPU seconds saved a round (pro rata)"] == 30.0  # 3/4 of 40 s
+    assert cost.loc[eb.END, "iterations saved a round"] == 0
+    assert cost.loc[eb.SETTLED, "drawn at (mean iteration)"] == 350  # 300 at level 1, 400 at level 2
+
+
+def test_findings_state_computed_numbers():
+    found = eb.findings(summary())
+    text = " ".join(found.ours)
+    assert "2 of 4 rounds" in found.ours.iloc[0] and "iteration 300" in found.ours.iloc[0]
+    assert "-0.90 pts over 2 levels" in text  # iteration 100 minus end: (-1.1 - 0.7) / 2
+    assert found.ours.iloc[-1] == "+0.60 pts over 1 level"  # settled minus reinit at level 2: 98.1 - 97.5
+    assert eb.findings(summary().iloc[0:0]).empty
+
+
+def test_the_papers_structured_claims_are_not_measured_here():
+    card = sc.scorecard(eb.claims(), summary())
+    assert set(card.verdict) == {sc.UNMEASURED} and all("not run" in ours for ours in card.ours)
+
+
+def test_figures_draw_on_full_and_empty_tables():
+    full, empty = summary(), summary().iloc[0:0]
+    for table in (full, empty):
+        assert isinstance(ebp.matrices(table, [1, 2]), Figure)
+        assert isinstance(ebp.distances(table), Figure)
+        assert isinstance(ebp.early_vs_end(table), Figure)
+    assert isinstance(ebp.draw_view(full, "iteration 100"), Figure)
