@@ -111,3 +111,11 @@ def test_figures_draw_on_full_and_empty_tables():
         assert isinstance(ebp.distances(table), Figure)
         assert isinstance(ebp.early_vs_end(table), Figure)
     assert isinstance(ebp.draw_view(full, "iteration 100"), Figure)
+
+
+def test_rule_at_reads_where_each_threshold_would_fire_from_the_matrix():
+    """Level 1's masks (the level-0 ticket's trajectory): distances |a - b| of 0.3, 0.2, 0.1, 0; with a window
+    of 2 the largest distance to the two before is 0.2 at masks 2 and 3."""
+    table = eb.rule_at(summary(), thresholds=(0.15, 0.25), window=2)
+    assert table.loc[1, "fires at 0.15"] == "never" and table.loc[1, "fires at 0.25"] == "300"
+    assert table.loc[1, "fires for thresholds above"] == pytest.approx(0.2)

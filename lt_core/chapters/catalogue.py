@@ -15,7 +15,7 @@ import pandas as pd
 
 from ..book import scorecard
 from ..runs import recorded as recorded_runs
-from . import edge_popup, lenet_mnist, prune_finetune, transfer
+from . import early_bird, edge_popup, lenet_mnist, prune_finetune, transfer
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,8 @@ CHAPTERS = [
             prune_finetune.claims, "prune_finetune_lenet_l2", prune_finetune.bookwide_tables),
     Chapter("transfer", "One ticket to win them all? Tickets between datasets", "Morcos et al. 2019",
             transfer.claims, "transfer_lenet_mnist_fmnist", transfer.bookwide_tables),
+    Chapter("early_bird", "Finding tickets early: when does the mask settle?", "beyond the papers; You et al. 2020",
+            early_bird.claims, early_bird.RECORDED, early_bird.bookwide_tables),
 ]
 
 

@@ -43,13 +43,16 @@ def matrices(summary: pd.DataFrame, levels, threshold: float = 0.1, trial: int =
         image = ax.imshow(matrix, cmap="viridis_r", vmin=0, vmax=top, origin="lower")
         ax.contour(matrix, levels=[threshold], colors="white", linewidths=0.8)
         ticks = np.linspace(0, len(iterations) - 1, min(5, len(iterations))).round().astype(int)
-        ax.set_xticks(ticks, [f"{iterations[t] / 1000:g}k" for t in ticks], fontsize=7)
-        ax.set_yticks(ticks, [f"{iterations[t] / 1000:g}k" for t in ticks], fontsize=7)
+        names = [f"{iterations[t] / 1000:.0f}k" if iterations[t] >= 1000 else str(iterations[t]) for t in ticks]
+        ax.set_xticks(ticks, names, fontsize=7)
+        ax.set_yticks(ticks, names, fontsize=7)
         ax.set_xlabel("iteration", fontsize=8)
-        ax.set_title(f"masks of P_m {density_label(densities.get(level, np.nan))}", fontsize=8)
+        known = level in densities.index
+        ax.set_title(f"masks of P_m {density_label(densities[level])}" if known else f"masks of level {level}",
+                     fontsize=8)
     axes[0].set_ylabel("iteration", fontsize=8)
     if image is not None:
-        fig.colorbar(image, ax=list(axes), shrink=0.8, label="fraction of positions that differ")
+        fig.colorbar(image, ax=list(axes), shrink=0.8, label="fraction of the trained weights that differ")
     fig.suptitle(f"Mask distance matrices (trial {trial}); white: distance {threshold}", fontsize=9)
     return fig
 
@@ -77,7 +80,7 @@ def distances(summary: pd.DataFrame, threshold: float = 0.1, trial: int = 0) -> 
             point = line[line.iteration == int(at)]
             left.plot(point.iteration, point.to_final, "o", color=color, ms=4, mec="black", mew=0.5)
     right.axhline(threshold, color="black", ls="--", lw=0.8, label=f"threshold {threshold}")
-    left.set_ylabel("distance to the final mask")
+    left.set_ylabel("distance to the final mask\n(fraction of the trained weights)")
     right.set_ylabel("distance to the mask before")
     for ax in (left, right):
         ax.set_xlabel("iteration of the previous ticket's training")
