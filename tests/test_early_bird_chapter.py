@@ -95,7 +95,8 @@ def test_findings_state_computed_numbers():
     text = " ".join(found.ours)
     assert "2 of 4 rounds" in found.ours.iloc[0] and "iteration 300" in found.ours.iloc[0]
     assert "-0.90 pts over 2 levels" in text  # iteration 100 minus end: (-1.1 - 0.7) / 2
-    assert found.ours.iloc[-1] == "+0.60 pts over 1 level"  # settled minus reinit at level 2: 98.1 - 97.5
+    # each early draw minus reinit at level 2: 97.0 - 97.5 and 98.1 - 97.5
+    assert found.ours.iloc[-1] == "iteration 100 -0.50 pts; settled +0.60 pts (over 1 level)"
     assert eb.findings(summary().iloc[0:0]).empty
 
 
