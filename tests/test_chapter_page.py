@@ -56,7 +56,7 @@ PAGES = {
     "edge_popup": {"claims": "edge_popup", "claim_id": "init-order", "slider": ("50.0%", "10.0%"),
                    "figures": 4, "arxiv": "1911.13299", "title": "Randomly Weighted"},
     "prune_finetune": {"claims": "prune_finetune", "claim_id": "keep-survivors", "slider": ("28.6%", "8.2%"),
-                       "figures": 4, "arxiv": "1506.02626", "title": "Learning both Weights"},
+                       "figures": 5, "arxiv": "1506.02626", "title": "Learning both Weights"},
     "transfer": {"claims": "transfer", "claim_id": "beats-random", "slider": ("100.0%", "80.0%"),
                  "figures": 3, "arxiv": "1906.02773", "title": "One ticket"},
     # the draw slider shows the recorded run: its first two draws are epochs 1 and 3 (917 iterations each)

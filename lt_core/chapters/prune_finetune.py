@@ -28,7 +28,8 @@ METHODS = {  # control -> (label, colour, line style), in the figure's order
 NETS = {"lenet_300_100": "LeNet-300-100 (MNIST)", "lenet5": "LeNet-5 (MNIST)"}
 # book/recorded/<name>: (model, regularisation) -> the run; and Frankle & Carbin's IMP run of the same net
 RECORDED = {("lenet_300_100", "L2"): "prune_finetune_lenet_l2",
-            ("lenet_300_100", "L1"): "prune_finetune_lenet_l1"}
+            ("lenet_300_100", "L1"): "prune_finetune_lenet_l1",
+            ("lenet5", "L2"): "prune_finetune_lenet5"}
 IMP = {"lenet_300_100": "lenet_mnist_paper"}
 # Frankle & Carbin's run again, trial 0's tickets only, down to 8.6%, with their masks (lenet_mnist_paper was
 # recorded before masks were): the ticket's mask picture beside Han's
@@ -393,5 +394,6 @@ def bookwide_tables():
     runs = summary[summary.control != "pruned"]
     if runs.empty:
         return None, summary, "no recorded prune-and-fine-tune run"
-    parts = ", ".join(f"{reg} {g.trial.nunique()} trial(s)" for reg, g in runs.groupby("regularisation", sort=False))
-    return None, summary, f"recorded, LeNet-300-100: {parts}; {len(runs)} networks"
+    parts = ", ".join(f"{NETS.get(model, model).split(' (')[0]} {reg} {g.trial.nunique()} trial(s)"
+                      for (model, reg), g in runs.groupby(["model", "regularisation"], sort=False))
+    return None, summary, f"recorded: {parts}; {len(runs)} networks"
