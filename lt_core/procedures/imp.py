@@ -218,14 +218,10 @@ def settling(trajectory: list[tuple[int, Mask]], threshold: float, window: int, 
     masks = [m for _, m in trajectory]
     distance = lambda a, b: early_bird.distance(a, b, trained)
     e = early_bird.settled_at(masks, threshold, window, trained)
-    matrix = [[0.0] * len(masks) for _ in masks]
-    for i in range(len(masks)):
-        for j in range(i):
-            matrix[i][j] = matrix[j][i] = round(distance(masks[i], masks[j]), 5)
     return {"mask_settled_iteration": trajectory[e][0] if e is not None else None,
             "mask_distances": [[step, distance(m, masks[i - 1]) if i else None, distance(m, masks[-1])]
                                for i, (step, m) in enumerate(trajectory)],
-            "mask_distance_matrix": matrix}
+            "mask_distance_matrix": early_bird.distance_matrix(masks, trained)}
 
 
 def early_stop(rows) -> dict:

@@ -7,6 +7,7 @@ analogue: the distance between two masks, the detection rule, and the paper's st
   never differ; measured over all positions, two masks of a level at 7% density could differ in at most
   2.8% of them, and any threshold of 0.1 would call them settled at once. Within the trained mask the
   scale is the same at every level (two 20% rounds differ in at most 40% of the survivors).
+- `distance_matrix(masks, within)`: every mask against every other.
 - `settled_at(masks, threshold, window)`: the first index e >= window at which the newest mask is within
   `threshold` of each of the `window` masks before it (the paper keeps the last five masks, one an epoch,
   and draws the ticket when the newest is within 0.1 of the other four); None if it never settles.
@@ -28,6 +29,16 @@ def distance(a: Mask, b: Mask, within: Mask | None = None) -> float:
     differ = sum(int((a[n] != b[n]).sum()) for n in a)
     total = sum(int(within[n].sum()) for n in a) if within is not None else sum(a[n].numel() for n in a)
     return differ / total if total else 0.0
+
+
+def distance_matrix(masks: list[Mask], within: Mask | None = None, digits: int = 5) -> list[list[float]]:
+    """Every mask's distance to every other (You et al.'s distance-matrix figure): symmetric, 0 on the
+    diagonal, rounded to `digits` places (1e-5 is under one position of a LeNet-300-100 layer)."""
+    matrix = [[0.0] * len(masks) for _ in masks]
+    for i in range(len(masks)):
+        for j in range(i):
+            matrix[i][j] = matrix[j][i] = round(distance(masks[i], masks[j], within), digits)
+    return matrix
 
 
 def settled_at(masks: list[Mask], threshold: float = 0.1, window: int = 4, within: Mask | None = None) -> int | None:

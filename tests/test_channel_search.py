@@ -1,0 +1,72 @@
+"""Early-Bird's structured search (lt_core/procedures/channel_search.py) on tiny data: the L1 penalty on the
+batch-norm scales is exactly the gradient it names, each recorded channel mask removes the stated ratio,
+the settle point is the rule's on the stored masks, and bad settings fail with one line."""
+
+import pytest
+import torch
+
+from lt_core.config import ConfigError, make
+from lt_core.procedures.base import Unit, procedure_for
+from lt_core.procedures.channel_search import scales
+from lt_core.procedures.imp import new_model
+from lt_core.runs import executor
+from lt_core.runs.results import load as load_results
+from lt_core.sparsity import early_bird
+from lt_core.sparsity.masks import Mask
+from lt_core.training.loop import DeviceData, train
+
+from test_engine import tiny  # noqa: F401  (fixture)
+
+
+def search(**kw):
+    base = dict(experiment="cs", procedure="channel_search", model="resnet20", optimizer="sgd", lr=0.05,
+                iterations=30, eval_every=10, batch_size=20, trials=1, val_size=60, mask_every=10,
+                ratios=[0.3, 0.5])
+    return make({**base, **kw})
+
+
+def test_bn_l1_adds_its_penalty_to_the_batch_norm_scales_gradient(tiny):
+    """One SGD step without momentum: the scales move by lr * bn_l1 * sign(w) more than without the penalty
+    (they start at 1), and nothing else moves differently."""
+    after = {}
+    for penalty in (0.0, 0.5):
+        cfg = search(iterations=1, mask_every=1, momentum=0.0, bn_l1=penalty)
+        model = new_model(cfg, 7)
+        data = DeviceData.prepare(tiny, torch.device("cpu"))
+        after[penalty] = train(model, Mask.ones_like(model), data, cfg, data_seed=3, plain=True).final_state
+    names = scales(new_model(search(), 0))
+    for n in names:
+        assert torch.allclose(after[0.0][n] - after[0.5][n], torch.full_like(after[0.0][n], 0.05 * 0.5), atol=1e-6)
+    conv = "conv.weight"
+    assert torch.allclose(after[0.0][conv], after[0.5][conv], atol=1e-6)
+
+
+def test_the_search_records_channel_masks_of_each_ratio_and_where_they_settle(tiny, tmp_path):
+    c = search(settle_threshold=0.3, settle_window=1)
+    store = executor.run(c, tmp_path, log=lambda *_: None)
+    channels = store.load_tensor(Unit(0, 0, "search"), "channels")
+    names = scales(new_model(c, 0))
+    total = sum(new_model(c, 0).get_parameter(n).numel() for n in names)
+    _, summary = load_results(c, tmp_path)
+    row = summary.iloc[0]
+    assert row.channels == total
+    for entry in row.ratios:
+        ratio = entry["ratio"]
+        assert entry["iterations"] == [10, 20, 30]
+        masks = [Mask({n: channels[f"{ratio:g}:{step}:{n}"] for n in names}) for step in (10, 20, 30)]
+        for m in masks:  # the stated share of all channels removed, the count rounded half up
+            assert sum(int(t.sum()) for t in m.values()) == total - int(ratio * total + 0.5)
+        e = early_bird.settled_at(masks, 0.3, 1)
+        assert entry["settled_iteration"] == (None if e is None else [10, 20, 30][e])
+        matrix = entry["matrix"]
+        assert matrix[0][0] == 0 and matrix[0][2] == matrix[2][0] == pytest.approx(
+            early_bird.distance(masks[0], masks[2]), abs=1e-5)
+
+
+def test_bad_search_settings_fail_with_one_line():
+    with pytest.raises(ConfigError, match="no batch-norm layers"):
+        procedure_for(search(model="lenet_300_100")).check()
+    with pytest.raises(ConfigError, match="ratios"):
+        search(ratios=[1.0])
+    with pytest.raises(ConfigError, match="mask_every"):
+        search(mask_every=0)
