@@ -51,7 +51,8 @@ browser-deps:
 
 # One pytest run: unit tests, book build tests, and every chapter notebook under nbval
 # (notebooks run with their own default parameters; LT_PROFILE=smoke is offered as a hint).
-# The notebooks train into an empty run store: results/ may hold runs of an older engine, whose
+# The notebooks train into an empty run store (the real book of the page tests trains into it first,
+# so nbval finds those smoke units stored): results/ may hold runs of an older engine, whose
 # numbers differ from the committed outputs by summation order.
 TEST_RESULTS := $(CURDIR)/_build/test-results
 test: venv data browser-deps

@@ -1,5 +1,6 @@
 """Fixtures shared by several test modules."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,12 +12,20 @@ TOOL = ROOT / "tools" / "build_book.py"
 
 
 @pytest.fixture(scope="session")
-def real_book(tmp_path_factory):
-    """The real book at the smoke profile, built once with the tool `make book` uses, trained afresh
-    (an empty run store) so that it shows what the current code computes."""
+def real_book_results(tmp_path_factory) -> Path:
+    """The run store the real book trains into (see real_book)."""
+    return Path(os.environ.get("LT_RESULTS") or tmp_path_factory.mktemp("real_results"))
+
+
+@pytest.fixture(scope="session")
+def real_book(tmp_path_factory, real_book_results):
+    """The real book at the smoke profile, built once with the tool `make book` uses, trained afresh so
+    that it shows what the current code computes: into $LT_RESULTS where set (`make test` empties its run
+    store first, and the chapter notebooks' nbval executions after these tests then find their smoke units
+    stored instead of training them a second time: about 3 of make test's minutes), else an empty one."""
     out = tmp_path_factory.mktemp("real") / "_build"
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("LT_RESULTS", str(out / "results"))
+        mp.setenv("LT_RESULTS", str(real_book_results))
         proc = subprocess.run([sys.executable, str(TOOL), "--profile", "smoke", "--out", str(out)],
                               cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -46,9 +46,9 @@ def test_parser_reads_the_sparsified_index():
     assert all(len(v) == 4 for v in table.values())
 
 
-def test_committed_level_table_matches_a_fresh_smoke_run(real_book):
+def test_committed_level_table_matches_a_fresh_smoke_run(real_book, real_book_results):
     cfg = chapter.configure("lenet_mnist", "smoke")
-    _, summary = results.load(cfg, real_book.parent / "results")  # trained afresh by the real_book fixture
+    _, summary = results.load(cfg, real_book_results)  # trained afresh by the real_book fixture
     fresh = {key: [float(v) for v in row] for key, row in chapter.level_table(summary).iterrows()}
     committed = committed_level_table()
     assert sorted(fresh) == sorted(committed), "the committed table has other levels or controls: re-execute"
