@@ -52,3 +52,13 @@ def test_the_readme_shows_the_bookwide_scorecard_the_code_computes():
     start, end = text.index(catalogue.README_START), text.index(catalogue.README_END) + len(catalogue.README_END)
     assert text[start:end] == catalogue.readme_block(), (
         "README.md's scorecard differs from the recorded runs': run `python -m lt_core.chapters.catalogue`")
+
+
+def test_no_committed_chapter_carries_papermill_injected_parameters():
+    """Re-executing a chapter with `papermill -f params/<file>.yaml` injects that file's default profile
+    (quick, for make book) into the notebook, and nbval would then execute the chapter at quick: the
+    committed notebooks run their own parameter cells (profile smoke)."""
+    for path in sorted((REPO / "book").glob("*.ipynb")):
+        cells = json.loads(path.read_text())["cells"]
+        injected = [c for c in cells if "injected-parameters" in c.get("metadata", {}).get("tags", [])]
+        assert not injected, f"{path.name} carries an injected parameters cell: delete it and re-execute without -f"
