@@ -138,3 +138,14 @@ def test_the_gpu_check_script_dry_run_writes_its_one_folder(tmp_path):
     assert all(lenet[f"stacked_{n}"]["ratio_vs_one_at_a_time"] > 0 for n in (2, 4))
     assert measured["conv2"]["networks_per_hour_at_20000_estimate"] > 0
     assert "code_version" in (tmp_path / "conditions.txt").read_text()
+
+
+def test_channel_search_case_prices_the_params_files_own_runs(capsys):
+    """The rate is of the early-bird search's own step (batch 64 from its params file), and the two costs
+    are the paper's and the short profile's iterations at that rate (160 and 20 epochs of 703 steps)."""
+    assert bench.main(["--quick", "--synthetic", "--threads", "1", "--cases", "channel_search"]) == 0
+    printed = json.loads(capsys.readouterr().out)["channel_search"]
+    assert printed["steps"] == 4 and printed["batch"] == 64 and printed["steps_per_s"] > 0
+    hours = lambda steps: steps / printed["steps_per_s"] / 3600
+    assert printed["hours_at_160_epochs"] == pytest.approx(hours(112500), abs=0.051)
+    assert printed["hours_at_20_epochs"] == pytest.approx(hours(14060), abs=0.051)

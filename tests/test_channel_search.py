@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from lt_core.config import ConfigError, make
+from lt_core.procedures import channel_search
 from lt_core.procedures.base import Unit, procedure_for
 from lt_core.procedures.channel_search import scales
 from lt_core.procedures.imp import new_model
@@ -33,12 +34,20 @@ def test_bn_l1_adds_its_penalty_to_the_batch_norm_scales_gradient(tiny):
         cfg = search(iterations=1, mask_every=1, momentum=0.0, bn_l1=penalty)
         model = new_model(cfg, 7)
         data = DeviceData.prepare(tiny, torch.device("cpu"))
-        after[penalty] = train(model, Mask.ones_like(model), data, cfg, data_seed=3, plain=True).final_state
+        after[penalty] = train(model, Mask.ones_like(model), data, cfg, data_seed=3, plain=True,
+                               scale_l1=cfg.bn_l1).final_state
     names = scales(new_model(search(), 0))
     for n in names:
         assert torch.allclose(after[0.0][n] - after[0.5][n], torch.full_like(after[0.0][n], 0.05 * 0.5), atol=1e-6)
     conv = "conv.weight"
     assert torch.allclose(after[0.0][conv], after[0.5][conv], atol=1e-6)
+
+
+def test_the_search_trains_with_its_bn_l1(tiny, tmp_path, monkeypatch):
+    seen, real = [], channel_search.train
+    monkeypatch.setattr(channel_search, "train", lambda *a, **k: seen.append(k.get("scale_l1")) or real(*a, **k))
+    executor.run(search(bn_l1=0.25, iterations=10), tmp_path, log=lambda *_: None)
+    assert seen == [0.25]
 
 
 def test_the_search_records_channel_masks_of_each_ratio_and_where_they_settle(tiny, tmp_path):

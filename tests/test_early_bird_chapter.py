@@ -57,7 +57,7 @@ def test_trajectories_read_alike_from_csv_text_and_from_lists(as_text):
     level1 = traj[(traj.trial == 0) & (traj.level == 1)]  # the level-0 ticket's: the masks of level 1
     assert list(level1.iteration) == [100, 200, 300, 400] and list(level1.to_final) == [0.3, 0.2, 0.1, 0.0]
     assert math.isnan(level1.to_previous.iloc[0]) and level1.density.iloc[0] == 0.8
-    matrix, iterations = eb.distance_matrix(summary(as_text), level=1)
+    matrix, iterations = eb.trajectory_matrix(summary(as_text), level=1)
     assert iterations == [100, 200, 300, 400] and matrix[0, 3] == pytest.approx(0.3) and matrix[2, 2] == 0
 
 

@@ -22,6 +22,7 @@ import pandas as pd
 
 from ..book import scorecard as sc
 from ..runs import recorded as recorded_runs
+from ..sparsity import early_bird
 
 RECORDED = "early_bird_lenet"  # book/recorded/<name>: LeNet-300-100 on MNIST, Frankle & Carbin's IMP
 ACC = "early_stop_test_accuracy"
@@ -53,7 +54,7 @@ def trajectories(summary: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["trial", "level", "density", "iteration", "to_previous", "to_final"])
 
 
-def distance_matrix(summary: pd.DataFrame, level: int, trial: int = 0) -> tuple[np.ndarray, list[int]]:
+def trajectory_matrix(summary: pd.DataFrame, level: int, trial: int = 0) -> tuple[np.ndarray, list[int]]:
     """The pairwise distance matrix of the masks recorded while the level-(`level`-1) ticket trained (the
     masks of `level`), and their iterations; an empty matrix where that ticket has none."""
     rows = summary[(summary.control == "ticket") & (summary.level == level - 1) & (summary.trial == trial)]
@@ -86,8 +87,8 @@ def draws(summary: pd.DataFrame) -> pd.DataFrame:
 
 def draw_order(table: pd.DataFrame) -> list[str]:
     """The draws of a `draws` table, earliest drawn first (fixed iterations, then settled, then the end)."""
-    fixed = sorted({d for d in table.draw if d not in (END, SETTLED)}, key=lambda d: int(d.split()[1].replace(",", "")))
-    return fixed + [d for d in (SETTLED, END) if d in set(table.draw)]
+    fixed = table[~table.draw.isin([END, SETTLED])].groupby("draw").drawn_at.first().sort_values()
+    return list(fixed.index) + [d for d in (SETTLED, END) if d in set(table.draw)]
 
 
 def accuracy_table(summary: pd.DataFrame) -> pd.DataFrame:
@@ -111,7 +112,7 @@ def accuracy_table(summary: pd.DataFrame) -> pd.DataFrame:
 def settle_table(summary: pd.DataFrame) -> pd.DataFrame:
     """Per level of mask: P_m, the iteration of the previous ticket's training at which the rule fired (mean
     over the trials where it did), in how many trials it fired, that point as a share of training, and the
-    settled mask's distance to the final one (from the early draw 0 where trained, else its trajectory)."""
+    settled mask's distance to the final one (read from the trajectory)."""
     tickets = summary[summary.control == "ticket"]
     if "mask_settled_iteration" not in tickets or tickets.empty:
         return pd.DataFrame()
@@ -142,15 +143,14 @@ def rule_at(summary: pd.DataFrame, thresholds=(0.1, 0.15, 0.2), window: int = 4,
     densities = summary[summary.control == "ticket"].groupby("level").density.mean()
     rows = []
     for level in sorted(tickets.level.unique()):
-        matrix, iterations = distance_matrix(summary, int(level) + 1, trial)
+        matrix, iterations = trajectory_matrix(summary, int(level) + 1, trial)
         if not iterations or int(level) + 1 not in densities:
             continue
-        # the rule fires at e under threshold t iff the largest distance to the window before is below t
-        needed = [max(matrix[e, e - j] for j in range(1, window + 1)) for e in range(window, len(iterations))]
         row = {"level": int(level) + 1, "P_m %": round(100 * densities[int(level) + 1], 2)}
         for t in thresholds:
-            first = next((e for e, d in enumerate(needed) if d < t), None)
-            row[f"fires at {t:g}"] = f"{iterations[first + window]:,}" if first is not None else "never"
+            e = early_bird.settle_index(matrix, t, window)
+            row[f"fires at {t:g}"] = f"{iterations[e]:,}" if e is not None else "never"
+        needed = early_bird.window_distances(matrix, window)  # the rule fires where one is below the threshold
         row["fires for thresholds above"] = round(float(min(needed)), 3) if needed else None
         rows.append(row)
     return pd.DataFrame(rows).set_index("level") if rows else pd.DataFrame()
@@ -244,7 +244,7 @@ def findings(summary: pd.DataFrame) -> pd.DataFrame:
 
 STRUCTURED = ("the paper's structured form (batch-norm channel masks under an L1 penalty, VGG/PreResNet on "
               "CIFAR, 160 epochs) is not run: its search is built and tested (params/early_bird_resnet20.yaml, "
-              "ResNet-20), at about 0.4 s a step on one CPU thread many hours a run")
+              "ResNet-20); a run is many CPU-hours here (README, Speed)")
 
 
 def claims() -> list[sc.Claim]:

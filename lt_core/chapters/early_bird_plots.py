@@ -11,7 +11,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from ..book.plots import density_axis, density_label
-from .early_bird import END, SETTLED, distance_matrix, draw_order, draws, trajectories
+from .early_bird import END, SETTLED, draw_order, draws, trajectories, trajectory_matrix
 
 DRAW_STYLE = {END: ("tab:blue", "-", "ticket drawn at the end (IMP)"),
               SETTLED: ("tab:red", "-", "drawn where the mask settled")}
@@ -35,7 +35,7 @@ def matrices(summary: pd.DataFrame, levels, threshold: float = 0.1, trial: int =
     densities = summary[summary.control == "ticket"].groupby("level").density.mean()
     image = None
     for ax, level in zip(axes, levels):
-        matrix, iterations = distance_matrix(summary, level, trial)
+        matrix, iterations = trajectory_matrix(summary, level, trial)
         if not iterations:
             ax.text(0.5, 0.5, "no trajectory", ha="center", va="center", transform=ax.transAxes)
             continue

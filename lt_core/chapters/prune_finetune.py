@@ -25,7 +25,8 @@ METHODS = {  # control -> (label, colour, line style), in the figure's order
     "reinit": ("same mask, re-initialised", "tab:orange", "--"),
     "scratch": ("same mask, re-initialised, whole budget", "tab:brown", "--"),
 }
-NETS = {"lenet_300_100": "LeNet-300-100 (MNIST)", "lenet5": "LeNet-5 (MNIST)"}
+SHORT = {"lenet_300_100": "LeNet-300-100", "lenet5": "LeNet-5"}
+NETS = {model: f"{name} (MNIST)" for model, name in SHORT.items()}
 # book/recorded/<name>: (model, regularisation) -> the run; and Frankle & Carbin's IMP run of the same net
 RECORDED = {("lenet_300_100", "L2"): "prune_finetune_lenet_l2",
             ("lenet_300_100", "L1"): "prune_finetune_lenet_l1",
@@ -394,6 +395,6 @@ def bookwide_tables():
     runs = summary[summary.control != "pruned"]
     if runs.empty:
         return None, summary, "no recorded prune-and-fine-tune run"
-    parts = ", ".join(f"{NETS.get(model, model).split(' (')[0]} {reg} {g.trial.nunique()} trial(s)"
+    parts = ", ".join(f"{SHORT.get(model, model)} {reg} {g.trial.nunique()} trial(s)"
                       for (model, reg), g in runs.groupby(["model", "regularisation"], sort=False))
     return None, summary, f"recorded: {parts}; {len(runs)} networks"

@@ -82,10 +82,12 @@ class ChannelSearchProcedure(Procedure):
         recorded: list[tuple[int, dict]] = []  # (iteration, ratio -> channel mask)
         watch = (cfg.mask_every, lambda step, state: recorded.append(
             (step, {r: Mask(early_bird.channel_masks({n: state[n] for n in names}, r)) for r in cfg.ratios})))
+        dense = Mask.ones_like(model)
         started = time.perf_counter()
-        result = train(model, Mask.ones_like(model), data, cfg, data_seed=data_seed, on_step=on_step, watch=watch)
+        result = train(model, dense, data, cfg, data_seed=data_seed, on_step=on_step, watch=watch,
+                       scale_l1=cfg.bn_l1)
         seconds = time.perf_counter() - started
-        summary = unit_summary(unit, Mask.ones_like(model), result.rows, seconds=seconds, steps=cfg.iterations,
+        summary = unit_summary(unit, dense, result.rows, seconds=seconds, steps=cfg.iterations,
                                seed=seed, data_seed=data_seed, device=str(data.x_train.device),
                                channels=sum(model.get_parameter(n).numel() for n in names),
                                ratios=[settling(recorded, r, cfg.settle_threshold, cfg.settle_window)
@@ -98,7 +100,7 @@ class ChannelSearchProcedure(Procedure):
 def settling(recorded: list[tuple[int, dict]], ratio: float, threshold: float, window: int) -> dict:
     """One ratio's trajectory: where Early-Bird's rule fired (None if never), the recorded iterations, and
     the distance of every mask to every other (fractions of all channels, rounded to 1e-5)."""
-    masks = [m[ratio] for _, m in recorded]
-    e = early_bird.settled_at(masks, threshold, window)
+    matrix = early_bird.distance_matrix([m[ratio] for _, m in recorded])
+    e = early_bird.settle_index(matrix, threshold, window)
     return {"ratio": ratio, "settled_iteration": recorded[e][0] if e is not None else None,
-            "iterations": [step for step, _ in recorded], "matrix": early_bird.distance_matrix(masks)}
+            "iterations": [step for step, _ in recorded], "matrix": early_bird.rounded(matrix)}

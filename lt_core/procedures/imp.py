@@ -108,6 +108,7 @@ class Trial:
         self.data_seed = derive_seed(self.seed, "data") % (2**31)
         self.spec = pruning.PruneSpec.of(new_model(cfg, 0), cfg)
         self.masks: dict[int, Mask] = {}
+        self._trajectories: dict[int, tuple] = {}  # the last level asked -> Trial.trajectory
 
     def ticket_mask(self, level: int) -> Mask:
         if level not in self.masks:
@@ -138,18 +139,26 @@ class Trial:
         which it settled (early_bird.settled_at); the last one, its end, where it never settled; draw d >= 1:
         the one at iteration early_draws[d-1]. With where it was drawn, and its distance to the level's
         ticket mask (drawn at the end)."""
-        previous = Unit(self.trial, level - 1, "ticket")
-        trajectory = self.store.load_tensor(previous, "trajectory")
-        steps = sorted(trajectory, key=int)
-        masks = [Mask(trajectory[k]) for k in steps]
-        trained = self.ticket_mask(level - 1)  # the mask the trajectory's ticket trained under
-        e = early_bird.settled_at(masks, self.cfg.settle_threshold, self.cfg.settle_window, trained)
+        steps, masks, e = self.trajectory(level - 1)
         drawn = e if e is not None else len(masks) - 1
         if draw:
-            drawn = steps.index(str(self.cfg.early_draws[draw - 1]))
-        mask = masks[drawn]
-        return mask, {"mask_drawn_iteration": int(steps[drawn]), "mask_settled": e is not None,
+            drawn = steps.index(self.cfg.early_draws[draw - 1])
+        mask, trained = masks[drawn], self.ticket_mask(level - 1)  # the mask the trajectory's ticket trained under
+        return mask, {"mask_drawn_iteration": steps[drawn], "mask_settled": e is not None,
                       "distance_to_final_mask": early_bird.distance(mask, self.ticket_mask(level), trained)}
+
+    def trajectory(self, level: int) -> tuple[list[int], list[Mask], int | None]:
+        """The level-`level` ticket's recorded trajectory: its iterations, its masks and the index at which
+        it settled (early_bird.settled_at, within the ticket's mask). Read and judged once for all of the
+        next level's early draws, each of which asks twice (its start and its summary)."""
+        if level not in self._trajectories:
+            trajectory = self.store.load_tensor(Unit(self.trial, level, "ticket"), "trajectory")
+            steps = sorted(trajectory, key=int)
+            masks = [Mask(trajectory[k]) for k in steps]
+            e = early_bird.settled_at(masks, self.cfg.settle_threshold, self.cfg.settle_window,
+                                      self.ticket_mask(level))
+            self._trajectories = {level: ([int(k) for k in steps], masks, e)}  # one level's: 6 MB for LeNet
+        return self._trajectories[level]
 
     def unit_start(self, unit: Unit) -> tuple[Mask, torch.nn.Module]:
         """The mask and the initialised model a unit trains."""
@@ -215,13 +224,12 @@ def settling(trajectory: list[tuple[int, Mask]], threshold: float, window: int, 
     distance of every recorded mask to every other (You et al.'s distance-matrix figure; rounded to 1e-5).
     Distances are fractions of the weights the ticket trains (`trained`, its mask): the only positions in
     which the next round's masks can differ (early_bird.distance)."""
-    masks = [m for _, m in trajectory]
-    distance = lambda a, b: early_bird.distance(a, b, trained)
-    e = early_bird.settled_at(masks, threshold, window, trained)
+    matrix = early_bird.distance_matrix([m for _, m in trajectory], trained)  # every distance below is in it
+    e = early_bird.settle_index(matrix, threshold, window)
     return {"mask_settled_iteration": trajectory[e][0] if e is not None else None,
-            "mask_distances": [[step, distance(m, masks[i - 1]) if i else None, distance(m, masks[-1])]
-                               for i, (step, m) in enumerate(trajectory)],
-            "mask_distance_matrix": early_bird.distance_matrix(masks, trained)}
+            "mask_distances": [[step, matrix[i][i - 1] if i else None, matrix[i][-1]]
+                               for i, (step, _) in enumerate(trajectory)],
+            "mask_distance_matrix": early_bird.rounded(matrix)}
 
 
 def early_stop(rows) -> dict:

@@ -7,10 +7,13 @@ analogue: the distance between two masks, the detection rule, and the paper's st
   never differ; measured over all positions, two masks of a level at 7% density could differ in at most
   2.8% of them, and any threshold of 0.1 would call them settled at once. Within the trained mask the
   scale is the same at every level (two 20% rounds differ in at most 40% of the survivors).
-- `distance_matrix(masks, within)`: every mask against every other.
+- `distance_matrix(masks, within)`: every mask against every other; every distance the rule and the
+  figures read is one of its entries.
 - `settled_at(masks, threshold, window)`: the first index e >= window at which the newest mask is within
   `threshold` of each of the `window` masks before it (the paper keeps the last five masks, one an epoch,
   and draws the ticket when the newest is within 0.1 of the other four); None if it never settles.
+  `settle_index(matrix, ...)` is the same rule read from a distance matrix, `window_distances(matrix, window)`
+  the largest distance of each mask to the window before it (the rule fires where that is below threshold).
 - `channel_masks(scales, ratio)`: the paper's structured masks: channels ranked by |batch-norm scale| over
   all layers together, the `ratio` of them with the smallest removed (the count rounded half up).
 """
@@ -31,23 +34,42 @@ def distance(a: Mask, b: Mask, within: Mask | None = None) -> float:
     return differ / total if total else 0.0
 
 
-def distance_matrix(masks: list[Mask], within: Mask | None = None, digits: int = 5) -> list[list[float]]:
-    """Every mask's distance to every other (You et al.'s distance-matrix figure): symmetric, 0 on the
-    diagonal, rounded to `digits` places (1e-5 is under one position of a LeNet-300-100 layer)."""
+def distance_matrix(masks: list[Mask], within: Mask | None = None) -> list[list[float]]:
+    """Every mask's `distance` to every other (You et al.'s distance-matrix figure): symmetric, 0 on the
+    diagonal; the count of positions is taken once."""
+    if within is not None and any(set(within) != set(m) for m in masks):
+        raise ValueError(f"masks over different tensors than within's: {sorted(within)}")
+    names = list(masks[0]) if masks else []
+    total = sum(int(within[n].sum()) for n in names) if within is not None else sum(masks[0][n].numel() for n in names)
     matrix = [[0.0] * len(masks) for _ in masks]
     for i in range(len(masks)):
         for j in range(i):
-            matrix[i][j] = matrix[j][i] = round(distance(masks[i], masks[j], within), digits)
+            if set(masks[i]) != set(masks[j]):
+                raise ValueError(f"masks over different tensors: {sorted(set(masks[i]) ^ set(masks[j]))}")
+            differ = sum(int((masks[i][n] != masks[j][n]).sum()) for n in names)
+            matrix[i][j] = matrix[j][i] = differ / total if total else 0.0
     return matrix
+
+
+def window_distances(matrix, window: int) -> list[float]:
+    """For each mask from index `window` on, its largest distance to the `window` masks before it."""
+    return [max(matrix[e][e - j] for j in range(1, window + 1)) for e in range(window, len(matrix))]
+
+
+def settle_index(matrix, threshold: float = 0.1, window: int = 4) -> int | None:
+    """Index of the first mask within `threshold` (strictly below) of each of the `window` before it."""
+    return next((e + window for e, d in enumerate(window_distances(matrix, window)) if d < threshold), None)
 
 
 def settled_at(masks: list[Mask], threshold: float = 0.1, window: int = 4, within: Mask | None = None) -> int | None:
     """Index of the first mask within `threshold` (strictly below) of each of the `window` masks before it
     (distances of the positions `within` keeps)."""
-    for e in range(window, len(masks)):
-        if all(distance(masks[e], masks[e - j], within) < threshold for j in range(1, window + 1)):
-            return e
-    return None
+    return settle_index(distance_matrix(masks, within), threshold, window)
+
+
+def rounded(matrix, digits: int = 5) -> list[list[float]]:
+    """A distance matrix as a summary stores it (1e-5 is under one position of a LeNet-300-100 layer)."""
+    return [[round(d, digits) for d in row] for row in matrix]
 
 
 def channel_masks(scales: dict[str, torch.Tensor], ratio: float) -> dict[str, torch.Tensor]:

@@ -18,6 +18,9 @@ and engine interleaved within a repeat so that they share the machine's noise):
                and the kernels' bound: a step's convolutions and products alone (lt_core/speed/ceilings.py).
   conv_settings  per conv net (Conv-2/4/6, ResNet-20): a training step in the default layout, in channels_last,
                and each under torch.compile (not in the default cases: compiling takes minutes), on random data.
+  channel_search  the step params/early_bird_resnet20.yaml trains (ResNet-20 on CIFAR-10, batch 64, SGD,
+               crop + flip, L1 on the batch-norm scales) through the engine, evaluation excluded: what a run
+               of Early-Bird's structured search costs here; not in the default cases.
   batched      N LeNet-300-100 levels (a dense network and pruned ones, as a ticket and its controls) trained
                as one stacked computation (lt_core/speed/batched.py) against N separate engine runs.
   edge_popup   per net (LeNet-300-100, Conv-2) at batch 128: an edge-popup step (scores through the per-layer
@@ -122,7 +125,7 @@ def reference(model, mask: Mask, data: DeviceData, cfg, seed: int, evaluate: boo
     return time.perf_counter() - start
 
 
-def run_engine(model, mask, data, cfg, *, fast=True, train_only=False) -> float:
+def run_engine(model, mask, data, cfg, *, fast=True, train_only=False, scale_l1: float = 0.0) -> float:
     """Seconds for the engine's cfg.iterations steps; train_only times steps 2..n-1 (no evaluation)."""
     if train_only and cfg.eval_every < cfg.iterations:
         raise ValueError(f"train_only times training steps alone, but eval_every={cfg.eval_every} puts "
@@ -130,7 +133,7 @@ def run_engine(model, mask, data, cfg, *, fast=True, train_only=False) -> float:
     marks = {}
     hook = (lambda done: marks.setdefault(done, time.perf_counter())) if train_only else None
     start = time.perf_counter()
-    engine.train(model, mask, data, cfg, data_seed=1, on_step=hook, plain=not fast)
+    engine.train(model, mask, data, cfg, data_seed=1, on_step=hook, plain=not fast, scale_l1=scale_l1)
     total = time.perf_counter() - start
     if train_only:
         return (marks[cfg.iterations - 1] - marks[1]) / (cfg.iterations - 2) * cfg.iterations
@@ -275,6 +278,26 @@ def conv2_case(data, args, name: str = "conv2") -> dict:
             "fraction_of_matmul_rate": round(sps["engine"] * flop / 1e9 / args.matmul, 3),
             "eval_images_per_s": round(len(images) / (time.perf_counter() - start), 1),
             "peak_rss_mb": peak_rss_mb()}
+
+
+def channel_search_case(data, args) -> dict:
+    """Engine steps a second of the channel search's training step (its params file's own settings), and
+    what the paper's 160 epochs and the short profile's 20 would take at that rate, evaluation aside."""
+    from ..config import load as load_params
+    from ..provenance import REPO
+    params = REPO / "params" / "early_bird_resnet20.yaml"
+    paper = load_params(params, "paper", {})
+    cfg = load_params(params, "paper", {"iterations": args.conv_steps, "eval_every": 10**6, "lr_drops": [],
+                                        "mask_every": args.conv_steps})
+    data = DeviceData(data.x_train, data.y_train, data.x_val[:120], data.y_val[:120], data.x_test[:120],
+                      data.y_test[:120], data.black)  # as conv2_case: evaluation at 0 and n kept short
+    build = lambda: models.build(cfg.model, seed=0, in_shape=(3, 32, 32), init=cfg.init)
+    times = [run_engine(build(), Mask.ones_like(build()), data, cfg, train_only=True, scale_l1=cfg.bn_l1)
+             for _ in range(args.repeats)]
+    rate = args.conv_steps / statistics.median(times)
+    return {"steps": args.conv_steps, "batch": cfg.batch_size, "steps_per_s": round(rate, 2),
+            "hours_at_160_epochs": round(paper.iterations / rate / 3600, 1),
+            "hours_at_20_epochs": round(load_params(params, "short", {}).iterations / rate / 3600, 1)}
 
 
 def conv_settings_case(args) -> dict:
@@ -435,7 +458,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--levels", type=int, default=18)
     p.add_argument("--conv-steps", type=int, default=40)
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
-    p.add_argument("--cases", default="lenet,conv2,batched", help="any of lenet, conv2, conv4, conv6, batched, conv_settings, edge_popup, workers, ray, device (comma-separated)")
+    p.add_argument("--cases", default="lenet,conv2,batched", help="any of lenet, conv2, conv4, conv6, batched, channel_search, conv_settings, edge_popup, workers, ray, device (comma-separated)")
     p.add_argument("--device", default="auto", help="device case: auto (CUDA when there is one) | cpu | cuda")
     p.add_argument("--stack", default="2,4", help="batched: numbers of networks stacked")
     p.add_argument("--out", default=None, help="also write the JSON to this file")
@@ -466,6 +489,9 @@ def main(argv: list[str]) -> int:
         if name in cases:
             out[name] = conv2_case(load("cifar10", args.quick, args.synthetic), args, name)
             progress(name)
+    if "channel_search" in cases:
+        out["channel_search"] = channel_search_case(load("cifar10", args.quick, args.synthetic), args)
+        progress("channel_search")
     if "conv_settings" in cases:
         out["conv_settings"] = conv_settings_case(args)
         progress("conv_settings")

@@ -11,8 +11,8 @@
   path (sparse.py) skips that redundant pass.
 - L1 regularisation (cfg.l1_penalty) adds l1_penalty * sign(w) to the prunable weights' gradients before
   they are masked; sign(0) = 0, so on the fast path, which does not mask after the step, pruned weights
-  stay zero too. A channel search's bn_l1 (lt_core/procedures/channel_search.py) adds the same to the
-  batch-norm scales (network slimming's penalty, which Early-Bird ranks channels by).
+  stay zero too. `scale_l1` adds the same to the batch-norm scales (network slimming's penalty, which
+  Early-Bird ranks channels by; the channel search's bn_l1, lt_core/procedures/channel_search.py).
 - Evaluation on validation and test happens at iteration 0, every `eval_every` iterations and at the end,
   in large batches with no gradient. Rows are (iteration, split, loss, accuracy).
 - `keep_iteration=k` returns a copy of the full state after k steps (theta_k, for rewinding).
@@ -221,11 +221,13 @@ class RunResult:
 
 
 def train(model: nn.Module, mask: Mask, data: DeviceData, cfg, *, data_seed: int,
-          keep_iteration: int | None = None, on_step=None, plain: bool = False, watch=None) -> RunResult:
+          keep_iteration: int | None = None, on_step=None, plain: bool = False, watch=None,
+          scale_l1: float = 0.0) -> RunResult:
     """Train `model` (already initialised) under `mask` for cfg.iterations steps; see the module docstring.
     plain=True takes the plain autograd path everywhere: the reference the fast paths are tested against.
     watch=(every, fn) calls fn(iteration, state) with a CPU copy of the full state every `every` steps and
-    at the end (Early-Bird mask trajectories); it reads the weights and changes nothing."""
+    at the end (Early-Bird mask trajectories); it reads the weights and changes nothing. scale_l1 > 0 adds
+    an L1 penalty on the batch-norm scales (the channel search's bn_l1)."""
     device = data.x_train.device
     mask.check_fits(model)
     model.to(device)
@@ -239,8 +241,7 @@ def train(model: nn.Module, mask: Mask, data: DeviceData, cfg, *, data_seed: int
     optimizer = make_optimizer(fast.params() if fast else list(model.parameters()), cfg, lean=not plain)
     l1 = ([layer.weight for layer in fast.layers] if fast else [model.get_parameter(n) for n in mask]) \
         if cfg.l1_penalty else []
-    bn_l1 = getattr(cfg, "bn_l1", 0.0)  # a channel search's field only
-    bn = [m.weight for m in model.modules() if isinstance(m, nn.BatchNorm2d)] if bn_l1 else []
+    bn = [m.weight for m in model.modules() if isinstance(m, nn.BatchNorm2d)] if scale_l1 else []
     batches = Batches(len(data.y_train), cfg.batch_size, data_seed, device)
     aug_generator = torch.Generator().manual_seed(data_seed + 1)
     torch.manual_seed(data_seed)  # dropout draws from the global generator
@@ -303,7 +304,7 @@ def train(model: nn.Module, mask: Mask, data: DeviceData, cfg, *, data_seed: int
                 if l1:
                     _add_l1(l1, cfg.l1_penalty)
                 if bn:
-                    _add_l1(bn, bn_l1)
+                    _add_l1(bn, scale_l1)
                 for p, m in masked:
                     p.grad.mul_(m)
                 optimizer.step()
