@@ -2,6 +2,8 @@
 batch-norm scales is exactly the gradient it names, each recorded channel mask removes the stated ratio,
 the settle point is the rule's on the stored masks, and bad settings fail with one line."""
 
+import math
+
 import pytest
 import torch
 
@@ -12,6 +14,7 @@ from lt_core.procedures.channel_search import scales
 from lt_core.procedures.imp import new_model
 from lt_core.runs import executor
 from lt_core.runs.results import load as load_results
+from lt_core.runs.store import RunStore
 from lt_core.sparsity import early_bird
 from lt_core.sparsity.masks import Mask
 from lt_core.training.loop import DeviceData, train
@@ -79,3 +82,29 @@ def test_bad_search_settings_fail_with_one_line():
         search(ratios=[1.0])
     with pytest.raises(ConfigError, match="mask_every"):
         search(mask_every=0)
+
+
+def test_a_recorded_search_reads_back_into_the_chapters_tables(tiny, tmp_path):
+    """The search exported as the book commits it (summary.csv: its ratios as text) gives the chapter's
+    settle table the stored settle points, and its channel masks come back from masks.zip."""
+    from lt_core.chapters import early_bird_channels as ebc
+    from lt_core.runs import recorded
+
+    c = search(settle_threshold=0.3, settle_window=1, lr_drops=[20])
+    executor.run(c, tmp_path / "store", log=lambda *_: None)
+    _, stored = load_results(c, tmp_path / "store")
+    recorded.export(c, tmp_path / "rec", tmp_path / "store")
+    _, summary, doc = recorded.load_recorded(tmp_path / "rec")
+    rows = ebc.scored(summary, doc["config"])
+    assert list(rows.first_lr_drop) == [20] and list(rows.iterations) == [30]
+    table = ebc.settling(rows, window=1)
+    for entry in stored.iloc[0].ratios:
+        row = table[table.ratio == entry["ratio"]].iloc[0]
+        at = entry["settled_iteration"]
+        assert (row.settled_iteration == at) if at is not None else math.isnan(row.settled_iteration)
+        assert row.before_first_drop == (at is not None and at < 20) and row.masks == 3
+    assert set(ebc.settle_table(rows).index) == {"30%", "50%"}
+    fresh = tmp_path / "resumed"
+    recorded.resume(c, tmp_path / "rec", fresh)
+    assert set(RunStore(c, fresh).load_tensor(Unit(0, 0, "search"), "channels")) == set(
+        RunStore(c, tmp_path / "store").load_tensor(Unit(0, 0, "search"), "channels"))

@@ -1,7 +1,8 @@
 """The finding-tickets-early chapter's tables (lt_core/chapters/early_bird.py) on a small made-up IMP summary
 whose answers are known: trajectories read from summary.csv's text as from summary.json's lists, where each
 round settled, the early draws against the end, the cost saved, the findings, the paper's claims (not
-measured) and the figures on empty and full tables."""
+measured without the structured search), the structured search's settle table and eb-emerge score, and the
+figures on empty and full tables."""
 
 import math
 
@@ -11,6 +12,7 @@ from matplotlib.figure import Figure
 
 from lt_core.book import scorecard as sc
 from lt_core.chapters import early_bird as eb
+from lt_core.chapters import early_bird_channels as ebc
 from lt_core.chapters import early_bird_plots as ebp
 
 ITERATIONS = 400
@@ -100,9 +102,74 @@ def test_findings_state_computed_numbers():
     assert eb.findings(summary().iloc[0:0]).empty
 
 
-def test_the_papers_structured_claims_are_not_measured_here():
+def test_without_the_structured_search_the_papers_claims_are_not_measured():
     card = sc.scorecard(eb.claims(), summary())
-    assert set(card.verdict) == {sc.UNMEASURED} and all("not run" in ours for ours in card.ours)
+    assert set(card.verdict) == {sc.UNMEASURED}
+    assert "not in this checkout" in card.loc["eb-emerge", "ours"] and "not built" in card.loc["eb-retrain", "ours"]
+
+
+# The structured search (lt_core/chapters/early_bird_channels.py): masks at iterations 100..800, an epoch of
+# (50,000 - 5,000) // 450 = 100 iterations. Each trajectory's masks lie at "positions" p, distance |p_i - p_j|;
+# with the rule's window of 4 and threshold 0.1: B settles at mask 4 (iteration 500), A at mask 5 (600), C never.
+MASK_AT = [100 * k for k in range(1, 9)]
+P = {"A": [0.2, 0.1, 0.08, 0.07, 0.06, 0.05, 0.04, 0.03], "B": [0.1, 0.09, 0.08, 0.07, 0.06, 0.05, 0.04, 0.03],
+     "C": [0.2 * k for k in range(8)]}
+SETTLED = {"A": 600, "B": 500, "C": None}
+
+
+def search_rows(as_text=True, trials=(0, 1), lr_drops=(600, 700)):
+    shapes = {0: {0.3: "B", 0.5: "A"}, 1: {0.3: "B", 0.5: "C"}}
+    rows = []
+    for t in trials:
+        ratios = [{"ratio": r, "settled_iteration": SETTLED[k], "iterations": MASK_AT,
+                   "matrix": [[round(abs(a - b), 5) for b in P[k]] for a in P[k]]} for r, k in shapes[t].items()]
+        rows.append({"trial": t, "level": 0, "control": "search", "draw": 0, "density": 1.0,
+                     "early_stop_test_accuracy": 0.9, "early_stop_iteration": 700, "final_test_accuracy": 0.89,
+                     "seconds": 100.0 + t, "steps_per_second": 8.0, "ratios": str(ratios) if as_text else ratios})
+    config = {"dataset": "cifar10", "val_size": 5000, "batch_size": 450, "iterations": 800,
+              "lr_drops": list(lr_drops)}
+    return pd.DataFrame(rows), config
+
+
+@pytest.mark.parametrize("as_text", [True, False])
+def test_the_channel_settle_table_reads_each_ratios_trajectory(as_text):
+    rows = ebc.scored(*search_rows(as_text))
+    table = ebc.settle_table(rows)
+    first, second = table.loc["30%"], table.loc["50%"]
+    assert first["trials settled"] == "2 of 2" and first["settled at (epoch)"] == 5.0 and first.iteration == 500
+    assert first["share of training %"] == 62.5 and first["before the first lr drop"] == "2 of 2"
+    assert first["distance to the last mask"] == pytest.approx(0.03) and first["fires for thresholds above"] == pytest.approx(0.04)
+    # 600 is the first drop itself: not before it; C never settles, and its window distances are all 0.8
+    assert second["trials settled"] == "1 of 2" and second["before the first lr drop"] == "0 of 2"
+    assert second["distance to the last mask"] == pytest.approx(0.02)
+    assert second["fires for thresholds above"] == pytest.approx((0.04 + 0.8) / 2)
+    matrix, iterations = ebc.channel_matrix(rows, 0.5, trial=1)
+    assert iterations == MASK_AT and matrix[7][0] == pytest.approx(1.4)
+    assert ebc.channel_matrix(rows, 0.7)[1] == []
+    dense = ebc.dense_table(rows)
+    assert list(dense["at the early stop"]) == [90.0, 90.0] and list(dense["early-stop epoch"]) == [7.0, 7.0]
+    assert list(dense["at the end"]) == [89.0, 89.0] and list(dense["training seconds"]) == [100, 101]
+    assert ebc.dense_table(rows.iloc[0:0]).empty
+
+
+@pytest.mark.parametrize("drops, verdict, value", [((600, 700), sc.PARTLY, 0.5), ((700,), sc.PARTLY, 0.75),
+                                                   ((300,), sc.NOT, 0.0), ((), sc.PARTLY, 0.75)])
+def test_eb_emerge_is_the_share_of_ratios_settled_before_the_first_drop(drops, verdict, value):
+    """Scored on the unstructured run's summary with the search's rows beside it (scoring_summary); no drop
+    at all means the whole run is at the first rate."""
+    scored = eb.scoring_summary(summary(), search_rows(lr_drops=drops))
+    m, v = sc.judge(eb.claims()[0], scored)
+    assert (m.value, v) == (pytest.approx(value), verdict)
+    assert "8 epochs" in m.shown and "30% removed: epoch 5.0 (62% of training)" in m.shown
+    card = sc.scorecard(eb.claims(), scored, trials=True)
+    assert list(card.verdict)[1:] == [sc.UNMEASURED, sc.UNMEASURED]
+    only_first = eb.scoring_summary(summary(trials=(0,)), search_rows(trials=(0,), lr_drops=(700,)))
+    assert sc.judge(eb.claims()[0], only_first)[1] == sc.REPRODUCED
+
+
+def test_the_spread_over_trials_reads_each_trials_search():
+    card = sc.scorecard(eb.claims(), eb.scoring_summary(summary(), search_rows(lr_drops=(700,))), trials=True)
+    assert card.loc["eb-emerge", "over trials"] == "50% to 100%" and card.loc["eb-emerge", "trials agreeing"] == "1 of 2"
 
 
 def test_figures_draw_on_full_and_empty_tables():
@@ -112,6 +179,9 @@ def test_figures_draw_on_full_and_empty_tables():
         assert isinstance(ebp.distances(table), Figure)
         assert isinstance(ebp.early_vs_end(table), Figure)
     assert isinstance(ebp.draw_view(full, "iteration 100"), Figure)
+    rows = ebc.scored(*search_rows())
+    for table in (rows, rows.iloc[0:0]):
+        assert isinstance(ebp.channel_matrices(table), Figure)
 
 
 def test_rule_at_reads_where_each_threshold_would_fire_from_the_matrix():

@@ -1,6 +1,7 @@
 """The finding-tickets-early chapter (book/early_bird.ipynb): when does IMP's magnitude mask settle while a
 ticket trains, and does a ticket drawn then train as well as the one drawn at the end? The unstructured
-analogue of You et al.'s Early-Bird tickets (2020), ours; their structured form is not run here.
+analogue of You et al.'s Early-Bird tickets (2020), ours; their structured search is read from its own
+recorded run by lt_core/chapters/early_bird_channels.py.
 
 The chapter reads one IMP summary (lt_core/procedures/imp.py) with mask trajectories (mask_every):
 - each ticket of level l carries the trajectory of the mask level l+1 will prune to: `mask_distances`
@@ -14,7 +15,6 @@ Accuracy is test accuracy at the early stop (minimum validation loss), the book'
 """
 from __future__ import annotations
 
-import ast
 import math
 
 import numpy as np
@@ -22,18 +22,13 @@ import pandas as pd
 
 from ..book import scorecard as sc
 from ..runs import recorded as recorded_runs
+from ..runs.results import listed
 from ..sparsity import early_bird
+from . import early_bird_channels as channels
 
 RECORDED = "early_bird_lenet"  # book/recorded/<name>: LeNet-300-100 on MNIST, Frankle & Carbin's IMP
 ACC = "early_stop_test_accuracy"
 END, SETTLED = "end", "settled"  # the two draws every level has: the ticket (drawn at the end), draw 0
-
-
-def listed(value):
-    """A list cell of a summary: as stored (a run store's summary.json) or as summary.csv writes it."""
-    if isinstance(value, str):
-        return ast.literal_eval(value)
-    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
 
 
 def _numeric(summary: pd.DataFrame, column: str) -> pd.Series:
@@ -242,20 +237,20 @@ def findings(summary: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["finding", "how", "ours"])
 
 
-STRUCTURED = ("the paper's structured form (batch-norm channel masks under an L1 penalty, VGG/PreResNet on "
-              "CIFAR, 160 epochs) is not run: its search is built and tested (params/early_bird_resnet20.yaml, "
-              "ResNet-20); a run is many CPU-hours here (README, Speed)")
+STRUCTURED = ("training the channel tickets the search draws (the channel-pruned networks, against those "
+              "drawn at the end) is not built; the search is (params/early_bird_resnet20.yaml)")
 
 
 def claims() -> list[sc.Claim]:
-    """You et al. (2020), paper-claims.md section 7 and their abstract: the structured form's claims, which
-    this book does not measure (the unstructured analogue's findings are ours: `findings`)."""
+    """You et al. (2020), paper-claims.md section 7 and their abstract: the structured form's claims, scored
+    on the recorded channel search's rows of `scoring_summary` (the unstructured analogue's findings are
+    ours: `findings`); the two that need the channel tickets trained are not measured."""
     missing = lambda s, c: sc._missing(STRUCTURED)
     return [
         sc.Claim("eb-emerge", "Winning tickets (channel masks) can be identified at the very early training "
                  "stage: Early-Bird tickets", "drawn early at large learning rates (abstract; VGG-16, "
-                 "PreResNet-101, CIFAR-10/100)", missing, lambda m: sc.UNMEASURED,
-                 "the epoch at which the channel mask settles, against 160"),
+                 "PreResNet-101, CIFAR-10/100, 160 epochs)", channels.emerge, channels.emerge_rule,
+                 channels.EMERGE_HOW),
         sc.Claim("eb-distance", "The mask distance identifies them without the final ticket: drawn when the "
                  "newest mask is within 0.1 of each of the four before (one an epoch)",
                  "ratios 0.3 / 0.5 / 0.7 (paper-claims.md section 7)", missing, lambda m: sc.UNMEASURED,
@@ -279,23 +274,38 @@ def recorded_tables(name: str = RECORDED) -> tuple[pd.DataFrame, pd.DataFrame, d
     return rec[1], rec[0], rec[2]["config"]
 
 
+def scoring_summary(summary: pd.DataFrame | None = None, search=None) -> pd.DataFrame:
+    """What the claims are scored on: the unstructured run's summary (default: the recorded one) and the
+    structured search's rows with their schedule (`search`: (summary, config), default the recorded search)."""
+    summary = recorded_tables()[0] if summary is None else summary
+    rows = channels.scored(*(channels.recorded_search() if search is None else search))
+    return pd.concat([summary, rows], ignore_index=True) if len(rows) else summary
+
+
 def bookwide_tables():
     """(curves, summary, run scale) for the book-wide scorecard (lt_core/chapters/catalogue.py)."""
     summary, curves, stored = recorded_tables()
     if stored is None:
         return None, summary, "no recorded run"
-    return curves, summary, (f"recorded, LeNet-300-100: {summary.trial.nunique()} trial(s) x "
-                             f"{int(stored['iterations']):,} iterations, {len(summary)} networks")
+    search, config = channels.recorded_search()
+    scale = (f"recorded, LeNet-300-100: {summary.trial.nunique()} trial(s) x {int(stored['iterations']):,} "
+             f"iterations, {len(summary)} networks")
+    if config is not None:
+        scale += (f"; ResNet-20 channel search: {search.trial.nunique()} trial(s) x "
+                  f"{int(config['iterations']):,} iterations")
+    return curves, scoring_summary(summary, (search, config)), scale
 
 
 def describe(summary, stored):
     """The recorded-run table's own columns (lt_core/book/report.recorded_runs_table)."""
+    if stored.get("procedure") == "channel_search":
+        return channels.describe(summary, stored)
     return summary, {"what": f"IMP with a mask every {stored['mask_every']} steps, early draws at "
                              f"{', '.join(f'{i:,}' for i in stored['early_draws'])}",
                      "levels": f"0..{stored['levels']}", "steps": f"{int(stored['iterations']):,}"}, ""
 
 
-def recorded_runs_table(names=(RECORDED,)) -> tuple[pd.DataFrame, list[str]]:
-    """What the committed run covers and cost, and the command that trains exactly it."""
+def recorded_runs_table(names=(RECORDED, channels.SEARCH)) -> tuple[pd.DataFrame, list[str]]:
+    """What the committed runs cover and cost, and the commands that train exactly them."""
     from ..book.report import recorded_runs_table as table
     return table(names, describe)

@@ -1,7 +1,8 @@
 """Figures of the finding-tickets-early chapter (book/early_bird.ipynb): You et al.'s distance-matrix figure
-for magnitude masks, each round's mask distance against iteration with where it settled, the tickets drawn
-early against the one drawn at the end (accuracy against P_m), and one slider position (a draw iteration).
-Each takes tables (lt_core/chapters/early_bird.py) and returns a matplotlib Figure; nothing is read from disk.
+for their channel masks and for magnitude masks, each round's mask distance against iteration with where it
+settled, the tickets drawn early against the one drawn at the end (accuracy against P_m), and one slider
+position (a draw iteration). Each takes tables (lt_core/chapters/early_bird.py, early_bird_channels.py) and
+returns a matplotlib Figure; nothing is read from disk.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from ..book.plots import density_axis, density_label
+from . import early_bird_channels as channels
 from .early_bird import END, SETTLED, draw_order, draws, trajectories, trajectory_matrix
 
 DRAW_STYLE = {END: ("tab:blue", "-", "ticket drawn at the end (IMP)"),
@@ -26,6 +28,20 @@ def _style(name: str, order: list[str]):
     return FIXED[fixed.index(name) % len(FIXED)], ":", f"drawn at {name}"
 
 
+def _heatmap(ax, matrix, iterations, threshold: float, label=lambda i: f"{i / 1000:.0f}k" if i >= 1000 else str(i)):
+    """One distance matrix (iteration against iteration), the cells under `threshold` outlined in white."""
+    if not iterations:
+        ax.text(0.5, 0.5, "no trajectory", ha="center", va="center", transform=ax.transAxes)
+        return None
+    image = ax.imshow(matrix, cmap="viridis_r", vmin=0, vmax=max(float(matrix.max()), threshold * 1.5),
+                      origin="lower")
+    ax.contour(matrix, levels=[threshold], colors="white", linewidths=0.8)
+    ticks = np.linspace(0, len(iterations) - 1, min(5, len(iterations))).round().astype(int)
+    ax.set_xticks(ticks, [label(iterations[t]) for t in ticks], fontsize=7)
+    ax.set_yticks(ticks, [label(iterations[t]) for t in ticks], fontsize=7)
+    return image
+
+
 def matrices(summary: pd.DataFrame, levels, threshold: float = 0.1, trial: int = 0) -> Figure:
     """One heat map per level: the distance between every two masks recorded while the previous ticket
     trained (iteration against iteration); the cells under `threshold` outlined by a contour."""
@@ -35,17 +51,7 @@ def matrices(summary: pd.DataFrame, levels, threshold: float = 0.1, trial: int =
     densities = summary[summary.control == "ticket"].groupby("level").density.mean()
     image = None
     for ax, level in zip(axes, levels):
-        matrix, iterations = trajectory_matrix(summary, level, trial)
-        if not iterations:
-            ax.text(0.5, 0.5, "no trajectory", ha="center", va="center", transform=ax.transAxes)
-            continue
-        top = max(float(matrix.max()), threshold * 1.5)
-        image = ax.imshow(matrix, cmap="viridis_r", vmin=0, vmax=top, origin="lower")
-        ax.contour(matrix, levels=[threshold], colors="white", linewidths=0.8)
-        ticks = np.linspace(0, len(iterations) - 1, min(5, len(iterations))).round().astype(int)
-        names = [f"{iterations[t] / 1000:.0f}k" if iterations[t] >= 1000 else str(iterations[t]) for t in ticks]
-        ax.set_xticks(ticks, names, fontsize=7)
-        ax.set_yticks(ticks, names, fontsize=7)
+        image = _heatmap(ax, *trajectory_matrix(summary, level, trial), threshold) or image
         ax.set_xlabel("iteration", fontsize=8)
         known = level in densities.index
         ax.set_title(f"masks of P_m {density_label(densities[level])}" if known else f"masks of level {level}",
@@ -54,6 +60,34 @@ def matrices(summary: pd.DataFrame, levels, threshold: float = 0.1, trial: int =
     if image is not None:
         fig.colorbar(image, ax=list(axes), shrink=0.8, label="fraction of the trained weights that differ")
     fig.suptitle(f"Mask distance matrices (trial {trial}); white: distance {threshold}", fontsize=9)
+    return fig
+
+
+def channel_matrices(rows: pd.DataFrame, ratios=(0.3, 0.5, 0.7), threshold: float = 0.1, trial: int = 0) -> Figure:
+    """You et al.'s own figure: per pruning ratio, the distance between the channel masks of every two
+    epochs of the search (`early_bird_channels.scored` rows), the cells under `threshold` outlined, the
+    epoch at which the rule fired marked."""
+    fig = Figure(figsize=(3.1 * len(ratios) + 0.6, 3.3), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(ratios)))
+    per_epoch = float(rows.epoch_iterations.iloc[0]) if "epoch_iterations" in rows and len(rows) else 0
+    epoch = (lambda i: f"{i / per_epoch:.0f}") if per_epoch else str
+    settle = channels.settling(rows) if len(rows) else pd.DataFrame()
+    image = None
+    for ax, ratio in zip(axes, ratios):
+        matrix, iterations = channels.channel_matrix(rows, ratio, trial)
+        image = _heatmap(ax, matrix, iterations, threshold, epoch) or image
+        at = settle[(settle.trial == trial) & np.isclose(settle.ratio, ratio)] if len(settle) else settle
+        if len(at) and not np.isnan(at.settled_iteration.iloc[0]):
+            e = iterations.index(int(at.settled_iteration.iloc[0]))
+            ax.plot([e], [e], marker="o", color="tab:red", ms=6, label="rule fired")
+            ax.legend(fontsize=7, loc="upper left")
+        ax.set_xlabel("epoch" if per_epoch else "iteration", fontsize=8)
+        ax.set_title(f"{ratio:.0%} of the channels removed", fontsize=8)
+    axes[0].set_ylabel("epoch" if per_epoch else "iteration", fontsize=8)
+    if image is not None:
+        fig.colorbar(image, ax=list(axes), shrink=0.8, label="fraction of all channels that differ")
+    fig.suptitle(f"Channel-mask distance matrices, ResNet-20 on CIFAR-10 (trial {trial}); white: distance "
+                 f"{threshold}", fontsize=9)
     return fig
 
 

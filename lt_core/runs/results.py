@@ -14,7 +14,9 @@ The small committed copies of long runs are lt_core/runs/recorded.py's.
 
 from __future__ import annotations
 
+import ast
 import io
+import math
 
 import numpy as np
 import pandas as pd
@@ -26,6 +28,14 @@ from .store import STORE_KEYS, RunStore, State
 KEYS = ["experiment", "trial", "level", "density", "control", "draw"]
 SUMMARY = KEYS + ["early_stop_iteration", "early_stop_val_loss", "early_stop_test_accuracy",
                   "final_iteration", "final_test_accuracy"]
+
+
+def listed(value):
+    """A list cell of a summary (masks' distances, a search's ratios): as summary.json stores it, or as
+    summary.csv writes it (its repr); None for an empty cell."""
+    if isinstance(value, str):
+        return ast.literal_eval(value)
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
 
 
 def summary_table(cfg: Experiment, root=None) -> pd.DataFrame:

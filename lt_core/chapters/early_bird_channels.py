@@ -1,0 +1,158 @@
+"""The structured half of the finding-tickets-early chapter (book/early_bird.ipynb): You et al.'s own search,
+channel masks from batch-norm scales under an L1 penalty (lt_core/procedures/channel_search.py), read from
+its recorded run: where each pruning ratio's mask settled by Early-Bird's rule, how far the settled mask is
+from the one at the end, and the paper's `eb-emerge` claim scored from it.
+
+The search's summary has one row a trial (control "search", level 0): the dense network's accuracy and
+`ratios`, per ratio {ratio, settled_iteration (None if never), iterations (of the recorded masks), matrix
+(the distance of every recorded mask to every other, fractions of all channels)}. The learning-rate
+schedule is not in the summary, so the tables take the run's stored configuration beside it.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from ..book import scorecard as sc
+from ..data.datasets import DATASETS
+from ..runs import recorded as recorded_runs
+from ..runs.results import listed
+from ..sparsity import early_bird
+
+SEARCH = "early_bird_resnet20"  # book/recorded/<name>: ResNet-20 on CIFAR-10, the paper's channel search
+SCHEDULE = ("first_lr_drop", "iterations", "epoch_iterations")  # what `scored` adds to each search row
+
+
+def recorded_search(name: str = SEARCH) -> tuple[pd.DataFrame, dict | None]:
+    """(summary, stored config) of the committed search, or an empty summary and None where it is absent."""
+    rec = recorded_runs.recorded(name)
+    return (rec[1], rec[2]["config"]) if rec else (pd.DataFrame(columns=["trial", "level", "control"]), None)
+
+
+def epoch_iterations(config: dict) -> int:
+    """Iterations in an epoch of the run's training split (its data set less the validation images)."""
+    spec = DATASETS.get(config.get("dataset", ""))
+    return (spec.n_train - int(config.get("val_size", 0))) // int(config["batch_size"]) if spec else 0
+
+
+def scored(search: pd.DataFrame, config: dict | None) -> pd.DataFrame:
+    """The search's rows with the schedule each needs to be judged by (SCHEDULE columns)."""
+    rows = search[search.control == "search"].copy()
+    if config is None or rows.empty:
+        return rows
+    drops = sorted(int(d) for d in config.get("lr_drops") or [])
+    rows["first_lr_drop"] = drops[0] if drops else int(config["iterations"])
+    rows["iterations"] = int(config["iterations"])
+    rows["epoch_iterations"] = epoch_iterations(config)
+    return rows
+
+
+def settling(rows: pd.DataFrame, window: int = 4) -> pd.DataFrame:
+    """One row per trial and ratio of `scored` search rows: where the channel mask settled (iteration, epoch,
+    share of training), whether that was before the first learning-rate drop, the settled mask's distance
+    to the last recorded one, and the threshold above which the rule would fire at all."""
+    out = []
+    for _, r in rows.iterrows():
+        per_epoch = float(r.get("epoch_iterations") or 0) or math.nan
+        for entry in listed(r.get("ratios")) or []:
+            matrix, steps = entry["matrix"], entry["iterations"]
+            at = entry.get("settled_iteration")
+            e = steps.index(at) if at is not None else None
+            needed = early_bird.window_distances(matrix, window)
+            out.append({"trial": int(r.trial), "ratio": float(entry["ratio"]),
+                        "settled_iteration": math.nan if at is None else int(at),
+                        "settled_epoch": math.nan if at is None else at / per_epoch,
+                        "share": math.nan if at is None else at / float(r.iterations),
+                        "before_first_drop": at is not None and at < int(r.first_lr_drop),
+                        "to_last": math.nan if e is None else float(matrix[e][-1]),
+                        "fires_above": float(min(needed)) if needed else math.nan,
+                        "masks": len(steps)})
+    return pd.DataFrame(out, columns=["trial", "ratio", "settled_iteration", "settled_epoch", "share",
+                                      "before_first_drop", "to_last", "fires_above", "masks"])
+
+
+def settle_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per ratio, over trials: in how many the mask settled, where (mean epoch, share of training), whether
+    before the first learning-rate drop, the settled mask's distance to the last one, and the threshold the
+    rule needs to fire at all (mean)."""
+    table = settling(rows)
+    if table.empty:
+        return pd.DataFrame()
+    out = []
+    for ratio, part in table.groupby("ratio"):
+        fired = part.dropna(subset=["settled_iteration"])
+        out.append({"channels removed": f"{ratio:.0%}",
+                    "trials settled": f"{len(fired)} of {len(part)}",
+                    "settled at (epoch)": round(float(fired.settled_epoch.mean()), 1) if len(fired) else "never",
+                    "iteration": round(float(fired.settled_iteration.mean())) if len(fired) else "",
+                    "share of training %": round(100 * float(fired.share.mean()), 1) if len(fired) else "",
+                    "before the first lr drop": f"{int(part.before_first_drop.sum())} of {len(part)}",
+                    "distance to the last mask": round(float(fired.to_last.mean()), 4) if len(fired) else "",
+                    "fires for thresholds above": round(float(part.fires_above.mean()), 3)})
+    return pd.DataFrame(out).set_index("channels removed")
+
+
+def dense_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per trial of the search: the searched (dense) network's test accuracy at the early stop and at the
+    end (%), the early-stop epoch, and its training's cost (seconds, steps a second)."""
+    if rows.empty:
+        return pd.DataFrame()
+    per_epoch = rows.epoch_iterations.astype(float).replace(0, math.nan)
+    out = pd.DataFrame({"trial": rows.trial.astype(int),
+                        "at the early stop": (100 * pd.to_numeric(rows.early_stop_test_accuracy)).round(2),
+                        "early-stop epoch": (pd.to_numeric(rows.early_stop_iteration) / per_epoch).round(1),
+                        "at the end": (100 * pd.to_numeric(rows.final_test_accuracy)).round(2),
+                        "training seconds": pd.to_numeric(rows.seconds).round(0),
+                        "steps a second": pd.to_numeric(rows.steps_per_second)})
+    return out.set_index("trial")
+
+
+def channel_matrix(rows: pd.DataFrame, ratio: float, trial: int = 0) -> tuple[np.ndarray, list[int]]:
+    """One ratio's distance matrix of trial `trial` and the iterations of its masks (empty where absent)."""
+    for _, r in rows[rows.trial == trial].iterrows():
+        for entry in listed(r.get("ratios")) or []:
+            if math.isclose(float(entry["ratio"]), ratio):
+                return np.array(entry["matrix"], dtype=float), [int(i) for i in entry["iterations"]]
+    return np.zeros((0, 0)), []
+
+
+def emerge(summary: pd.DataFrame, curves=None):
+    """`eb-emerge` measured: the share of (trial, ratio) whose channel mask settled by the rule while the
+    learning rate was still its first, large one; the mean epoch and share of training of each ratio shown."""
+    table = settling(summary[summary.control == "search"]) if "first_lr_drop" in summary else pd.DataFrame()
+    if table.empty:
+        return sc._missing("the structured search's recorded run (book/recorded/early_bird_resnet20) is not "
+                           "in this checkout")
+    rows = summary[summary.control == "search"]
+    per_ratio = []
+    for ratio, part in table.groupby("ratio"):
+        fired = part.dropna(subset=["settled_iteration"])
+        per_ratio.append(f"{ratio:.0%} removed: epoch {fired.settled_epoch.mean():.1f} "
+                         f"({100 * fired.share.mean():.0f}% of training)" if len(fired) else f"{ratio:.0%}: never")
+    epochs = float(rows.iterations.iloc[0]) / float(rows.epoch_iterations.iloc[0])
+    drop = float(rows.first_lr_drop.iloc[0]) / float(rows.epoch_iterations.iloc[0])
+    value = float(table.before_first_drop.mean())
+    shown = (f"ResNet-20 on CIFAR-10, {epochs:.0f} epochs (first lr drop at epoch {drop:.0f}), "
+             f"{table.trial.nunique()} trial(s): " + "; ".join(per_ratio) +
+             f"; {int(table.before_first_drop.sum())} of {len(table)} settled before the first drop")
+    return sc.Measured(value, shown, {"settled": int(table.settled_iteration.notna().sum())}, "{:.0%}")
+
+
+def emerge_rule(m) -> str:
+    return sc.REPRODUCED if m.value == 1 else sc.PARTLY if m.value > 0 else sc.NOT
+
+
+EMERGE_HOW = ("the share of (trial, pruning ratio) whose channel mask settled by the rule (within 0.1 of each "
+              "of the 4 masks before it, one an epoch) before the first learning-rate drop: reproduced when "
+              "all did, partly when some did, not reproduced when none did; the earliest the rule can fire is "
+              "the fifth mask (epoch 5)")
+
+
+def describe(summary, stored):
+    """The recorded-run table's own columns for the search (lt_core/book/report.recorded_runs_table)."""
+    ratios = " / ".join(f"{r:g}" for r in stored["ratios"])
+    return summary, {"what": f"channel search: L1 {stored['bn_l1']:g} on the batch-norm scales, channel masks "
+                             f"of ratios {ratios} every {stored['mask_every']} steps",
+                     "levels": "dense", "steps": f"{int(stored['iterations']):,}"}, ""
