@@ -108,3 +108,57 @@ def test_a_recorded_search_reads_back_into_the_chapters_tables(tiny, tmp_path):
     recorded.resume(c, tmp_path / "rec", fresh)
     assert set(RunStore(c, fresh).load_tensor(Unit(0, 0, "search"), "channels")) == set(
         RunStore(c, tmp_path / "store").load_tensor(Unit(0, 0, "search"), "channels"))
+
+
+def _random_channels(model, ratio, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return early_bird.channel_masks({n: torch.rand(model.get_parameter(n).shape, generator=g)
+                                     for n in scales(model)}, ratio)
+
+
+def test_channel_pruning_removes_each_channels_filter_and_nothing_else():
+    """Every batch-norm layer of ResNet-20 (the shortcuts' too) is paired with the convolution before it:
+    the weight mask prunes exactly one filter (a whole row) per removed channel, the frozen masks are that
+    layer's scale and shift, and a name that is not a batch-norm scale is refused."""
+    model = new_model(search(), 0)
+    channels = _random_channels(model, 0.5)
+    removed = sum(int((~m).sum()) for m in channels.values())
+    mask, frozen = early_bird.channel_pruning(model, channels)
+    rows = {n: (~m.flatten(1).any(1)).sum().item() for n, m in mask.items() if m.dim() == 4}
+    assert sum(rows.values()) == removed == int(0.5 * 784 + 0.5)
+    assert all(m.flatten(1).all(1).sum() + (~m.flatten(1).any(1)).sum() == m.shape[0] for m in mask.values()
+               if m.dim() == 4)  # rows are whole: kept or gone
+    assert mask["fc.weight"].all() and rows["blocks.3.shortcut.0.weight"] == int((~channels["blocks.3.shortcut.1.weight"]).sum())
+    assert set(frozen) == {f"{n[:-len('.weight')]}.{p}" for n in channels for p in ("weight", "bias")}
+    with pytest.raises(ValueError, match="not batch-norm scales"):
+        early_bird.channel_pruning(model, {**channels, "fc.weight": torch.ones(10, dtype=torch.bool)})
+
+
+def test_a_channel_pruned_network_trains_with_its_removed_channels_silent(tiny):
+    """Trained under channel_pruning's masks, a removed channel's filter, scale and shift stay exactly zero
+    and its batch-norm output is exactly zero, in training and in evaluation; kept channels train."""
+    cfg = search(iterations=6, eval_every=6, mask_every=6, weight_decay=1e-4, momentum=0.9)
+    model = new_model(cfg, 3)
+    channels = _random_channels(model, 0.3, seed=1)
+    mask, frozen = early_bird.channel_pruning(model, channels)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    data = DeviceData.prepare(tiny, torch.device("cpu"))
+    train(model, mask, data, cfg, data_seed=2, frozen=frozen)
+    outputs = {}
+    hooks = [m.register_forward_hook(lambda mod, i, o, name=name: outputs.__setitem__(name, o))
+             for name, m in model.named_modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for mode in (True, False):
+        model.train(mode)
+        model(data.x_train[:8].contiguous())
+        for name, out in outputs.items():
+            gone = ~channels[f"{name}.weight"]
+            assert out[:, gone].abs().max().item() == 0.0, (name, mode)
+    for h in hooks:
+        h.remove()
+    for name, keep in frozen.items():
+        p = model.get_parameter(name)
+        assert (p[~keep] == 0).all() and not torch.equal(p[keep], before[name][keep])
+    with pytest.raises(ValueError, match="fast MLP path"):
+        lenet = new_model(make({"model": "lenet_300_100", "iterations": 1}), 0)
+        train(lenet, Mask.ones_like(lenet), data, make({"iterations": 1}), data_seed=0,
+              frozen={"fc1.bias": torch.ones(300, dtype=torch.bool)})

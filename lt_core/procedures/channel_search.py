@@ -7,7 +7,8 @@ is within `settle_threshold` (a fraction of channels) of each of the `settle_win
 Units: Unit(trial, 0, "search"), one dense network a trial. Its summary holds, per ratio, the iteration at
 which the mask settled (None if never) and the distance of every recorded mask to every other (the paper's
 distance-matrix figure); its tensors, the channel masks themselves (bit-packed in a recording). Training the
-drawn tickets (the channel-pruned networks) against those drawn at the end is the next stage, not built.
+drawn tickets (the channel-pruned networks) against those drawn at the end is the next stage, not built;
+the engine trains a channel mask already (early_bird.channel_pruning, loop.train's `frozen`).
 """
 
 from __future__ import annotations

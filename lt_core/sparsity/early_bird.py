@@ -16,11 +16,16 @@ analogue: the distance between two masks, the detection rule, and the paper's st
   the largest distance of each mask to the window before it (the rule fires where that is below threshold).
 - `channel_masks(scales, ratio)`: the paper's structured masks: channels ranked by |batch-norm scale| over
   all layers together, the `ratio` of them with the smallest removed (the count rounded half up).
+- `channel_pruning(model, channels)`: what training a channel mask takes: the weight mask that removes the
+  rows (output filters) of the convolution feeding each batch-norm layer, and the masks that hold the
+  removed channels' batch-norm scale and shift at zero (`loop.train(..., frozen=)`); a removed channel's
+  output is then exactly zero, as if the filter were gone.
 """
 
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from .masks import Mask
 
@@ -88,3 +93,25 @@ def channel_masks(scales: dict[str, torch.Tensor], ratio: float) -> dict[str, to
         out[n] = keep[start:start + size].view_as(scales[n])
         start += size
     return out
+
+
+def channel_pruning(model: nn.Module, channels: dict[str, torch.Tensor]) -> tuple[Mask, dict[str, torch.Tensor]]:
+    """(weight mask, frozen masks) that train `model` with the channels `channels` removes (batch-norm scale
+    name, `<bn>.weight` -> bool per channel, as channel_masks gives). Each batch-norm layer's convolution is
+    the one before it in the module order (conv -> bn in every batch-normalised net here, shortcuts too);
+    its rows of removed channels are pruned, and the layer's scale and shift are held at zero."""
+    mask, frozen, conv = Mask.ones_like(model), {}, None
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Conv2d):
+            conv = (name, module)
+        elif isinstance(module, nn.BatchNorm2d) and f"{name}.weight" in channels:
+            keep = channels[f"{name}.weight"].to(torch.bool).cpu()
+            if conv is None or conv[1].out_channels != keep.numel() or f"{conv[0]}.weight" not in mask:
+                raise ValueError(f"batch-norm layer '{name}' has no prunable convolution of {keep.numel()} "
+                                 "filters before it: channel pruning needs conv -> batch norm")
+            mask[f"{conv[0]}.weight"] = mask[f"{conv[0]}.weight"] & keep.view(-1, 1, 1, 1)
+            frozen[f"{name}.weight"] = frozen[f"{name}.bias"] = keep
+    missing = sorted(set(channels) - {n for n in frozen if n.endswith(".weight")})
+    if missing:
+        raise ValueError(f"channel masks name layers that are not batch-norm scales of this model: {missing}")
+    return mask, frozen

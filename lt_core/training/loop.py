@@ -222,14 +222,18 @@ class RunResult:
 
 def train(model: nn.Module, mask: Mask, data: DeviceData, cfg, *, data_seed: int,
           keep_iteration: int | None = None, on_step=None, plain: bool = False, watch=None,
-          scale_l1: float = 0.0) -> RunResult:
+          scale_l1: float = 0.0, frozen: dict[str, torch.Tensor] | None = None) -> RunResult:
     """Train `model` (already initialised) under `mask` for cfg.iterations steps; see the module docstring.
     plain=True takes the plain autograd path everywhere: the reference the fast paths are tested against.
     watch=(every, fn) calls fn(iteration, state) with a CPU copy of the full state every `every` steps and
     at the end (Early-Bird mask trajectories); it reads the weights and changes nothing. scale_l1 > 0 adds
-    an L1 penalty on the batch-norm scales (the channel search's bn_l1)."""
+    an L1 penalty on the batch-norm scales (the channel search's bn_l1). frozen: parameter name -> bool mask
+    for parameters outside `mask` (batch-norm scales and shifts: early_bird.channel_pruning), held at zero
+    where False as pruned weights are."""
     device = data.x_train.device
     mask.check_fits(model)
+    if frozen and not plain and sparse.wanted(model, device):
+        raise ValueError("frozen masks are for batch-normalised conv nets; this model takes the fast MLP path")
     model.to(device)
     mask.apply(model)
     fast = sparse.FastMLP(model, mask, device, data) if not plain and sparse.wanted(model, device) else None
@@ -238,6 +242,12 @@ def train(model: nn.Module, mask: Mask, data: DeviceData, cfg, *, data_seed: int
         model.to(memory_format=torch.channels_last)
     # all-ones masks are skipped: multiplying by 1 changes nothing, and it is two passes over the weights
     masked = [(model.get_parameter(n), m) for n, m in mask.as_floats(device).items() if not bool(mask[n].all())]
+    held = [(model.get_parameter(n), m.to(device=device, dtype=torch.float32).view_as(model.get_parameter(n)))
+            for n, m in (frozen or {}).items() if not bool(m.all())]
+    with torch.no_grad():
+        for p, m in held:  # zero from the start, as mask.apply made the pruned weights
+            p.mul_(m)
+    masked += held
     optimizer = make_optimizer(fast.params() if fast else list(model.parameters()), cfg, lean=not plain)
     l1 = ([layer.weight for layer in fast.layers] if fast else [model.get_parameter(n) for n in mask]) \
         if cfg.l1_penalty else []
