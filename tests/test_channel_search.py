@@ -11,13 +11,13 @@ from lt_core.config import ConfigError, make
 from lt_core.procedures import channel_search
 from lt_core.procedures.base import Unit, procedure_for
 from lt_core.procedures.channel_search import scales
-from lt_core.procedures.imp import new_model
+from lt_core.procedures.imp import derive_seed, new_model
 from lt_core.runs import executor
 from lt_core.runs.results import load as load_results
 from lt_core.runs.store import RunStore
 from lt_core.sparsity import early_bird
 from lt_core.sparsity.masks import Mask
-from lt_core.training.loop import DeviceData, train
+from lt_core.training.loop import DeviceData, evaluate, train
 
 from test_engine import tiny  # noqa: F401  (fixture)
 
@@ -162,3 +162,58 @@ def test_a_channel_pruned_network_trains_with_its_removed_channels_silent(tiny):
         lenet = new_model(make({"model": "lenet_300_100", "iterations": 1}), 0)
         train(lenet, Mask.ones_like(lenet), data, make({"iterations": 1}), data_seed=0,
               frozen={"fc1.bias": torch.ones(300, dtype=torch.bool)})
+
+
+def test_the_drawn_channel_tickets_train_from_the_searchs_masks_and_initial_weights(tiny, tmp_path):
+    """ticket_controls adds, per ratio, the ticket drawn where the rule fired (early), at the end (end) and
+    the early mask on fresh weights (reinit): each drawn from the search's stored masks at the iteration its
+    summary names, its removed channels' filters pruned, from the search's theta_0 (reinit: other weights);
+    more ticket controls extend the same run, and a recorded search goes on in an empty store."""
+    c = search(settle_threshold=0.3, settle_window=1, ticket_controls=["early", "end", "reinit"])
+    assert c.digest() == search(settle_threshold=0.3, settle_window=1).digest()
+    store = executor.run(c, tmp_path / "store", log=lambda *_: None)
+    curves, summary = load_results(c, tmp_path / "store")
+    assert sorted(summary.control) == sorted(["search"] + ["early", "end", "reinit"] * 2)
+    search_row = summary[summary.control == "search"].iloc[0]
+    channels = store.load_tensor(Unit(0, 0, "search"), "channels")
+    model = new_model(c, 0)
+    for i, entry in enumerate(search_row.ratios):
+        rows = summary[summary.level == i + 1].set_index("control")
+        settled = entry["settled_iteration"]
+        assert rows.loc["early", "mask_drawn_iteration"] == (settled if settled is not None else 30)
+        assert rows.loc["end", "mask_drawn_iteration"] == 30 and rows.loc["end", "distance_to_end_mask"] == 0
+        assert rows.loc["early", "mask_settled"] == (settled is not None)
+        at = int(rows.loc["early", "mask_drawn_iteration"])
+        drawn = {n: channels[f"{entry['ratio']:g}:{at}:{n}"] for n in scales(model)}
+        assert rows.loc["early", "channels_removed"] == sum(int((~m).sum()) for m in drawn.values())
+        assert rows.loc["reinit", "mask_drawn_iteration"] == at
+        # the early ticket starts from the search's theta_0 under its channel mask; reinit from other weights
+        theta0 = new_model(c, derive_seed(derive_seed(c.seed, 0), "init"))
+        weights, frozen = early_bird.channel_pruning(theta0, drawn)
+        assert rows.loc["early", "density"] == pytest.approx(weights.density())
+        weights.apply(theta0)
+        with torch.no_grad():
+            for n, keep in frozen.items():
+                theta0.get_parameter(n).mul_(keep)
+        start = curves[(curves.level == i + 1) & (curves.iteration == 0) & (curves.split == "val")].set_index("control")
+        data = DeviceData.prepare(tiny, torch.device("cpu"))
+        loss, _ = evaluate(theta0, data.x_val, data.y_val)
+        assert start.loc["early", "loss"] == pytest.approx(loss, rel=1e-5) and start.loc["reinit", "loss"] != start.loc["early", "loss"]
+    recorded_dir = tmp_path / "rec"
+    from lt_core.runs import recorded
+    recorded.export(search(settle_threshold=0.3, settle_window=1), recorded_dir, tmp_path / "store")
+    fresh = tmp_path / "fresh"
+    recorded.resume(c, recorded_dir, fresh, log=lambda *_: None)
+    seen = []
+    executor.run(c, fresh, log=lambda *a: seen.append(" ".join(map(str, a))))
+    _, again = load_results(c, fresh)
+    key = ["level", "control"]
+    a = again.set_index(key).sort_index()
+    b = summary.set_index(key).sort_index()
+    assert list(a.index) == list(b.index)
+    assert (a.final_test_accuracy == b.final_test_accuracy).all()  # the same theta_0, masks and batches
+
+
+def test_an_unknown_ticket_control_fails_with_one_line():
+    with pytest.raises(ConfigError, match="ticket_controls"):
+        search(ticket_controls=["random"])

@@ -105,7 +105,7 @@ def test_findings_state_computed_numbers():
 def test_without_the_structured_search_the_papers_claims_are_not_measured():
     card = sc.scorecard(eb.claims(), summary())
     assert set(card.verdict) == {sc.UNMEASURED}
-    assert "not in this checkout" in card.loc["eb-emerge", "ours"] and "not built" in card.loc["eb-retrain", "ours"]
+    assert "not in this checkout" in card.loc["eb-emerge", "ours"] and "no trained channel tickets" in card.loc["eb-retrain", "ours"]
 
 
 # The structured search (lt_core/chapters/early_bird_channels.py): masks at iterations 100..800, an epoch of
@@ -190,3 +190,43 @@ def test_rule_at_reads_where_each_threshold_would_fire_from_the_matrix():
     table = eb.rule_at(summary(), thresholds=(0.15, 0.25), window=2)
     assert table.loc[1, "fires at 0.15"] == "never" and table.loc[1, "fires at 0.25"] == "300"
     assert table.loc[1, "fires for thresholds above"] == pytest.approx(0.2)
+
+
+def with_tickets(rows_config, accuracies):
+    """The search rows plus trained channel tickets: accuracies[(trial, ratio)] = {control: accuracy}."""
+    rows, config = rows_config
+    extra = [{"trial": t, "level": 1 + [0.3, 0.5].index(r), "control": c, "draw": 0, "density": 0.6 - 0.2 * (r > 0.4),
+              "early_stop_test_accuracy": a, "ratio": r, "mask_drawn_iteration": 500 if c != "end" else 800,
+              "distance_to_end_mask": 0.0 if c == "end" else 0.05}
+             for (t, r), controls in accuracies.items() for c, a in controls.items()]
+    return pd.concat([rows, pd.DataFrame(extra)], ignore_index=True), config
+
+
+TICKET_ACC = {(0, 0.3): {"early": 0.895, "end": 0.893, "reinit": 0.88}, (1, 0.3): {"early": 0.90, "end": 0.899},
+              (0, 0.5): {"early": 0.88, "end": 0.89}, (1, 0.5): {"early": 0.88, "end": 0.89}}
+
+
+def test_the_ticket_table_sets_each_ratios_tickets_side_by_side():
+    table = ebc.ticket_table(ebc.scored(*with_tickets(search_rows(), TICKET_ACC)))
+    first, second = table.loc["30%"], table.loc["50%"]
+    assert first["drawn where the rule fired %"] == 89.75 and first["drawn at the end %"] == 89.6
+    assert first["early minus end (pts)"] == pytest.approx(0.15) and first["early mask, fresh weights %"] == 88.0
+    assert second["early minus end (pts)"] == pytest.approx(-1.0) and first["dense (searched) %"] == 90.0
+    assert first["early drawn at (iteration)"] == 500 and second["weights kept %"] == 40.0
+    assert ebc.ticket_table(ebc.scored(*search_rows())).empty
+
+
+def test_the_trained_tickets_score_eb_distance_and_eb_retrain():
+    """eb-distance: early minus end, per trial, then averaged: +0.15 at 30%, -1.0 at 50%, so partly; eb-retrain:
+    early minus the dense searched network (90%): -0.25 and -2.0, partly. The LeNet run's own control "early"
+    beside them does not count; without tickets both are not measured."""
+    scored = eb.scoring_summary(summary(), with_tickets(search_rows(), TICKET_ACC))
+    card = sc.scorecard(eb.claims(), scored, trials=True)
+    assert list(card.verdict) == [sc.PARTLY, sc.PARTLY, sc.PARTLY]
+    assert "30% removed +0.15 pts; 50% removed -1.00 pts" in card.loc["eb-distance", "ours"]
+    assert "30% removed -0.25 pts; 50% removed -2.00 pts" in card.loc["eb-retrain", "ours"]
+    only_30 = {k: v for k, v in TICKET_ACC.items() if k[1] == 0.3}
+    card = sc.scorecard(eb.claims(), eb.scoring_summary(summary(), with_tickets(search_rows(), only_30)))
+    assert card.loc["eb-distance", "verdict"] == card.loc["eb-retrain", "verdict"] == sc.REPRODUCED
+    bare = sc.scorecard(eb.claims(), eb.scoring_summary(summary(), search_rows()))
+    assert list(bare.verdict)[1:] == [sc.UNMEASURED] * 2 and "no trained channel tickets" in bare.loc["eb-retrain", "ours"]

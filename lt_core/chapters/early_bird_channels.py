@@ -31,6 +31,11 @@ def recorded_search(name: str = SEARCH) -> tuple[pd.DataFrame, dict | None]:
     return (rec[1], rec[2]["config"]) if rec else (pd.DataFrame(columns=["trial", "level", "control"]), None)
 
 
+def structured(summary: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a scoring summary that come from the search's recording (`scored`)."""
+    return summary[summary["structured"].eq(True)] if "structured" in summary else summary.iloc[0:0]
+
+
 def epoch_iterations(config: dict) -> int:
     """Iterations in an epoch of the run's training split (its data set less the validation images)."""
     spec = DATASETS.get(config.get("dataset", ""))
@@ -38,8 +43,11 @@ def epoch_iterations(config: dict) -> int:
 
 
 def scored(search: pd.DataFrame, config: dict | None) -> pd.DataFrame:
-    """The search's rows with the schedule each needs to be judged by (SCHEDULE columns)."""
-    rows = search[search.control == "search"].copy()
+    """The search recording's rows (the search and any trained tickets) with the schedule they are judged
+    by (SCHEDULE columns) and `structured` set, which tells them from the LeNet run's beside them (whose
+    IMP has a control "early" too)."""
+    rows = search.copy()
+    rows["structured"] = True
     if config is None or rows.empty:
         return rows
     drops = sorted(int(d) for d in config.get("lr_drops") or [])
@@ -54,7 +62,7 @@ def settling(rows: pd.DataFrame, window: int = 4) -> pd.DataFrame:
     share of training), whether that was before the first learning-rate drop, the settled mask's distance
     to the last recorded one, and the threshold above which the rule would fire at all."""
     out = []
-    for _, r in rows.iterrows():
+    for _, r in rows[rows.control == "search"].iterrows():
         per_epoch = float(r.get("epoch_iterations") or 0) or math.nan
         for entry in listed(r.get("ratios")) or []:
             matrix, steps = entry["matrix"], entry["iterations"]
@@ -97,6 +105,7 @@ def settle_table(rows: pd.DataFrame) -> pd.DataFrame:
 def dense_table(rows: pd.DataFrame) -> pd.DataFrame:
     """Per trial of the search: the searched (dense) network's test accuracy at the early stop and at the
     end (%), the early-stop epoch, and its training's cost (seconds, steps a second)."""
+    rows = rows[rows.control == "search"]
     if rows.empty:
         return pd.DataFrame()
     per_epoch = rows.epoch_iterations.astype(float).replace(0, math.nan)
@@ -148,6 +157,75 @@ EMERGE_HOW = ("the share of (trial, pruning ratio) whose channel mask settled by
               "of the 4 masks before it, one an epoch) before the first learning-rate drop: reproduced when "
               "all did, partly when some did, not reproduced when none did; the earliest the rule can fire is "
               "the fifth mask (epoch 5)")
+
+
+TICKET_NAMES = {"early": "drawn where the rule fired", "end": "drawn at the end", "reinit": "early mask, fresh weights"}
+NO_TICKETS = ("the recorded search has no trained channel tickets (`ticket_controls: [early, end, reinit]`, "
+              "six 20-epoch networks a trial)")
+
+
+def ticket_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """Per ratio, mean over trials: the trained channel tickets' test accuracy at the early stop (%), each of
+    `TICKET_NAMES` that was trained, the early minus the end ticket, where the early mask was drawn, its
+    distance to the end mask, and the weights the channel-pruned network keeps (%); the searched dense
+    network's accuracy beside them."""
+    summary = structured(summary)
+    tickets = summary[summary.control.isin(list(TICKET_NAMES))]
+    if tickets.empty:
+        return pd.DataFrame()
+    acc = lambda part: 100 * pd.to_numeric(part.early_stop_test_accuracy)
+    dense = acc(summary[summary.control == "search"]).mean()
+    out = []
+    for ratio, part in tickets.groupby("ratio"):
+        row = {"channels removed": f"{ratio:.0%}", "weights kept %": round(100 * float(part.density.mean()), 1),
+               "dense (searched) %": round(float(dense), 2)}
+        for control, name in TICKET_NAMES.items():
+            if (part.control == control).any():
+                row[name + " %"] = round(float(acc(part[part.control == control]).mean()), 2)
+        early = part[part.control == "early"]
+        if len(early):
+            row["early drawn at (iteration)"] = round(float(pd.to_numeric(early.mask_drawn_iteration).mean()))
+            row["early mask's distance to the end mask"] = round(float(pd.to_numeric(early.distance_to_end_mask).mean()), 4)
+        out.append(row)
+    table = pd.DataFrame(out).set_index("channels removed")
+    early, end = TICKET_NAMES["early"] + " %", TICKET_NAMES["end"] + " %"
+    if early in table and end in table:
+        table.insert(table.columns.get_loc(end) + 1, "early minus end (pts)", (table[early] - table[end]).round(2))
+    return table
+
+
+def _gaps(summary: pd.DataFrame, against: str) -> pd.Series:
+    """Per ratio, the early ticket minus `against` (the end ticket, or "search": the dense network), in
+    points, trial by trial then averaged over trials."""
+    summary = structured(summary)
+    summary = summary.assign(acc=pd.to_numeric(summary.early_stop_test_accuracy))
+    early = summary[summary.control == "early"].set_index("trial")
+    if early.empty:
+        return pd.Series(dtype=float)
+    if against == "search":
+        base = summary[summary.control == "search"].set_index("trial").acc
+        gap = early.acc - base.reindex(early.index).to_numpy()
+    else:
+        other = summary[summary.control == against].set_index(["trial", "ratio"]).acc
+        gap = early.acc - other.reindex(list(zip(early.index, early.ratio))).to_numpy()
+    return (100 * gap.groupby(early.ratio.to_numpy()).mean()).dropna()
+
+
+def ticket_claim(against: str, what: str):
+    """A measure of the trained early ticket against `against` at every ratio: the smallest gap (pts)."""
+    def measure(summary: pd.DataFrame, curves=None):
+        gaps = _gaps(summary, against)
+        if gaps.empty:
+            return sc._missing(NO_TICKETS)
+        shown = "; ".join(f"{r:.0%} removed {g:+.2f} pts" for r, g in gaps.items())
+        return sc.Measured(float(gaps.min()), f"the early ticket minus {what}: {shown}",
+                           {"held": int((gaps >= -sc.HOLD).sum()), "ratios": len(gaps)}, "{:+.2f}")
+    return measure
+
+
+def ticket_rule(m) -> str:
+    """Reproduced when the early ticket is within HOLD points below (or above) at every ratio, partly at some."""
+    return sc.REPRODUCED if m.parts["held"] == m.parts["ratios"] else sc.PARTLY if m.parts["held"] else sc.NOT
 
 
 def describe(summary, stored):

@@ -6,9 +6,13 @@ is within `settle_threshold` (a fraction of channels) of each of the `settle_win
 
 Units: Unit(trial, 0, "search"), one dense network a trial. Its summary holds, per ratio, the iteration at
 which the mask settled (None if never) and the distance of every recorded mask to every other (the paper's
-distance-matrix figure); its tensors, the channel masks themselves (bit-packed in a recording). Training the
-drawn tickets (the channel-pruned networks) against those drawn at the end is the next stage, not built;
-the engine trains a channel mask already (early_bird.channel_pruning, loop.train's `frozen`).
+distance-matrix figure); its tensors, the channel masks themselves (bit-packed in a recording).
+
+`ticket_controls` adds the drawn tickets, per ratio i (level i + 1), each a channel-pruned network
+(early_bird.channel_pruning) trained for the search's schedule from the search's own initial weights, as
+Frankle & Carbin reset a ticket: "early" the mask where the rule fired (the last one where it never did),
+"end" the mask at the end of the search (network slimming's ticket); "reinit" the early mask on fresh
+weights. They read only the search's stored masks, so a recorded search goes on elsewhere without weights.
 """
 
 from __future__ import annotations
@@ -36,8 +40,9 @@ class ChannelSearch:
     mask_every: int = 0                          # steps between recorded masks (the paper: one epoch)
     settle_threshold: float = 0.1
     settle_window: int = 4
+    ticket_controls: tuple[str, ...] = ()        # any of early, end, reinit: the drawn tickets trained
 
-    EXTENT = ("ratios", "mask_every", "settle_threshold", "settle_window")  # what is recorded, not trained
+    EXTENT = ("ratios", "mask_every", "settle_threshold", "settle_window", "ticket_controls")  # not trained
     RULES = {"bn_l1": at_least(0.0), "mask_every": at_least(1), "settle_window": at_least(1),
              "ratios": Rule(lambda r: 0 < r < 1, "in (0, 1) (the fraction of channels removed)"),
              "settle_threshold": Rule(lambda t: 0 < t <= 1, "in (0, 1] (a fraction of channels)")}
@@ -47,7 +52,12 @@ class ChannelSearch:
             (not self.ratios, "'ratios' is empty: name at least one fraction of channels to remove"),
             (self.mask_every > cfg.iterations, f"'mask_every' is {self.mask_every}; at most iterations "
                                                f"({cfg.iterations}), or no mask is recorded before the end"),
+            (bool(set(self.ticket_controls) - set(TICKETS)), f"'ticket_controls' is {list(self.ticket_controls)}; "
+                                                             f"name any of {', '.join(TICKETS)}"),
         ])
+
+
+TICKETS = ("early", "end", "reinit")
 
 
 def scales(model: nn.Module) -> list[str]:
@@ -69,12 +79,23 @@ class ChannelSearchProcedure(Procedure):
         return "ratios: " + ", ".join(f"{r:g}" for r in self.cfg.ratios)
 
     def units(self) -> list[Unit]:
-        return [Unit(trial, 0, "search") for trial in range(self.cfg.trials)]
+        cfg = self.cfg
+        return [u for trial in range(cfg.trials) for u in
+                [Unit(trial, 0, "search")] + [Unit(trial, i + 1, c) for i in range(len(cfg.ratios))
+                                              for c in TICKETS if c in cfg.ticket_controls]]
+
+    def needs(self, unit: Unit) -> list[Unit]:
+        return [] if unit.control == "search" else [Unit(unit.trial, 0, "search")]
+
+    def reads_weights(self, unit: Unit, masks_known: bool = False) -> list[Unit]:
+        return []  # a ticket re-derives the search's initial weights from the seed and reads its masks
 
     def resume_tensors(self, unit: Unit) -> tuple[str, ...]:
-        return ("channels",)
+        return ("channels",) if unit.control == "search" else ()
 
     def run_unit(self, unit: Unit, store, data, on_step=None) -> None:
+        if unit.control != "search":
+            return self.run_ticket(unit, store, data, on_step)
         cfg = self.cfg
         seed = derive_seed(cfg.seed, unit.trial)
         model = new_model(cfg, derive_seed(seed, "init"))
@@ -96,6 +117,38 @@ class ChannelSearchProcedure(Procedure):
         tensors = {"channels": {f"{r:g}:{step}:{n}": m[n] for step, masks in recorded
                                 for r, m in masks.items() for n in m}}
         store.save_unit(unit, result.rows, summary, tensors)
+
+    def drawn(self, unit: Unit, store) -> tuple[dict, dict, dict]:
+        """A ticket's channel mask (bn scale name -> bool), the end mask, and where it was drawn: the rule's
+        point on the search's stored masks (early, reinit; the end where it never fired) or the end."""
+        cfg, ratio = self.cfg, self.cfg.ratios[unit.level - 1]
+        stored = store.load_tensor(Unit(unit.trial, 0, "search"), "channels")
+        steps = sorted({int(k.split(":")[1]) for k in stored if k.startswith(f"{ratio:g}:")})
+        at = lambda step: {k.split(":", 2)[2]: v for k, v in stored.items() if k.startswith(f"{ratio:g}:{step}:")}
+        masks = [Mask(at(step)) for step in steps]
+        e = early_bird.settled_at(masks, cfg.settle_threshold, cfg.settle_window)
+        i = len(steps) - 1 if unit.control == "end" or e is None else e
+        return dict(masks[i]), dict(masks[-1]), {"ratio": ratio, "mask_drawn_iteration": steps[i],
+                                                 "mask_settled": e is not None,
+                                                 "distance_to_end_mask": early_bird.distance(masks[i], masks[-1])}
+
+    def run_ticket(self, unit: Unit, store, data, on_step=None) -> None:
+        cfg = self.cfg
+        seed = derive_seed(cfg.seed, unit.trial)  # the search's: its theta_0 and its batches
+        channels, _, where = self.drawn(unit, store)
+        init = derive_seed(seed, "init") if unit.control != "reinit" else derive_seed(seed, "reinit", unit.level)
+        model = new_model(cfg, init)
+        mask, frozen = early_bird.channel_pruning(model, channels)
+        data_seed = derive_seed(seed, "data") % 2**31
+        started = time.perf_counter()
+        result = train(model, mask, data, cfg, data_seed=data_seed, on_step=on_step, scale_l1=cfg.bn_l1,
+                       frozen=frozen)
+        seconds = time.perf_counter() - started
+        removed = sum(int((~m).sum()) for m in channels.values())
+        summary = unit_summary(unit, mask, result.rows, seconds=seconds, steps=cfg.iterations, seed=seed,
+                               data_seed=data_seed, device=str(data.x_train.device), **where,
+                               channels_removed=removed)
+        store.save_unit(unit, result.rows, summary, {})
 
 
 def settling(recorded: list[tuple[int, dict]], ratio: float, threshold: float, window: int) -> dict:
