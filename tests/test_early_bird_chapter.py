@@ -230,3 +230,12 @@ def test_the_trained_tickets_score_eb_distance_and_eb_retrain():
     assert card.loc["eb-distance", "verdict"] == card.loc["eb-retrain", "verdict"] == sc.REPRODUCED
     bare = sc.scorecard(eb.claims(), eb.scoring_summary(summary(), search_rows()))
     assert list(bare.verdict)[1:] == [sc.UNMEASURED] * 2 and "no trained channel tickets" in bare.loc["eb-retrain", "ours"]
+
+
+def test_the_recorded_runs_table_describes_the_search_and_its_tickets():
+    rows, config = with_tickets(search_rows(), TICKET_ACC)
+    stored = {**config, "ratios": [0.3, 0.5], "bn_l1": 1e-4, "mask_every": 100, "ticket_controls": ["early", "end"]}
+    _, columns, _ = ebc.describe(rows, stored)
+    assert "tickets early, end trained at 30%, 50% removed" in columns["what"] and columns["levels"] == "dense + tickets"
+    _, columns, _ = ebc.describe(search_rows()[0], {**stored, "ticket_controls": []})
+    assert columns["what"].endswith("every 100 steps") and columns["levels"] == "dense"

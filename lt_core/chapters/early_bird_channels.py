@@ -231,6 +231,10 @@ def ticket_rule(m) -> str:
 def describe(summary, stored):
     """The recorded-run table's own columns for the search (lt_core/book/report.recorded_runs_table)."""
     ratios = " / ".join(f"{r:g}" for r in stored["ratios"])
+    tickets = summary[summary.control != "search"]
+    trained = (f"; tickets {', '.join(stored['ticket_controls'])} trained at "
+               f"{', '.join(f'{r:.0%}' for r in sorted(tickets.ratio.unique()))} removed" if len(tickets) else "")
     return summary, {"what": f"channel search: L1 {stored['bn_l1']:g} on the batch-norm scales, channel masks "
-                             f"of ratios {ratios} every {stored['mask_every']} steps",
-                     "levels": "dense", "steps": f"{int(stored['iterations']):,}"}, ""
+                             f"of ratios {ratios} every {stored['mask_every']} steps{trained}",
+                     "levels": "dense" + (" + tickets" if len(tickets) else ""),
+                     "steps": f"{int(stored['iterations']):,}"}, ""

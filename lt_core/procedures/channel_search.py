@@ -12,7 +12,8 @@ distance-matrix figure); its tensors, the channel masks themselves (bit-packed i
 (early_bird.channel_pruning) trained for the search's schedule from the search's own initial weights, as
 Frankle & Carbin reset a ticket: "early" the mask where the rule fired (the last one where it never did),
 "end" the mask at the end of the search (network slimming's ticket); "reinit" the early mask on fresh
-weights. They read only the search's stored masks, so a recorded search goes on elsewhere without weights.
+weights. They train with the search's bn_l1, as the authors' retraining keeps its sparsity penalty, and
+read only the search's stored masks, so a recorded search goes on elsewhere without weights.
 """
 
 from __future__ import annotations
