@@ -139,8 +139,12 @@ def test_the_channel_settle_table_reads_each_ratios_trajectory(as_text):
     assert first["trials settled"] == "2 of 2" and first["settled at (epoch)"] == 5.0 and first.iteration == 500
     assert first["share of training %"] == 62.5 and first["before the first lr drop"] == "2 of 2"
     assert first["distance to the last mask"] == pytest.approx(0.03) and first["fires for thresholds above"] == pytest.approx(0.04)
-    # 600 is the first drop itself: not before it; C never settles, and its window distances are all 0.8
-    assert second["trials settled"] == "1 of 2" and second["before the first lr drop"] == "0 of 2"
+    # up to the drop at 600, masks 4 and 5 (iterations 500, 600) have a full window: B 0.04, A 0.05, C 0.8
+    assert first["closest before the drop"] == pytest.approx(0.04)
+    assert second["closest before the drop"] == pytest.approx((0.05 + 0.8) / 2)
+    # A's mask at 600, the drop's own iteration, was trained at the first rate only (steps 0..599): it counts;
+    # C never settles, and its window distances are all 0.8
+    assert second["trials settled"] == "1 of 2" and second["before the first lr drop"] == "1 of 2"
     assert second["distance to the last mask"] == pytest.approx(0.02)
     assert second["fires for thresholds above"] == pytest.approx((0.04 + 0.8) / 2)
     matrix, iterations = ebc.channel_matrix(rows, 0.5, trial=1)
@@ -152,7 +156,7 @@ def test_the_channel_settle_table_reads_each_ratios_trajectory(as_text):
     assert ebc.dense_table(rows.iloc[0:0]).empty
 
 
-@pytest.mark.parametrize("drops, verdict, value", [((600, 700), sc.PARTLY, 0.5), ((700,), sc.PARTLY, 0.75),
+@pytest.mark.parametrize("drops, verdict, value", [((600, 700), sc.PARTLY, 0.75), ((500,), sc.PARTLY, 0.5),
                                                    ((300,), sc.NOT, 0.0), ((), sc.PARTLY, 0.75)])
 def test_eb_emerge_is_the_share_of_ratios_settled_before_the_first_drop(drops, verdict, value):
     """Scored on the unstructured run's summary with the search's rows beside it (scoring_summary); no drop
@@ -163,7 +167,7 @@ def test_eb_emerge_is_the_share_of_ratios_settled_before_the_first_drop(drops, v
     assert "8 epochs" in m.shown and "30% removed: epoch 5.0 (62% of training)" in m.shown
     card = sc.scorecard(eb.claims(), scored, trials=True)
     assert list(card.verdict)[1:] == [sc.UNMEASURED, sc.UNMEASURED]
-    only_first = eb.scoring_summary(summary(trials=(0,)), search_rows(trials=(0,), lr_drops=(700,)))
+    only_first = eb.scoring_summary(summary(trials=(0,)), search_rows(trials=(0,), lr_drops=(600,)))
     assert sc.judge(eb.claims()[0], only_first)[1] == sc.REPRODUCED
 
 

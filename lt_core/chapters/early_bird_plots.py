@@ -66,7 +66,7 @@ def matrices(summary: pd.DataFrame, levels, threshold: float = 0.1, trial: int =
 def channel_matrices(rows: pd.DataFrame, ratios=(0.3, 0.5, 0.7), threshold: float = 0.1, trial: int = 0) -> Figure:
     """You et al.'s own figure: per pruning ratio, the distance between the channel masks of every two
     epochs of the search (`early_bird_channels.scored` rows), the cells under `threshold` outlined, the
-    epoch at which the rule fired marked."""
+    epoch at which the rule fired marked, and the first learning-rate drop dashed."""
     fig = Figure(figsize=(3.1 * len(ratios) + 0.6, 3.3), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(ratios)))
     per_epoch = float(rows.epoch_iterations.iloc[0]) if "epoch_iterations" in rows and len(rows) else 0
@@ -76,6 +76,10 @@ def channel_matrices(rows: pd.DataFrame, ratios=(0.3, 0.5, 0.7), threshold: floa
     for ax, ratio in zip(axes, ratios):
         matrix, iterations = channels.channel_matrix(rows, ratio, trial)
         image = _heatmap(ax, matrix, iterations, threshold, epoch) or image
+        drop = int(rows.first_lr_drop.iloc[0]) if "first_lr_drop" in rows and len(rows) else None
+        if drop in iterations and drop != iterations[-1]:  # the last mask trained at the first rate
+            for line in (ax.axvline, ax.axhline):
+                line(iterations.index(drop) + 0.5, color="white", ls="--", lw=0.7)
         at = settle[(settle.trial == trial) & np.isclose(settle.ratio, ratio)] if len(settle) else settle
         if len(at) and not np.isnan(at.settled_iteration.iloc[0]):
             e = iterations.index(int(at.settled_iteration.iloc[0]))
@@ -87,7 +91,7 @@ def channel_matrices(rows: pd.DataFrame, ratios=(0.3, 0.5, 0.7), threshold: floa
     if image is not None:
         fig.colorbar(image, ax=list(axes), shrink=0.8, label="fraction of all channels that differ")
     fig.suptitle(f"Channel-mask distance matrices, ResNet-20 on CIFAR-10 (trial {trial}); white: distance "
-                 f"{threshold}", fontsize=9)
+                 f"{threshold}; dashed: the first learning-rate drop", fontsize=9)
     return fig
 
 
