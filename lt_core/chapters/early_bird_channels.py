@@ -1,12 +1,14 @@
 """The structured half of the finding-tickets-early chapter (book/early_bird.ipynb): You et al.'s own search,
 channel masks from batch-norm scales under an L1 penalty (lt_core/procedures/channel_search.py), read from
 its recorded run: where each pruning ratio's mask settled by Early-Bird's rule, how far the settled mask is
-from the one at the end, and the paper's `eb-emerge` claim scored from it.
+from the one at the end, the drawn channel tickets trained, and the paper's three claims scored from them
+(`emerge`: eb-emerge; `ticket_claim`: eb-distance and eb-retrain).
 
 The search's summary has one row a trial (control "search", level 0): the dense network's accuracy and
 `ratios`, per ratio {ratio, settled_iteration (None if never), iterations (of the recorded masks), matrix
-(the distance of every recorded mask to every other, fractions of all channels)}. The learning-rate
-schedule is not in the summary, so the tables take the run's stored configuration beside it.
+(the distance of every recorded mask to every other, fractions of all channels)}; each trained ticket a row
+of its own (control early / end / reinit, level = the ratio's index + 1, with its `ratio`). The schedule and
+the rule's window are not in the summary, so `scored` adds them from the run's stored configuration.
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from ..runs.results import listed
 from ..sparsity import early_bird
 
 SEARCH = "early_bird_resnet20"  # book/recorded/<name>: ResNet-20 on CIFAR-10, the paper's channel search
-SCHEDULE = ("first_lr_drop", "iterations", "epoch_iterations")  # what `scored` adds to each search row
+SCHEDULE = ("first_lr_drop", "iterations", "epoch_iterations", "settle_window")  # what `scored` adds
 
 
 def recorded_search(name: str = SEARCH) -> tuple[pd.DataFrame, dict | None]:
@@ -54,16 +56,19 @@ def scored(search: pd.DataFrame, config: dict | None) -> pd.DataFrame:
     rows["first_lr_drop"] = drops[0] if drops else int(config["iterations"])
     rows["iterations"] = int(config["iterations"])
     rows["epoch_iterations"] = epoch_iterations(config)
+    rows["settle_window"] = int(config.get("settle_window", 4))
     return rows
 
 
-def settling(rows: pd.DataFrame, window: int = 4) -> pd.DataFrame:
+def settling(rows: pd.DataFrame) -> pd.DataFrame:
     """One row per trial and ratio of `scored` search rows: where the channel mask settled (iteration, epoch,
     share of training), whether that was before the first learning-rate drop, the settled mask's distance
-    to the last recorded one, and the threshold above which the rule would fire at all."""
+    to the last recorded one, the threshold above which the rule would fire at all, and the one it would
+    have needed to fire before the drop (the rule's window is the run's)."""
     out = []
     for _, r in rows[rows.control == "search"].iterrows():
         per_epoch = float(r.get("epoch_iterations") or 0) or math.nan
+        window = int(r.settle_window)
         for entry in listed(r.get("ratios")) or []:
             matrix, steps = entry["matrix"], entry["iterations"]
             at = entry.get("settled_iteration")
@@ -135,7 +140,7 @@ def channel_matrix(rows: pd.DataFrame, ratio: float, trial: int = 0) -> tuple[np
 def emerge(summary: pd.DataFrame, curves=None):
     """`eb-emerge` measured: the share of (trial, ratio) whose channel mask settled by the rule while the
     learning rate was still its first, large one; the mean epoch and share of training of each ratio shown."""
-    table = settling(summary[summary.control == "search"]) if "first_lr_drop" in summary else pd.DataFrame()
+    table = settling(summary) if all(c in summary for c in SCHEDULE) else pd.DataFrame()
     if table.empty:
         return sc._missing("the structured search's recorded run (book/recorded/early_bird_resnet20) is not "
                            "in this checkout")
@@ -168,8 +173,8 @@ EMERGE_HOW = ("the share of (trial, pruning ratio) whose channel mask settled by
 
 
 TICKET_NAMES = {"early": "drawn where the rule fired", "end": "drawn at the end", "reinit": "early mask, fresh weights"}
-NO_TICKETS = ("the recorded search has no trained channel tickets (`ticket_controls: [early, end, reinit]`, "
-              "six 20-epoch networks a trial)")
+NO_TICKETS = ("the recorded search has no trained channel tickets (`ticket_controls: [early, end]`: two "
+              "networks a ratio, each as long as the search)")
 
 
 def ticket_table(summary: pd.DataFrame) -> pd.DataFrame:
@@ -182,7 +187,8 @@ def ticket_table(summary: pd.DataFrame) -> pd.DataFrame:
     if tickets.empty:
         return pd.DataFrame()
     acc = lambda part: 100 * pd.to_numeric(part.early_stop_test_accuracy)
-    dense = acc(summary[summary.control == "search"]).mean()
+    searched = summary[(summary.control == "search") & summary.trial.isin(tickets.trial.unique())]
+    dense = acc(searched).mean()  # of the trials whose tickets are trained
     out = []
     for ratio, part in tickets.groupby("ratio"):
         row = {"channels removed": f"{ratio:.0%}", "weights kept %": round(100 * float(part.density.mean()), 1),
