@@ -61,7 +61,7 @@ PAGES = {
                  "figures": 3, "arxiv": "1906.02773", "title": "One ticket"},
     # the draw slider shows the recorded run: its first two draws are epochs 1 and 3 (917 iterations each)
     "early_bird": {"claims": "early_bird", "claim_id": "eb-emerge", "slider": ("iteration 917", "iteration 2,751"),
-                   "figures": 4, "arxiv": "1909.11957", "title": "Early-Bird"},
+                   "figures": 5, "arxiv": "1909.11957", "title": "Early-Bird"},
 }
 PAGE_REQUESTS_BUDGET = 50
 FIRST_PAINT_BYTES_BUDGET = 1_200_000
