@@ -145,11 +145,8 @@ def emerge(summary: pd.DataFrame, curves=None):
         return sc._missing("the structured search's recorded run (book/recorded/early_bird_resnet20) is not "
                            "in this checkout")
     rows = summary[summary.control == "search"]
-    per_ratio = []
-    for ratio, part in table.groupby("ratio"):
-        fired = part.dropna(subset=["settled_iteration"])
-        per_ratio.append(f"{ratio:.0%} removed: epoch {fired.settled_epoch.mean():.1f} "
-                         f"({100 * fired.share.mean():.0f}% of training)" if len(fired) else f"{ratio:.0%}: never")
+    per_ratio = [f"{name} removed: epoch {r['settled at (epoch)']:.1f} ({r['share of training %']:.0f}% of training)"
+                 if r["iteration"] != "" else f"{name} removed: never" for name, r in settle_table(rows).iterrows()]
     epochs = float(rows.iterations.iloc[0]) / float(rows.epoch_iterations.iloc[0])
     drop = float(rows.first_lr_drop.iloc[0]) / float(rows.epoch_iterations.iloc[0])
     value = float(table.before_first_drop.mean())

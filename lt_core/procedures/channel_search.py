@@ -115,28 +115,31 @@ class ChannelSearchProcedure(Procedure):
                                channels=sum(model.get_parameter(n).numel() for n in names),
                                ratios=[settling(recorded, r, cfg.settle_threshold, cfg.settle_window)
                                        for r in cfg.ratios])
-        tensors = {"channels": {f"{r:g}:{step}:{n}": m[n] for step, masks in recorded
+        tensors = {"channels": {channel_key(r, step, n): m[n] for step, masks in recorded
                                 for r, m in masks.items() for n in m}}
         store.save_unit(unit, result.rows, summary, tensors)
 
-    def drawn(self, unit: Unit, store) -> tuple[dict, dict, dict]:
-        """A ticket's channel mask (bn scale name -> bool), the end mask, and where it was drawn: the rule's
-        point on the search's stored masks (early, reinit; the end where it never fired) or the end."""
+    def drawn(self, unit: Unit, store) -> tuple[dict, dict]:
+        """A ticket's channel mask (bn scale name -> bool) and where it was drawn: the rule's point on the
+        search's stored masks (early, reinit; the end where it never fired), or the end (end). The point is
+        judged again from the masks, so it follows this run's settle_threshold and settle_window."""
         cfg, ratio = self.cfg, self.cfg.ratios[unit.level - 1]
-        stored = store.load_tensor(Unit(unit.trial, 0, "search"), "channels")
-        steps = sorted({int(k.split(":")[1]) for k in stored if k.startswith(f"{ratio:g}:")})
-        at = lambda step: {k.split(":", 2)[2]: v for k, v in stored.items() if k.startswith(f"{ratio:g}:{step}:")}
-        masks = [Mask(at(step)) for step in steps]
+        by_step: dict[int, dict] = {}
+        for key, m in store.load_tensor(Unit(unit.trial, 0, "search"), "channels").items():
+            r, step, name = parse_channel_key(key)
+            if r == f"{ratio:g}":
+                by_step.setdefault(step, {})[name] = m
+        steps = sorted(by_step)
+        masks = [Mask(by_step[s]) for s in steps]
         e = early_bird.settled_at(masks, cfg.settle_threshold, cfg.settle_window)
         i = len(steps) - 1 if unit.control == "end" or e is None else e
-        return dict(masks[i]), dict(masks[-1]), {"ratio": ratio, "mask_drawn_iteration": steps[i],
-                                                 "mask_settled": e is not None,
-                                                 "distance_to_end_mask": early_bird.distance(masks[i], masks[-1])}
+        return dict(masks[i]), {"ratio": ratio, "mask_drawn_iteration": steps[i], "mask_settled": e is not None,
+                                "distance_to_end_mask": early_bird.distance(masks[i], masks[-1])}
 
     def run_ticket(self, unit: Unit, store, data, on_step=None) -> None:
         cfg = self.cfg
         seed = derive_seed(cfg.seed, unit.trial)  # the search's: its theta_0 and its batches
-        channels, _, where = self.drawn(unit, store)
+        channels, where = self.drawn(unit, store)
         init = derive_seed(seed, "init") if unit.control != "reinit" else derive_seed(seed, "reinit", unit.level)
         model = new_model(cfg, init)
         mask, frozen = early_bird.channel_pruning(model, channels)
@@ -150,6 +153,17 @@ class ChannelSearchProcedure(Procedure):
                                data_seed=data_seed, device=str(data.x_train.device), **where,
                                channels_removed=removed)
         store.save_unit(unit, result.rows, summary, {})
+
+
+def channel_key(ratio: float, step: int, name: str) -> str:
+    """How the search stores one channel mask: '<ratio>:<iteration>:<batch-norm scale name>'."""
+    return f"{ratio:g}:{step}:{name}"
+
+
+def parse_channel_key(key: str) -> tuple[str, int, str]:
+    """(ratio as written, iteration, scale name) of a `channel_key`."""
+    ratio, step, name = key.split(":", 2)
+    return ratio, int(step), name
 
 
 def settling(recorded: list[tuple[int, dict]], ratio: float, threshold: float, window: int) -> dict:

@@ -232,11 +232,12 @@ def train(model: nn.Module, mask: Mask, data: DeviceData, cfg, *, data_seed: int
     where False as pruned weights are."""
     device = data.x_train.device
     mask.check_fits(model)
-    if frozen and not plain and sparse.wanted(model, device):
+    fast_mlp = not plain and sparse.wanted(model, device)
+    if frozen and fast_mlp:
         raise ValueError("frozen masks are for batch-normalised conv nets; this model takes the fast MLP path")
     model.to(device)
     mask.apply(model)
-    fast = sparse.FastMLP(model, mask, device, data) if not plain and sparse.wanted(model, device) else None
+    fast = sparse.FastMLP(model, mask, device, data) if fast_mlp else None
     products.use_fast_linears(model, not plain and device.type == "cpu")  # the plain path: torch's own
     if fast is None and not plain and device.type == "cpu" and uses_channels_last(model):
         model.to(memory_format=torch.channels_last)
