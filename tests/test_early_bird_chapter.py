@@ -102,6 +102,36 @@ def test_findings_state_computed_numbers():
     assert eb.findings(summary().iloc[0:0]).empty
 
 
+def rewound(shift=0.004):
+    """The made-up run with every network rewound: each early draw `shift` higher, the end ticket alike, one
+    trial, and level 1 without early draws (so that only level 2 is compared)."""
+    moved = summary(trials=(0,))
+    moved = moved[~((moved.control == "early") & (moved.level == 1))].copy()
+    moved.loc[moved.control == "early", "early_stop_test_accuracy"] += shift
+    return moved
+
+
+def test_reset_table_compares_the_draws_at_the_levels_both_resets_trained():
+    table = eb.reset_table({"theta_0": summary(), "rewound": rewound()})
+    assert list(table.index) == ["iteration 100", eb.SETTLED, eb.END]
+    # level 2 only: theta_0 over trials 0 and 1 (97.0, 97.2), rewound trial 0 at 97.0 + 0.4
+    assert table.loc["iteration 100", "theta_0: accuracy %"] == pytest.approx(97.1)
+    assert table.loc["iteration 100", "theta_0: minus end, pts"] == pytest.approx(-1.1)
+    assert table.loc["iteration 100", "rewound: accuracy %"] == pytest.approx(97.4)
+    assert table.loc["iteration 100", "rewound: minus end, pts"] == pytest.approx(-0.7)
+    assert table.loc[eb.SETTLED, "rewound: minus end, pts"] == pytest.approx(0.4)
+    assert table.loc[eb.END, "rewound: minus end, pts"] == 0.0
+    assert eb.reset_table({"theta_0": summary().iloc[0:0]}).empty
+
+
+def test_the_rewound_run_adds_its_own_finding():
+    assert len(eb.findings(summary())) == 4
+    found = eb.findings(summary(), rewound(), rewind_iteration=1000)
+    assert len(found) == 5 and "rewound to iteration 1,000" in found.finding.iloc[-1]
+    assert found.ours.iloc[-1] == "iteration 100 -0.70 pts; settled +0.40 pts (over 1 level, 1 trial(s))"
+    assert len(eb.findings(summary(), rewound().iloc[0:0], 1000)) == 4
+
+
 def test_without_the_structured_search_the_papers_claims_are_not_measured():
     card = sc.scorecard(eb.claims(), summary())
     assert set(card.verdict) == {sc.UNMEASURED}
@@ -217,6 +247,7 @@ def test_the_ticket_table_sets_each_ratios_tickets_side_by_side():
     assert first["early minus end (pts)"] == pytest.approx(0.15) and first["early mask, fresh weights %"] == 88.0
     assert second["early minus end (pts)"] == pytest.approx(-1.0) and first["dense (searched) %"] == 90.0
     assert first["early drawn at (iteration)"] == 500 and second["weights kept %"] == 40.0
+    assert first["search saved by the early draw %"] == 37.5  # drawn at 500 of the search's 800 iterations
     assert ebc.ticket_table(ebc.scored(*search_rows())).empty
 
 

@@ -27,6 +27,7 @@ from ..sparsity import early_bird
 from . import early_bird_channels as channels
 
 RECORDED = "early_bird_lenet"  # book/recorded/<name>: LeNet-300-100 on MNIST, Frankle & Carbin's IMP
+REWOUND = "early_bird_lenet_rewind"  # the same IMP (profile rewind), every network rewound to theta_k
 ACC = "early_stop_test_accuracy"
 END, SETTLED = "end", "settled"  # the two draws every level has: the ticket (drawn at the end), draw 0
 
@@ -182,14 +183,36 @@ def cost_saved(summary: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("draw")
 
 
+def reset_table(runs: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Per draw, under each reset of `runs` (a label such as 'reset to theta_0' -> that run's summary): test
+    accuracy at the early stop (%, mean over trials and levels) and the draw minus the end ticket (points,
+    per trial, mean over levels). Only the levels every run trained early draws at are compared, so that the
+    columns differ by the reset alone."""
+    tables = {label: draws(summary) for label, summary in runs.items()}
+    tables = {label: table for label, table in tables.items() if len(table)}
+    if not tables:
+        return pd.DataFrame()
+    levels = set.intersection(*(set(table.level) for table in tables.values()))
+    rows = {}
+    for label, table in tables.items():
+        table = table[table.level.isin(levels)]
+        for name in draw_order(table):
+            accuracy = table[table.draw == name].groupby("level").accuracy.mean().mean()
+            rows.setdefault(name, {"draw": name})[f"{label}: accuracy %"] = round(100 * float(accuracy), 2)
+            rows[name][f"{label}: minus end, pts"] = round(gap(table, name)[0], 2) if name != END else 0.0
+    return pd.DataFrame(list(rows.values())).set_index("draw")
+
+
 def _levels(n: int) -> str:
     return f"{n} level{'s' if n != 1 else ''}"
 
 
-def findings(summary: pd.DataFrame) -> pd.DataFrame:
+def findings(summary: pd.DataFrame, rewound: pd.DataFrame | None = None, rewind_iteration: int = 0) -> pd.DataFrame:
     """Our measured findings on the unstructured analogue (new results, not the paper's): does the mask
     settle by Early-Bird's rule, and how does a ticket drawn early train against the one drawn at the end
-    (both from theta_0) and against the end mask on fresh weights. One row each: finding, how, ours."""
+    (both from theta_0), against the end mask on fresh weights and, where `rewound` (the same IMP with every
+    network rewound to iteration `rewind_iteration`) is given, when both are rewound instead. One row each:
+    finding, how, ours."""
     table, settle = draws(summary), settle_table(summary)
     rows = []
     if len(settle):
@@ -234,6 +257,14 @@ def findings(summary: pd.DataFrame) -> pd.DataFrame:
                                 "keep the ticket's advantage?",
                      "how": "as above, each early draw minus reinit", "ours": "; ".join(shown) + f" (over "
                      f"{_levels(levels)})"})
+    moved = draws(rewound) if rewound is not None else pd.DataFrame()
+    if len(moved):
+        shown = [f"{name} {gap(moved, name)[0]:+.2f} pts" for name in draw_order(moved) if name != END]
+        rows.append({"finding": f"The same draws when every network is rewound to iteration {rewind_iteration:,} "
+                                "(late resetting) instead of reset to theta_0",
+                     "how": "as above, each early draw minus the end ticket, both rewound",
+                     "ours": "; ".join(shown) + f" (over {_levels(moved.level.nunique())}, "
+                             f"{moved.trial.nunique()} trial(s))"})
     return pd.DataFrame(rows, columns=["finding", "how", "ours"])
 
 
@@ -302,12 +333,13 @@ def describe(summary, stored):
     """The recorded-run table's own columns (lt_core/book/report.recorded_runs_table)."""
     if stored.get("procedure") == "channel_search":
         return channels.describe(summary, stored)
+    reset = f", rewound to iteration {stored['rewind_iteration']:,}" if stored.get("rewind_iteration") else ""
     return summary, {"what": f"IMP with a mask every {stored['mask_every']} steps, early draws at "
-                             f"{', '.join(f'{i:,}' for i in stored['early_draws'])}",
+                             f"{', '.join(f'{i:,}' for i in stored['early_draws'])}{reset}",
                      "levels": f"0..{stored['levels']}", "steps": f"{int(stored['iterations']):,}"}, ""
 
 
-def recorded_runs_table(names=(RECORDED, channels.SEARCH)) -> tuple[pd.DataFrame, list[str]]:
+def recorded_runs_table(names=(RECORDED, REWOUND, channels.SEARCH)) -> tuple[pd.DataFrame, list[str]]:
     """What the committed runs cover and cost, and the commands that train exactly them."""
     from ..book.report import recorded_runs_table as table
     return table(names, describe)

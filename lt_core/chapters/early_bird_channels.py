@@ -176,9 +176,10 @@ NO_TICKETS = ("the recorded search has no trained channel tickets (`ticket_contr
 
 def ticket_table(summary: pd.DataFrame) -> pd.DataFrame:
     """Per ratio, mean over trials: the trained channel tickets' test accuracy at the early stop (%), each of
-    `TICKET_NAMES` that was trained, the early minus the end ticket, where the early mask was drawn, its
-    distance to the end mask, and the weights the channel-pruned network keeps (%); the searched dense
-    network's accuracy beside them."""
+    `TICKET_NAMES` that was trained, the early minus the end ticket, where the early mask was drawn, the
+    share of the search's iterations after it (what stopping the search there saves), its distance to the
+    end mask, and the weights the channel-pruned network keeps (%); the searched dense network's accuracy
+    beside them."""
     summary = structured(summary)
     tickets = summary[summary.control.isin(list(TICKET_NAMES))]
     if tickets.empty:
@@ -195,7 +196,10 @@ def ticket_table(summary: pd.DataFrame) -> pd.DataFrame:
                 row[name + " %"] = round(float(acc(part[part.control == control]).mean()), 2)
         early = part[part.control == "early"]
         if len(early):
-            row["early drawn at (iteration)"] = round(float(pd.to_numeric(early.mask_drawn_iteration).mean()))
+            drawn = float(pd.to_numeric(early.mask_drawn_iteration).mean())
+            row["early drawn at (iteration)"] = round(drawn)
+            if "iterations" in early:  # the search's schedule (`scored`): the training the draw saves
+                row["search saved by the early draw %"] = round(100 * (1 - drawn / float(early.iterations.max())), 1)
             row["early mask's distance to the end mask"] = round(float(pd.to_numeric(early.distance_to_end_mask).mean()), 4)
         out.append(row)
     table = pd.DataFrame(out).set_index("channels removed")
