@@ -204,6 +204,9 @@ def test_eb_emerge_is_the_share_of_ratios_settled_before_the_first_drop(drops, v
 def test_the_spread_over_trials_reads_each_trials_search():
     card = sc.scorecard(eb.claims(), eb.scoring_summary(summary(), search_rows(lr_drops=(700,))), trials=True)
     assert card.loc["eb-emerge", "over trials"] == "50% to 100%" and card.loc["eb-emerge", "trials agreeing"] == "1 of 2"
+    # three LeNet trials beside the search's first alone: only the search's trial measures eb-emerge
+    alone = sc.scorecard(eb.claims(), eb.scoring_summary(summary(trials=(0, 1, 2)), search_rows(trials=(0,))), trials=True)
+    assert alone.loc["eb-emerge", "over trials"] == "one trial" and alone.loc["eb-emerge", "trials agreeing"] == ""
 
 
 def test_figures_draw_on_full_and_empty_tables():

@@ -222,18 +222,20 @@ def _one_trial(table, trial):
 
 def spread(claim: Claim, summary: pd.DataFrame, curves: pd.DataFrame | None = None) -> dict:
     """The claim measured on each trial alone: the range of its headline number over trials and how
-    many trials on their own give the verdict that the mean over trials gives."""
+    many trials on their own give the verdict that the mean over trials gives. Only the trials that
+    measure the claim count: a chapter's runs may have different numbers of trials (a 3-trial LeNet run
+    beside a 1-trial search), and a trial without the claim's run neither agrees nor disagrees."""
     _, verdict = judge(claim, summary, curves)
     trials = sorted(int(t) for t in summary.trial.unique())
     per = [judge(claim, _one_trial(summary, t), _one_trial(curves, t)) for t in trials]
-    values = [m for m, _ in per if not math.isnan(m.value)]
-    if len(trials) < 2 or not values:
-        return {"over trials": "one trial" if len(trials) < 2 else "not measured per trial",
+    measured = [(m, v) for m, v in per if not math.isnan(m.value)]
+    if len(measured) < 2:
+        return {"over trials": "one trial" if len(trials) < 2 or measured else "not measured per trial",
                 "trials agreeing": ""}
-    lo, hi = min(values, key=lambda m: m.value), max(values, key=lambda m: m.value)
-    agree = sum(v == verdict for _, v in per)
+    lo, hi = min((m for m, _ in measured), key=lambda m: m.value), max((m for m, _ in measured), key=lambda m: m.value)
+    agree = sum(v == verdict for _, v in measured)
     return {"over trials": f"{lo.fmt.format(lo.value)} to {hi.fmt.format(hi.value)}",
-            "trials agreeing": f"{agree} of {len(trials)}"}
+            "trials agreeing": f"{agree} of {len(measured)}"}
 
 
 def scorecard(claims, summary: pd.DataFrame, curves: pd.DataFrame | None = None,
