@@ -128,7 +128,8 @@ def test_the_rewound_run_adds_its_own_finding():
     assert len(eb.findings(summary())) == 4
     found = eb.findings(summary(), rewound(), rewind_iteration=1000)
     assert len(found) == 5 and "rewound to iteration 1,000" in found.finding.iloc[-1]
-    assert found.ours.iloc[-1] == "iteration 100 -0.70 pts; settled +0.40 pts (over 1 level, 1 trial(s))"
+    assert found.ours.iloc[-1] == ("iteration 100 -0.70 pts; settled +0.40 pts (over 1 level, 1 trial(s)); the mask "
+                                   "settled in 1 of 2 rounds; median at iteration 300 (75% of training)")
     assert len(eb.findings(summary(), rewound().iloc[0:0], 1000)) == 4
 
 

@@ -207,21 +207,28 @@ def _levels(n: int) -> str:
     return f"{n} level{'s' if n != 1 else ''}"
 
 
+def rounds_settled(summary: pd.DataFrame) -> str:
+    """In how many rounds (trial x level of mask) the rule fired, and the median iteration ('' without
+    trajectories)."""
+    settle = settle_table(summary)
+    if settle.empty:
+        return ""
+    tickets = summary[(summary.control == "ticket") & summary.level.isin(settle.index - 1)]
+    fired = _numeric(tickets, "mask_settled_iteration").dropna()
+    iterations = int(summary.final_iteration.max())
+    return (f"{len(fired)} of {len(tickets)} rounds; median at iteration {fired.median():,.0f} "
+            f"({100 * fired.median() / iterations:.0f}% of training)" if len(fired) else f"0 of {len(tickets)} rounds")
+
+
 def findings(summary: pd.DataFrame, rewound: pd.DataFrame | None = None, rewind_iteration: int = 0) -> pd.DataFrame:
     """Our measured findings on the unstructured analogue (new results, not the paper's): does the mask
     settle by Early-Bird's rule, and how does a ticket drawn early train against the one drawn at the end
     (both from theta_0), against the end mask on fresh weights and, where `rewound` (the same IMP with every
     network rewound to iteration `rewind_iteration`) is given, when both are rewound instead. One row each:
     finding, how, ours."""
-    table, settle = draws(summary), settle_table(summary)
+    table, shown = draws(summary), rounds_settled(summary)
     rows = []
-    if len(settle):
-        tickets = summary[(summary.control == "ticket") & summary.level.isin(settle.index - 1)]
-        fired = _numeric(tickets, "mask_settled_iteration").dropna()
-        iterations = int(summary.final_iteration.max())
-        shown = (f"{len(fired)} of {len(tickets)} rounds; median at iteration {fired.median():,.0f} "
-                 f"({100 * fired.median() / iterations:.0f}% of training)" if len(fired)
-                 else f"0 of {len(tickets)} rounds")
+    if shown:
         rows.append({"finding": "The magnitude mask settles by Early-Bird's rule while a ticket trains",
                      "how": "rounds (trial x level) whose trajectory mask came within the threshold of each of "
                             "the masks before it, and where", "ours": shown})
@@ -260,11 +267,12 @@ def findings(summary: pd.DataFrame, rewound: pd.DataFrame | None = None, rewind_
     moved = draws(rewound) if rewound is not None else pd.DataFrame()
     if len(moved):
         shown = [f"{name} {gap(moved, name)[0]:+.2f} pts" for name in draw_order(moved) if name != END]
+        settled = rounds_settled(rewound)
         rows.append({"finding": f"The same draws when every network is rewound to iteration {rewind_iteration:,} "
                                 "(late resetting) instead of reset to theta_0",
                      "how": "as above, each early draw minus the end ticket, both rewound",
                      "ours": "; ".join(shown) + f" (over {_levels(moved.level.nunique())}, "
-                             f"{moved.trial.nunique()} trial(s))"})
+                             f"{moved.trial.nunique()} trial(s))" + (f"; the mask settled in {settled}" if settled else "")})
     return pd.DataFrame(rows, columns=["finding", "how", "ours"])
 
 
