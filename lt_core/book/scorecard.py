@@ -232,7 +232,8 @@ def spread(claim: Claim, summary: pd.DataFrame, curves: pd.DataFrame | None = No
     if len(measured) < 2:
         return {"over trials": "one trial" if len(trials) < 2 or measured else "not measured per trial",
                 "trials agreeing": ""}
-    lo, hi = min((m for m, _ in measured), key=lambda m: m.value), max((m for m, _ in measured), key=lambda m: m.value)
+    values = [m for m, _ in measured]
+    lo, hi = min(values, key=lambda m: m.value), max(values, key=lambda m: m.value)
     agree = sum(v == verdict for _, v in measured)
     return {"over trials": f"{lo.fmt.format(lo.value)} to {hi.fmt.format(hi.value)}",
             "trials agreeing": f"{agree} of {len(measured)}"}
