@@ -42,6 +42,16 @@ class Imp:
     pruning: str = "layerwise"        # layerwise | global
     rates: tuple[tuple[str, float], ...] = (("fc", 0.2), ("output", 0.1))  # per layer kind, per round
     rewind_iteration: int = 0         # 0: reset to theta_0; k > 0: late resetting to theta_k
+    # restart: a network rewound to theta_k trains `iterations` steps from step 0's learning rate and batch
+    # (this book's runs before the late-resetting chapter); continue: steps k..iterations with the dense
+    # run's learning rate and batch at each step (the papers' and open_lth's late resetting)
+    rewind_schedule: str = "restart"
+    # control twin (stability to SGD noise, Frankle et al. 2020): a copy of the level's ticket from the same
+    # start (theta_k, or theta_0) under other data order and augmentation, and a barrier unit that evaluates
+    # the test error at interpolation_points evenly spaced points between the two (lt_core/training/interpolation.py);
+    # bn_examples training images recompute batch-norm statistics at each point (0: keep the interpolated ones)
+    interpolation_points: int = 30
+    bn_examples: int = 5000
     # extent
     levels: int = 2                   # pruning rounds after the dense level 0
     controls: tuple[str, ...] = ("ticket", "reinit", "random", "oneshot")
@@ -55,13 +65,19 @@ class Imp:
     # control early's further draws: the previous ticket's trajectory masks at these iterations (multiples
     # of mask_every), trained as early draws 1, 2, ... (draw 0: the mask at which it settled)
     early_draws: tuple[int, ...] = ()
+    # stability to pruning (Frankle et al. 2019): every unit of level >= 1 records the L2 distance of its
+    # trained weights to the dense network's (level 0) on its mask's survivors
+    stability_distance: bool = False
 
     EXTENT = ("levels", "controls", "control_levels", "reinit_draws", "mask_every", "settle_threshold",
-              "settle_window", "early_draws")
+              "settle_window", "early_draws", "stability_distance")
     RULES = {"pruning": one_of(("layerwise", "global")),
              "rates": Rule(lambda r: 0 <= r < 1, "in [0, 1) (the fraction of surviving weights a round removes)"),
              "rewind_iteration": at_least(0), "levels": at_least(0), "reinit_draws": at_least(1),
-             "controls": one_of(controls + ("early",)),  # the default's and early (Early-Bird's, needs mask_every)
+             "rewind_schedule": one_of(("restart", "continue")), "interpolation_points": at_least(2),
+             "bn_examples": at_least(0),
+             # the default's, early (Early-Bird's, needs mask_every) and twin (with its barrier unit)
+             "controls": one_of(controls + ("early", "twin")),
              "control_levels": at_least(1), "mask_every": at_least(0), "settle_window": at_least(1),
              "settle_threshold": Rule(lambda t: 0 < t <= 1, "in (0, 1] (a fraction of positions)"),
              "early_draws": at_least(1)}
@@ -81,6 +97,9 @@ class Imp:
             ("early" in self.controls and not self.mask_every,
              "'controls' includes early, whose mask is drawn while the previous level's ticket trains: set "
              "mask_every (e.g. 1000) so that its masks are recorded"),
+            ("twin" in self.controls and self.rewind_iteration > 0 and self.rewind_schedule != "continue",
+             f"'controls' includes twin with rewind_iteration {self.rewind_iteration}: a twin continues the "
+             "ticket's training from step k, so the ticket must too; set rewind_schedule continue"),
             (bool(self.early_draws) and "early" not in self.controls,
              f"'early_draws' is {list(self.early_draws)}; they are draws of control early: add early to controls"),
             (bool(self.mask_every) and any(i % self.mask_every or i > cfg.iterations for i in self.early_draws),

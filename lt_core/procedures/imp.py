@@ -13,7 +13,15 @@ Per trial t (all seeds derive from (cfg.seed, t)):
                      (Early-Bird's rule on magnitude masks; its end where it never settled), theta_k: the
                      unstructured Early-Bird analogue, against the ticket's mask drawn at the end. Draws
                      1, 2, ...: the trajectory's masks at the early_draws iterations, reset alike.
-Every unit trains on the same batches in the same order (the data seed depends on the trial only).
+            twin   : the level's ticket trained again from its start under other data order and augmentation
+                     (from W_k at level 0 with k > 0: the dense network's continuation from step k);
+            barrier: no training: the test error along the line between the ticket and its twin
+                     (lt_core/training/interpolation.py), and its barrier (Frankle et al. 2020's instability).
+            twin and barrier also run at level 0, the dense network's stability to SGD noise.
+With rewind_schedule continue, every network rewound to theta_k trains steps k..T on the dense run's
+schedule and batches. stability_distance: each level >= 1 unit records its distance to the trained dense
+network on its survivors (Frankle et al. 2019's stability to pruning; lt_core/sparsity/stability.py).
+Every unit but a twin trains on the same batches in the same order (the data seed depends on the trial only).
 
 `ImpProcedure` is this on the procedure contract (lt_core/procedures/base.py); `Trial` holds what one
 trial's units share.
@@ -31,8 +39,9 @@ from ..config import ConfigError, Experiment
 from ..data import datasets
 from ..nets import models
 from ..provenance import provenance
-from ..sparsity import early_bird, pruning
+from ..sparsity import early_bird, pruning, stability
 from ..sparsity.masks import Mask
+from ..training import interpolation
 from ..training.loop import DeviceData, check_batches, train
 from .base import Procedure, Unit, register
 
@@ -48,9 +57,12 @@ def derive_seed(*parts) -> int:
 def units(cfg: Experiment) -> list[Unit]:
     """Every unit of the experiment, in the order they are trained."""
     out = []
+    twins = ["twin", "barrier"] if "twin" in cfg.controls else []
     for trial in range(cfg.trials):
         for level in range(cfg.levels + 1):
             out.append(Unit(trial, level, "ticket"))
+            if level == 0:
+                out += [Unit(trial, 0, c) for c in twins]
             if level not in levels_with_controls(cfg):
                 continue
             if "reinit" in cfg.controls:
@@ -61,7 +73,16 @@ def units(cfg: Experiment) -> list[Unit]:
                 out.append(Unit(trial, level, "oneshot"))
             if "early" in cfg.controls:  # draw 0 where the mask settled, then one per early_draws iteration
                 out += [Unit(trial, level, "early", d) for d in range(len(cfg.early_draws) + 1)]
+            out += [Unit(trial, level, c) for c in twins]
     return out
+
+
+def start_iteration(cfg: Experiment, unit: Unit) -> int:
+    """The step a unit's training starts at: k for a twin (it continues its ticket's training from W_k) and,
+    with rewind_schedule continue, for every unit rewound to theta_k; otherwise 0."""
+    if unit.control == "twin" or (unit.level > 0 and cfg.rewind_schedule == "continue"):
+        return cfg.rewind_iteration
+    return 0
 
 
 def levels_with_controls(cfg: Experiment) -> list[int]:
@@ -106,6 +127,7 @@ class Trial:
         self.cfg, self.store, self.trial, self.data, self.on_step = cfg, store, trial, data, on_step
         self.seed = derive_seed(cfg.seed, trial)
         self.data_seed = derive_seed(self.seed, "data") % (2**31)
+        self.twin_seed = derive_seed(self.seed, "twin") % (2**31)  # the twins' data order and augmentation
         self.spec = pruning.PruneSpec.of(new_model(cfg, 0), cfg)
         self.masks: dict[int, Mask] = {}
         self._trajectories: dict[int, tuple] = {}  # the last level asked -> Trial.trajectory
@@ -173,7 +195,7 @@ class Trial:
         if unit.control == "reinit":
             return mask, new_model(cfg, derive_seed(self.seed, "reinit", unit.level, unit.draw))
         model = new_model(cfg, derive_seed(self.seed, "init"))  # theta_0
-        if unit.level > 0 and cfg.rewind_iteration > 0:
+        if (unit.level > 0 or unit.control == "twin") and cfg.rewind_iteration > 0:
             model.load_state_dict(self.store.load_trial_tensor(self.trial, "rewind"))  # theta_k
         if unit.control == "random":
             generator = torch.Generator().manual_seed(derive_seed(self.seed, "random", unit.level))
@@ -182,8 +204,12 @@ class Trial:
 
     def run_unit(self, unit: Unit) -> None:
         cfg = self.cfg
+        if unit.control == "barrier":
+            return self.run_barrier(unit)
         mask, model = self.unit_start(unit)
-        keep = cfg.rewind_iteration if (unit.level == 0 and cfg.rewind_iteration > 0) else None
+        keep = cfg.rewind_iteration if (unit.level == 0 and unit.control == "ticket" and cfg.rewind_iteration) else None
+        start = start_iteration(cfg, unit)
+        data_seed = self.twin_seed if unit.control == "twin" else self.data_seed
         trajectory: list[tuple[int, Mask]] = []  # (iteration, the mask the next round would prune to)
         watch = None
         if cfg.mask_every and unit.control == "ticket":
@@ -191,21 +217,52 @@ class Trial:
             watch = (cfg.mask_every, lambda step, state: trajectory.append(
                 (step, pruning.magnitude({n: state[n] for n in names}, mask, self.spec))))
         started = time.perf_counter()
-        result = train(model, mask, self.data, cfg, data_seed=self.data_seed, keep_iteration=keep,
-                       on_step=self.on_step, watch=watch)
+        result = train(model, mask, self.data, cfg, data_seed=data_seed, keep_iteration=keep,
+                       on_step=self.on_step, watch=watch, start_iteration=start)
         seconds = time.perf_counter() - started
         if keep is not None:
             self.store.save_trial_tensor(self.trial, "rewind", result.kept_state)
         tensors = {"mask": dict(mask)}
         if unit.control == "ticket":
             tensors["final"] = {n: result.final_state[n] for n in model.prunable}
+        if unit.control in ("ticket", "twin") and "twin" in cfg.controls:  # what the barrier unit interpolates
+            tensors["state"] = result.final_state
         settled = self.early_mask(unit.level, unit.draw)[1] if unit.control == "early" else {}
         if trajectory:
             tensors["trajectory"] = {str(step): dict(m) for step, m in trajectory}
             settled = settling(trajectory, cfg.settle_threshold, cfg.settle_window, mask)
-        summary = unit_summary(unit, mask, result.rows, seconds=seconds, steps=cfg.iterations, seed=self.seed,
-                               data_seed=self.data_seed, device=str(self.data.x_train.device), **settled)
+        if cfg.stability_distance and unit.level > 0:
+            settled.update(self.distance_to_dense(result.final_state, mask))
+        summary = unit_summary(unit, mask, result.rows, seconds=seconds, steps=cfg.iterations - start,
+                               seed=self.seed, data_seed=data_seed, device=str(self.data.x_train.device),
+                               start_iteration=start, **settled)
         self.store.save_unit(unit, result.rows, summary, tensors)
+
+    def distance_to_dense(self, state: dict, mask: Mask) -> dict:
+        """Stability to pruning: the L2 distance of a unit's trained weights to the trained dense network's
+        on the unit's survivors, and the dense weights' norm there (the scale to read it against)."""
+        dense = self.store.load_tensor(Unit(self.trial, 0, "ticket"), "final")
+        return {"stability_distance": stability.distance(state, dense, mask), "stability_norm": stability.norm(dense, mask)}
+
+    def run_barrier(self, unit: Unit) -> None:
+        """The test error at interpolation_points evenly spaced points between the level's ticket (alpha 0)
+        and its twin (alpha 1), its barrier, and the two copies' distance (stability to data order)."""
+        cfg, copies = self.cfg, [Unit(unit.trial, unit.level, c) for c in ("ticket", "twin")]
+        a, b = (self.store.load_tensor(u, "state") for u in copies)
+        mask = self.ticket_mask(unit.level)
+        started = time.perf_counter()
+        path = interpolation.path_rows(lambda: new_model(cfg, 0), a, b, mask, self.data,
+                                       points=cfg.interpolation_points, bn_examples=cfg.bn_examples,
+                                       on_point=self.on_step)
+        seconds = time.perf_counter() - started
+        errors, losses = [1 - acc for _, _, acc in path], [loss for _, loss, _ in path]
+        extra = {"alphas": [alpha for alpha, _, _ in path], "path_test_errors": errors, "path_test_losses": losses,
+                 "error_barrier": stability.barrier(errors), "loss_barrier": stability.barrier(losses),
+                 "copies_distance": stability.distance(a, b, mask), "copies_norm": stability.norm(a, mask)}
+        rows = [(i, "path", loss, acc) for i, (_, loss, acc) in enumerate(path)]  # iteration: the point's index
+        summary = unit_summary(unit, mask, [], seconds=seconds, steps=len(path), seed=self.seed,
+                               data_seed=self.twin_seed, device=str(self.data.x_train.device), **extra)
+        self.store.save_unit(unit, rows, summary, {})
 
 
 def unit_summary(unit: Unit, mask: Mask, rows, *, seconds: float, steps: int, seed: int, data_seed: int,
@@ -267,15 +324,27 @@ class ImpProcedure(Procedure):
         return units(self.cfg)
 
     def needs(self, unit: Unit) -> list[Unit]:
+        if unit.control == "barrier":  # the two copies it interpolates
+            return [Unit(unit.trial, unit.level, c) for c in ("ticket", "twin")]
+        if unit.control == "twin" and unit.level == 0:  # W_k, which training the dense network stores
+            return [Unit(unit.trial, 0, "ticket")] if self.cfg.rewind_iteration else []
         return Trial.needs(unit)
+
+    def steps(self, unit: Unit) -> int:
+        if unit.control == "barrier":
+            return self.cfg.interpolation_points
+        return self.cfg.iterations - start_iteration(self.cfg, unit)
 
     def reads_weights(self, unit: Unit, masks_known: bool = False) -> list[Unit]:
         """A ticket whose mask is not stored prunes the level-(l-1) ticket's trained weights; a one-shot
         control the dense network's; with late resetting every level > 0 starts from theta_k, which training
         level 0 stores. The reinit and random controls read only mask_l, which the level-l ticket stores."""
+        if unit.control == "barrier":  # the copies' final states: never recorded
+            return [Unit(unit.trial, unit.level, c) for c in ("ticket", "twin")]
         if unit.level == 0:
-            return []
-        out = {Unit(unit.trial, 0, "ticket")} if (unit.control == "oneshot" or self.cfg.rewind_iteration) else set()
+            return self.needs(unit)
+        dense = unit.control == "oneshot" or self.cfg.rewind_iteration or self.cfg.stability_distance
+        out = {Unit(unit.trial, 0, "ticket")} if dense else set()
         if (unit.control == "ticket" and not masks_known) or unit.control == "early":
             out.add(Unit(unit.trial, unit.level - 1, "ticket"))  # early: its trajectory, never recorded
         return sorted(out)

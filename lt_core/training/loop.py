@@ -162,13 +162,19 @@ def augment(x: torch.Tensor, black: torch.Tensor, generator: torch.Generator) ->
     b, c, h, w = x.shape
     padded = black.view(1, c, 1, 1).expand(b, c, h + 8, w + 8).clone()
     padded[:, :, 4:4 + h, 4:4 + w] = x
-    dy = torch.randint(0, 9, (b,), generator=generator).to(x.device)
-    dx = torch.randint(0, 9, (b,), generator=generator).to(x.device)
-    flip = (torch.rand(b, generator=generator) < 0.5).to(x.device)
+    dy, dx, flip = (t.to(x.device) for t in augment_draws(b, generator))
     rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
     cols = (dx[:, None] + torch.arange(w, device=x.device))
     cols = torch.where(flip[:, None], cols.flip(1), cols)[:, None, None, :]
     return padded[torch.arange(b, device=x.device)[:, None, None, None], torch.arange(c, device=x.device)[None, :, None, None], rows, cols]
+
+
+def augment_draws(b: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The random numbers one augmented batch of b examples draws (offsets and flips): in one place, so that
+    a run started at step k can draw the first k batches' numbers without making the batches."""
+    dy = torch.randint(0, 9, (b,), generator=generator)
+    dx = torch.randint(0, 9, (b,), generator=generator)
+    return dy, dx, torch.rand(b, generator=generator) < 0.5
 
 
 def cosine_lr(lr: float, step: int, iterations: int) -> float:
@@ -209,6 +215,29 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float,
     return loss.item() / len(y), correct.item() / len(y)
 
 
+def placed(model: nn.Module, mask: Mask, data: DeviceData, *, plain: bool = False):
+    """Put `model` on the data's device under `mask`, in the form train() computes with: LeNet's fast sparse
+    path (the FastMLP returned), or the autograd path with the CPU's fast linears and, for conv nets,
+    channels_last (None returned). An evaluation that must give train()'s numbers bit for bit (the
+    interpolation's ends, lt_core/training/interpolation.py) places its model the same way."""
+    device = data.x_train.device
+    mask.check_fits(model)
+    model.to(device)
+    mask.apply(model)
+    fast = sparse.FastMLP(model, mask, device, data) if (not plain and sparse.wanted(model, device)) else None
+    products.use_fast_linears(model, not plain and device.type == "cpu")  # the plain path: torch's own
+    if fast is None and not plain and device.type == "cpu" and uses_channels_last(model):
+        model.to(memory_format=torch.channels_last)
+    return fast
+
+
+def measured(model: nn.Module, fast, data: DeviceData, split: str) -> tuple[float, float]:
+    """(loss, accuracy) on a split, by the path `placed` chose."""
+    if fast:
+        return fast.evaluate(data, split, EVAL_CHUNK)
+    return evaluate(model, getattr(data, f"x_{split}"), getattr(data, f"y_{split}"))
+
+
 def state_copy(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
@@ -222,25 +251,24 @@ class RunResult:
 
 def train(model: nn.Module, mask: Mask, data: DeviceData, cfg, *, data_seed: int,
           keep_iteration: int | None = None, on_step=None, plain: bool = False, watch=None,
-          scale_l1: float = 0.0, frozen: dict[str, torch.Tensor] | None = None) -> RunResult:
+          scale_l1: float = 0.0, frozen: dict[str, torch.Tensor] | None = None,
+          start_iteration: int = 0) -> RunResult:
     """Train `model` (already initialised) under `mask` for cfg.iterations steps; see the module docstring.
     plain=True takes the plain autograd path everywhere: the reference the fast paths are tested against.
     watch=(every, fn) calls fn(iteration, state) with a CPU copy of the full state every `every` steps and
     at the end (Early-Bird mask trajectories); it reads the weights and changes nothing. scale_l1 > 0 adds
     an L1 penalty on the batch-norm scales (the channel search's bn_l1). frozen: parameter name -> bool mask
     for parameters outside `mask` (batch-norm scales and shifts: early_bird.channel_pruning), held at zero
-    where False as pruned weights are."""
+    where False as pruned weights are. start_iteration=k trains steps k..iterations-1 only, each with the
+    learning rate and the batch (augmentation draws included) the uninterrupted run has at that step: the
+    papers' late resetting, which continues the schedule from k. Dropout's draws are not replayed (they
+    come from the global generator): with dropout, steps from k see other dropout masks than from 0."""
     device = data.x_train.device
-    mask.check_fits(model)
-    fast_mlp = not plain and sparse.wanted(model, device)
-    if frozen and fast_mlp:
+    if not 0 <= start_iteration <= cfg.iterations:
+        raise ValueError(f"start_iteration {start_iteration} lies outside 0..iterations ({cfg.iterations})")
+    if frozen and not plain and sparse.wanted(model, device):
         raise ValueError("frozen masks are for batch-normalised conv nets; this model takes the fast MLP path")
-    model.to(device)
-    mask.apply(model)
-    fast = sparse.FastMLP(model, mask, device, data) if fast_mlp else None
-    products.use_fast_linears(model, not plain and device.type == "cpu")  # the plain path: torch's own
-    if fast is None and not plain and device.type == "cpu" and uses_channels_last(model):
-        model.to(memory_format=torch.channels_last)
+    fast = placed(model, mask, data, plain=plain)
     # all-ones masks are skipped: multiplying by 1 changes nothing, and it is two passes over the weights
     masked = [(model.get_parameter(n), m) for n, m in mask.as_floats(device).items() if not bool(mask[n].all())]
     held = [(model.get_parameter(n), m.to(device=device, dtype=torch.float32).view_as(model.get_parameter(n)))
@@ -256,15 +284,17 @@ def train(model: nn.Module, mask: Mask, data: DeviceData, cfg, *, data_seed: int
     batches = Batches(len(data.y_train), cfg.batch_size, data_seed, device)
     aug_generator = torch.Generator().manual_seed(data_seed + 1)
     torch.manual_seed(data_seed)  # dropout draws from the global generator
+    for _ in range(start_iteration):  # the stream's first k batches: step s gets the uninterrupted run's batch s
+        batches.next()
+        if cfg.augment:
+            augment_draws(cfg.batch_size, aug_generator)
 
     rows: list[tuple[int, str, float, float]] = []
 
     best_val = [math.inf]
 
     def measure(split: str) -> tuple[float, float]:
-        if fast:
-            return fast.evaluate(data, split, EVAL_CHUNK)
-        return evaluate(model, getattr(data, f"x_{split}"), getattr(data, f"y_{split}"))
+        return measured(model, fast, data, split)
 
     def log(step: int) -> None:
         # The early stop is the first iteration of minimum validation loss (imp.early_stop), so the test
@@ -288,11 +318,11 @@ def train(model: nn.Module, mask: Mask, data: DeviceData, cfg, *, data_seed: int
         return state_copy(model)
 
     best: list = []  # [iteration, state] of the newest validation minimum (cfg.train_accuracy only)
-    kept = snapshot() if keep_iteration == 0 else None
-    log(0)
+    kept = snapshot() if keep_iteration == start_iteration else None
+    log(start_iteration)
     model.train()
     current_lr = None
-    for step in range(cfg.iterations):
+    for step in range(start_iteration, cfg.iterations):
         lr = lr_at(cfg, step)
         if lr != current_lr:
             for group in optimizer.param_groups:
