@@ -69,11 +69,12 @@ def test_step_flop_counts_conv2_as_by_hand_and_grows_with_depth():
 
 
 def test_conv4_and_conv6_cases_report_their_steps_and_evaluation(capsys):
-    assert bench.main(["--quick", "--synthetic", "--threads", "1", "--cases", "conv4,conv6"]) == 0
+    assert bench.main(["--quick", "--synthetic", "--threads", "1", "--cases", "conv4,conv6,resnet20"]) == 0
     printed = json.loads(capsys.readouterr().out)
-    for name in ("conv4", "conv6"):
+    for name in ("conv4", "conv6", "resnet20"):
         case = printed[name]
         assert case["steps_per_s"]["engine"] > 0 and case["eval_images_per_s"] > 0 and case["step_gflop"] > 0
+        assert case["eval_ratio_chunk_vs_2000"] > 0
 
 
 def test_conv_settings_case_reports_every_setting(monkeypatch, capsys):

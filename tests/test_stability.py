@@ -170,3 +170,23 @@ def test_a_twin_with_a_restarted_schedule_is_refused():
     with pytest.raises(ConfigError, match="'rewind_schedule'"):
         cfg(rewind_schedule="resume")
     assert cfg().digest() == cfg(rewind_schedule="restart", interpolation_points=30).digest()  # old names kept
+
+
+def test_the_chapter_tables_read_a_run(tiny, tmp_path):
+    from lt_core.chapters import stability as chapter
+    c = twin_cfg(stability_distance=True)
+    executor.run(c, tmp_path, log=lambda *_: None)
+    _, summary = load_results(c, tmp_path)
+    table = chapter.barriers(summary)
+    assert list(table.level) == [0, 1, 2] and table["density %"].iloc[0] == 100
+    barrier = summary[(summary.control == "barrier") & (summary.level == 1)].iloc[0]
+    assert table["error barrier (points)"].iloc[1] == pytest.approx(100 * barrier.error_barrier)
+    assert table.stable.tolist() == [b < 2 for b in table["error barrier (points)"]]
+    line = chapter.path(summary, 1)
+    assert len(line) == 5 and line["test error %"].max() - line["test error %"].iloc[[0, -1]].mean() \
+        == pytest.approx(table["error barrier (points)"].iloc[1])
+    with pytest.raises(KeyError, match="levels with one: \\[0, 1, 2\\]"):
+        chapter.path(summary, 7)
+    distances = chapter.pruning_stability(summary)
+    assert set(distances.control) == {"ticket", "reinit", "random", "oneshot", "twin"}
+    assert (distances["distance / norm"] > 0).all()

@@ -15,7 +15,9 @@ and engine interleaved within a repeat so that they share the machine's noise):
                also that ratio if the levels with packed (sparse) layers cost nothing: the floor that the
                dense-path levels alone set;
   conv2        Conv-2 on CIFAR-10 training steps (evaluation excluded: Conv-2's cadence is not the point),
-               and the kernels' bound: a step's convolutions and products alone (lt_core/speed/ceilings.py).
+               and the kernels' bound: a step's convolutions and products alone (lt_core/speed/ceilings.py);
+               apart, images evaluated a second in the engine's chunks against chunks of 2,000.
+  conv4, conv6, resnet20  the same for those nets (ResNet-20: SGD at batch 128, its paper's step).
   conv_settings  per conv net (Conv-2/4/6, ResNet-20): a training step in the default layout, in channels_last,
                and each under torch.compile (not in the default cases: compiling takes minutes), on random data.
   channel_search  the step params/early_bird_resnet20.yaml trains (ResNet-20 on CIFAR-10, batch 64, SGD,
@@ -231,7 +233,8 @@ def lenet_cases(data, args) -> tuple[dict, dict]:
 
 
 # the paper's learning rates (Frankle & Carbin, Figure 2); the step's cost does not depend on them
-CONV_LR = {"conv2": 2e-4, "conv4": 3e-4, "conv6": 3e-4}
+CONV_LR = {"conv2": 2e-4, "conv4": 3e-4, "conv6": 3e-4, "resnet20": 0.1}
+CONV_OPTIMIZER = {"resnet20": {"optimizer": "sgd", "batch_size": 128}}  # Frankle & Carbin's ResNet-20; Conv-2/4/6: Adam, 60
 
 
 def step_flop(model, x) -> int:
@@ -249,7 +252,7 @@ def conv2_case(data, args, name: str = "conv2") -> dict:
     """One conv net's training steps, reference loop against the engine (and the kernels' bound), and its
     evaluation rate apart (images a second through the engine's evaluate)."""
     cfg = make({"model": name, "dataset": "cifar10", "lr": CONV_LR[name], "iterations": args.conv_steps,
-                "eval_every": 10**6})
+                "eval_every": 10**6, **CONV_OPTIMIZER.get(name, {})})
     model = lambda: models.build(name, seed=0, in_shape=(3, 32, 32))
     ones = Mask.ones_like(model())
     # training steps are timed, not evaluation: a short validation/test set keeps the engine's evaluation at
@@ -268,15 +271,21 @@ def conv2_case(data, args, name: str = "conv2") -> dict:
     evaluated = model().to(memory_format=torch.channels_last)
     images = data.x_train[:120 if args.quick else 2000]
     engine.evaluate(evaluated, images, data.y_train[:len(images)])  # warm-up
-    start = time.perf_counter()
-    engine.evaluate(evaluated, images, data.y_train[:len(images)])
+    chunks = {engine.CONV_EVAL_CHUNK: [], engine.EVAL_CHUNK: []}  # the engine's chunk against one of 2,000
+    for r in range(args.repeats):
+        for chunk in (list(chunks) if r % 2 == 0 else list(chunks)[::-1]):
+            start = time.perf_counter()
+            engine.evaluate(evaluated, images, data.y_train[:len(images)], chunk=chunk)
+            chunks[chunk].append(time.perf_counter() - start)
+    rate = {chunk: len(images) / statistics.median(t) for chunk, t in chunks.items()}
     return {"steps": args.conv_steps, "steps_per_s": sps,
             "ratio_engine_vs_reference": round(sps["engine"] / sps["reference"], 2),
             "kernels_ratio_vs_reference": round(sps["kernels"] / sps["reference"], 2),
             "ratio_channels_last": round(sps["engine"] / sps["engine_contiguous"], 2),
             "step_gflop": round(flop / 1e9, 3),
             "fraction_of_matmul_rate": round(sps["engine"] * flop / 1e9 / args.matmul, 3),
-            "eval_images_per_s": round(len(images) / (time.perf_counter() - start), 1),
+            "eval_images_per_s": round(rate[engine.CONV_EVAL_CHUNK], 1),
+            "eval_ratio_chunk_vs_2000": round(rate[engine.CONV_EVAL_CHUNK] / rate[engine.EVAL_CHUNK], 2),
             "peak_rss_mb": peak_rss_mb()}
 
 
@@ -458,7 +467,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--levels", type=int, default=18)
     p.add_argument("--conv-steps", type=int, default=40)
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
-    p.add_argument("--cases", default="lenet,conv2,batched", help="any of lenet, conv2, conv4, conv6, batched, channel_search, conv_settings, edge_popup, workers, ray, device (comma-separated)")
+    p.add_argument("--cases", default="lenet,conv2,batched", help="any of lenet, conv2, conv4, conv6, resnet20, batched, channel_search, conv_settings, edge_popup, workers, ray, device (comma-separated)")
     p.add_argument("--device", default="auto", help="device case: auto (CUDA when there is one) | cpu | cuda")
     p.add_argument("--stack", default="2,4", help="batched: numbers of networks stacked")
     p.add_argument("--out", default=None, help="also write the JSON to this file")
@@ -485,7 +494,7 @@ def main(argv: list[str]) -> int:
                                                       / out["matmul_gflops_by_library"]["blas"], 3)
         level["kernels_fraction_of_matmul_rate"] = round(level["kernels_train_gflops"] / out["matmul_gflops"], 3)
         progress("lenet")
-    for name in ("conv2", "conv4", "conv6"):
+    for name in ("conv2", "conv4", "conv6", "resnet20"):
         if name in cases:
             out[name] = conv2_case(load("cifar10", args.quick, args.synthetic), args, name)
             progress(name)

@@ -5,7 +5,7 @@ train() evaluates (lt_core/training/loop.py: placed, measured), so alpha 0 and 1
 final test numbers, bit for bit. Batch-norm statistics are not weights: averaging two networks' running
 means and variances is not the statistics of the averaged network, so where a model has batch norm they are
 recomputed at every point (the ends included, so the barrier compares like with like) from `bn_examples`
-training images, unaugmented, in evaluation-sized chunks. Frankle et al. 2020 do not state their convention
+training images, unaugmented, in whole evaluation-sized chunks. Frankle et al. 2020 do not state their convention
 in what this book could check; recomputing is the conservative reading (an interpolated network with stale
 statistics shows a barrier that is only the statistics').
 """
@@ -17,7 +17,7 @@ from torch import nn
 
 from ..sparsity import stability
 from ..sparsity.masks import Mask
-from .loop import EVAL_CHUNK, DeviceData, measured, placed
+from .loop import DeviceData, eval_chunk, measured, placed
 
 
 def has_batch_norm(model: nn.Module) -> bool:
@@ -34,9 +34,10 @@ def recompute_batch_norm(model: nn.Module, data: DeviceData, examples: int) -> N
         m.reset_running_stats()
         m.momentum = None
     model.train()
-    x = data.x_train[:examples]
-    for start in range(0, len(x), EVAL_CHUNK):
-        model(x[start:start + EVAL_CHUNK])
+    chunk = min(eval_chunk(model), examples)
+    x = data.x_train[:max(chunk, examples // chunk * chunk)]  # whole chunks: the average weighs each alike
+    for start in range(0, len(x), chunk):
+        model(x[start:start + chunk])
     for m, momentum in zip(norms, saved):
         m.momentum = momentum
     model.eval()
