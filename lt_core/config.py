@@ -52,6 +52,10 @@ class Imp:
     # bn_examples training images recompute batch-norm statistics at each point (0: keep the interpolated ones)
     interpolation_points: int = 30
     bn_examples: int = 5000
+    # the dense network's further twins (level 0): twin draw d >= 1 starts from the dense run's state at
+    # twin_iterations[d-1] and trains from there, each with its barrier draw: instability against k from one
+    # dense run (the sparse levels' twins start where their tickets do, at rewind_iteration)
+    twin_iterations: tuple[int, ...] = ()
     # extent
     levels: int = 2                   # pruning rounds after the dense level 0
     controls: tuple[str, ...] = ("ticket", "reinit", "random", "oneshot")
@@ -75,7 +79,7 @@ class Imp:
              "rates": Rule(lambda r: 0 <= r < 1, "in [0, 1) (the fraction of surviving weights a round removes)"),
              "rewind_iteration": at_least(0), "levels": at_least(0), "reinit_draws": at_least(1),
              "rewind_schedule": one_of(("restart", "continue")), "interpolation_points": at_least(2),
-             "bn_examples": at_least(0),
+             "bn_examples": at_least(0), "twin_iterations": at_least(0),
              # the default's, early (Early-Bird's, needs mask_every) and twin (with its barrier unit)
              "controls": one_of(controls + ("early", "twin")),
              "control_levels": at_least(1), "mask_every": at_least(0), "settle_window": at_least(1),
@@ -100,6 +104,11 @@ class Imp:
             ("twin" in self.controls and self.rewind_iteration > 0 and self.rewind_schedule != "continue",
              f"'controls' includes twin with rewind_iteration {self.rewind_iteration}: a twin continues the "
              "ticket's training from step k, so the ticket must too; set rewind_schedule continue"),
+            (bool(self.twin_iterations) and "twin" not in self.controls,
+             f"'twin_iterations' is {list(self.twin_iterations)}; they are draws of control twin: add twin to controls"),
+            (any(k >= cfg.iterations for k in self.twin_iterations),
+             f"'twin_iterations' is {list(self.twin_iterations)}; each must lie in 0..iterations-1 "
+             f"({cfg.iterations - 1}): a twin trains from there to the end"),
             (bool(self.early_draws) and "early" not in self.controls,
              f"'early_draws' is {list(self.early_draws)}; they are draws of control early: add early to controls"),
             (bool(self.mask_every) and any(i % self.mask_every or i > cfg.iterations for i in self.early_draws),

@@ -190,3 +190,30 @@ def test_the_chapter_tables_read_a_run(tiny, tmp_path):
     distances = chapter.pruning_stability(summary)
     assert set(distances.control) == {"ticket", "reinit", "random", "oneshot", "twin"}
     assert (distances["distance / norm"] > 0).all()
+
+
+def test_the_dense_networks_twins_at_several_k_start_from_its_states_there(tiny, tmp_path):
+    from lt_core.chapters import stability as chapter
+    c = cfg(levels=0, controls=["ticket", "twin"], twin_iterations=[5, 20], interpolation_points=3)
+    assert [(u.control, u.draw) for u in imp.units(c)] == [("ticket", 0), ("twin", 0), ("barrier", 0), ("twin", 1),
+                                                          ("barrier", 1), ("twin", 2), ("barrier", 2)]
+    store = executor.run(c, tmp_path, log=lambda *_: None)
+    data = DeviceData.prepare(tiny, torch.device("cpu"))
+    t = imp.Trial(c, store, 0, data)
+    fresh = lambda: models.build("lenet_300_100", seed=imp.derive_seed(t.seed, "init"))
+    for draw, k in ((1, 5), (2, 20)):
+        ref = train(fresh(), Mask.ones_like(fresh()), data, c, data_seed=t.data_seed, keep_iteration=k)
+        _, model = t.unit_start(Unit(0, 0, "twin", draw))
+        assert all(torch.equal(v, ref.kept_state[n]) for n, v in model.state_dict().items())
+        assert imp.start_iteration(c, Unit(0, 0, "twin", draw)) == k
+    curves, summary = load_results(c, tmp_path)
+    table = chapter.barriers(summary)
+    assert list(table.k) == [0, 5, 20] and list(table.draw) == [0, 1, 2]
+    twin2 = curves[(curves.control == "twin") & (curves.draw == 2) & (curves.split == "val")]
+    assert twin2.iteration.min() == 20
+    errors = summary[(summary.control == "barrier") & (summary.draw == 2)].iloc[0].path_test_errors
+    assert errors[-1] == 1 - summary[(summary.control == "twin") & (summary.draw == 2)].iloc[0].final_test_accuracy
+    with pytest.raises(ConfigError, match="twin_iterations"):
+        cfg(twin_iterations=[5])
+    with pytest.raises(ConfigError, match="0..iterations-1"):
+        cfg(controls=["ticket", "twin"], twin_iterations=[30])

@@ -1,7 +1,7 @@
 """Tables of the late-resetting chapter's stability measures (issue 15), read from IMP summaries with
 twins, barriers and the stability distance (lt_core/procedures/imp.py, rewind_schedule continue):
 
-- `barriers`: per trial and level, the error barrier between the ticket and its twin (Frankle et al.
+- `barriers`: per trial, level and twin draw, the error barrier between the ticket and its twin (Frankle et al.
   2020's instability: the path's highest test error less the mean of its ends, in points), whether it is
   under the paper's 2 points, and the two copies' distance relative to the ticket's norm on the survivors;
 - `path`: the test error at each alpha of one level's path (the chapter's slider);
@@ -25,27 +25,32 @@ def _level(summary: pd.DataFrame, control: str) -> pd.DataFrame:
 
 
 def barriers(summary: pd.DataFrame) -> pd.DataFrame:
-    """One row per barrier unit: density, barrier in points, stable, the copies' final test accuracy (%)
-    and their distance relative to the ticket's weights."""
-    cut = _level(summary, "barrier")
+    """One row per barrier unit: density, k (where its twin started), barrier in points, stable, the copies'
+    final test accuracy (%) and their distance relative to the ticket's weights."""
+    columns = ["trial", "level", "draw", "density %", "k", "error barrier (points)", "stable", "ticket %",
+               "twin %", "copies' distance / norm"]
+    cut = summary[summary.control == "barrier"].set_index(["trial", "level", "draw"])
     if cut.empty:
-        return pd.DataFrame(columns=["trial", "level", "density %", "error barrier (points)", "stable",
-                                     "ticket %", "twin %", "copies' distance / norm"])
-    tickets, twins = _level(summary, "ticket"), _level(summary, "twin")
+        return pd.DataFrame(columns=columns)
+    tickets = _level(summary, "ticket")
+    twins = summary[summary.control == "twin"].set_index(["trial", "level", "draw"]).reindex(cut.index)
+    ticket_acc = tickets.final_test_accuracy.reindex(cut.index.droplevel("draw"))
     out = pd.DataFrame({
         "density %": 100 * cut.density,
+        "k": twins.start_iteration.astype(int),
         "error barrier (points)": 100 * cut.error_barrier.astype(float),
-        "ticket %": 100 * tickets.final_test_accuracy.reindex(cut.index),
-        "twin %": 100 * twins.final_test_accuracy.reindex(cut.index),
+        "ticket %": 100 * ticket_acc.to_numpy(),
+        "twin %": 100 * twins.final_test_accuracy,
         "copies' distance / norm": cut.copies_distance.astype(float) / cut.copies_norm.astype(float),
-    })
-    out.insert(2, "stable", out["error barrier (points)"] < STABLE_POINTS)
-    return out.reset_index().sort_values(["trial", "level"]).reset_index(drop=True)
+    }, index=cut.index)
+    out.insert(3, "stable", out["error barrier (points)"] < STABLE_POINTS)
+    return out.reset_index().sort_values(["trial", "level", "k"]).reset_index(drop=True)[columns]
 
 
-def path(summary: pd.DataFrame, level: int, trial: int = 0) -> pd.DataFrame:
+def path(summary: pd.DataFrame, level: int, trial: int = 0, draw: int = 0) -> pd.DataFrame:
     """alpha and test error (%) along one level's path from the ticket (alpha 0) to its twin (alpha 1)."""
-    row = summary[(summary.control == "barrier") & (summary.level == level) & (summary.trial == trial)]
+    row = summary[(summary.control == "barrier") & (summary.level == level) & (summary.trial == trial)
+                  & (summary.draw == draw)]
     if row.empty:
         raise KeyError(f"no barrier unit at trial {trial}, level {level}; levels with one: "
                        f"{sorted(int(v) for v in summary[summary.control == 'barrier'].level.unique())}")

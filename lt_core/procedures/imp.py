@@ -17,7 +17,8 @@ Per trial t (all seeds derive from (cfg.seed, t)):
                      (from W_k at level 0 with k > 0: the dense network's continuation from step k);
             barrier: no training: the test error along the line between the ticket and its twin
                      (lt_core/training/interpolation.py), and its barrier (Frankle et al. 2020's instability).
-            twin and barrier also run at level 0, the dense network's stability to SGD noise.
+            twin and barrier also run at level 0, the dense network's stability to SGD noise; there draws
+                     d >= 1 start from the dense run's state at twin_iterations[d-1] (instability against k).
 With rewind_schedule continue, every network rewound to theta_k trains steps k..T on the dense run's
 schedule and batches. stability_distance: each level >= 1 unit records its distance to the trained dense
 network on its survivors (Frankle et al. 2019's stability to pruning; lt_core/sparsity/stability.py).
@@ -62,7 +63,7 @@ def units(cfg: Experiment) -> list[Unit]:
         for level in range(cfg.levels + 1):
             out.append(Unit(trial, level, "ticket"))
             if level == 0:
-                out += [Unit(trial, 0, c) for c in twins]
+                out += [Unit(trial, 0, c, d) for d in range(len(cfg.twin_iterations) + 1) for c in twins]
             if level not in levels_with_controls(cfg):
                 continue
             if "reinit" in cfg.controls:
@@ -80,6 +81,8 @@ def units(cfg: Experiment) -> list[Unit]:
 def start_iteration(cfg: Experiment, unit: Unit) -> int:
     """The step a unit's training starts at: k for a twin (it continues its ticket's training from W_k) and,
     with rewind_schedule continue, for every unit rewound to theta_k; otherwise 0."""
+    if unit.control == "twin" and unit.draw:
+        return cfg.twin_iterations[unit.draw - 1]
     if unit.control == "twin" or (unit.level > 0 and cfg.rewind_schedule == "continue"):
         return cfg.rewind_iteration
     return 0
@@ -195,7 +198,9 @@ class Trial:
         if unit.control == "reinit":
             return mask, new_model(cfg, derive_seed(self.seed, "reinit", unit.level, unit.draw))
         model = new_model(cfg, derive_seed(self.seed, "init"))  # theta_0
-        if (unit.level > 0 or unit.control == "twin") and cfg.rewind_iteration > 0:
+        if unit.control == "twin" and unit.draw:  # the dense run's state at twin_iterations[draw-1]
+            model.load_state_dict(self.store.load_trial_tensor(self.trial, f"state_{start_iteration(cfg, unit)}"))
+        elif (unit.level > 0 or unit.control == "twin") and cfg.rewind_iteration > 0:
             model.load_state_dict(self.store.load_trial_tensor(self.trial, "rewind"))  # theta_k
         if unit.control == "random":
             generator = torch.Generator().manual_seed(derive_seed(self.seed, "random", unit.level))
@@ -217,11 +222,15 @@ class Trial:
             watch = (cfg.mask_every, lambda step, state: trajectory.append(
                 (step, pruning.magnitude({n: state[n] for n in names}, mask, self.spec))))
         started = time.perf_counter()
+        dense = unit.level == 0 and unit.control == "ticket"
         result = train(model, mask, self.data, cfg, data_seed=data_seed, keep_iteration=keep,
-                       on_step=self.on_step, watch=watch, start_iteration=start)
+                       on_step=self.on_step, watch=watch, start_iteration=start,
+                       keep_iterations=cfg.twin_iterations if dense else ())
         seconds = time.perf_counter() - started
         if keep is not None:
             self.store.save_trial_tensor(self.trial, "rewind", result.kept_state)
+        for k, state in result.kept_states.items():  # the later twins' starts
+            self.store.save_trial_tensor(self.trial, f"state_{k}", state)
         tensors = {"mask": dict(mask)}
         if unit.control == "ticket":
             tensors["final"] = {n: result.final_state[n] for n in model.prunable}
@@ -238,6 +247,11 @@ class Trial:
                                start_iteration=start, **settled)
         self.store.save_unit(unit, result.rows, summary, tensors)
 
+    @staticmethod
+    def needs_of_barrier(unit: Unit) -> list[Unit]:
+        """The two copies a barrier unit interpolates: the level's ticket and the twin of its draw."""
+        return [Unit(unit.trial, unit.level, "ticket"), Unit(unit.trial, unit.level, "twin", unit.draw)]
+
     def distance_to_dense(self, state: dict, mask: Mask) -> dict:
         """Stability to pruning: the L2 distance of a unit's trained weights to the trained dense network's
         on the unit's survivors, and the dense weights' norm there (the scale to read it against)."""
@@ -247,7 +261,7 @@ class Trial:
     def run_barrier(self, unit: Unit) -> None:
         """The test error at interpolation_points evenly spaced points between the level's ticket (alpha 0)
         and its twin (alpha 1), its barrier, and the two copies' distance (stability to data order)."""
-        cfg, copies = self.cfg, [Unit(unit.trial, unit.level, c) for c in ("ticket", "twin")]
+        cfg, copies = self.cfg, self.needs_of_barrier(unit)
         a, b = (self.store.load_tensor(u, "state") for u in copies)
         mask = self.ticket_mask(unit.level)
         started = time.perf_counter()
@@ -325,9 +339,9 @@ class ImpProcedure(Procedure):
 
     def needs(self, unit: Unit) -> list[Unit]:
         if unit.control == "barrier":  # the two copies it interpolates
-            return [Unit(unit.trial, unit.level, c) for c in ("ticket", "twin")]
+            return Trial.needs_of_barrier(unit)
         if unit.control == "twin" and unit.level == 0:  # W_k, which training the dense network stores
-            return [Unit(unit.trial, 0, "ticket")] if self.cfg.rewind_iteration else []
+            return [Unit(unit.trial, 0, "ticket")] if (self.cfg.rewind_iteration or unit.draw) else []
         return Trial.needs(unit)
 
     def steps(self, unit: Unit) -> int:
@@ -340,7 +354,7 @@ class ImpProcedure(Procedure):
         control the dense network's; with late resetting every level > 0 starts from theta_k, which training
         level 0 stores. The reinit and random controls read only mask_l, which the level-l ticket stores."""
         if unit.control == "barrier":  # the copies' final states: never recorded
-            return [Unit(unit.trial, unit.level, c) for c in ("ticket", "twin")]
+            return Trial.needs_of_barrier(unit)
         if unit.level == 0:
             return self.needs(unit)
         dense = unit.control == "oneshot" or self.cfg.rewind_iteration or self.cfg.stability_distance
