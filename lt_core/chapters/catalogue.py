@@ -15,7 +15,7 @@ import pandas as pd
 
 from ..book import scorecard
 from ..runs import recorded as recorded_runs
-from . import early_bird, edge_popup, lenet_mnist, prune_finetune, transfer
+from . import early_bird, edge_popup, lenet_mnist, prune_finetune, stability, transfer
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,8 @@ CHAPTERS = [
             transfer.claims, "transfer_lenet_mnist_fmnist", transfer.bookwide_tables),
     Chapter("early_bird", "Finding tickets early: when does the mask settle?", "beyond the papers; You et al. 2020",
             early_bird.claims, early_bird.RECORDED, early_bird.bookwide_tables),
+    Chapter("stability", "Late resetting and stability", "Frankle et al. 2019, 2020", stability.claims,
+            "stability_lenet_k0", stability.bookwide_tables),
 ]
 
 

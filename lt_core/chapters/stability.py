@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import pandas as pd
 
+from ..book import scorecard as sc
 from ..runs.results import listed
+from .transfer import whole_trials
 
 ACC = "early_stop_test_accuracy"
 STABLE_POINTS = 2.0  # Frankle et al. 2020: a network is stable when its error barrier is under 2 points
@@ -69,3 +71,230 @@ def pruning_stability(summary: pd.DataFrame) -> pd.DataFrame:
     out["distance / norm"] = cut.stability_distance.astype(float) / cut.stability_norm.astype(float)
     out["accuracy %"] = 100 * cut[ACC]
     return out.sort_values(["trial", "level", "control"]).reset_index(drop=True)
+
+
+# --- the recorded runs, combined, and the claims scored on them -------------------------------------------
+
+# book/recorded/<name> -> (network, k): LeNet IMP runs, one per rewind iteration k, and the dense ResNet-20
+LENET = {"stability_lenet_k0": 0, "stability_lenet_k100": 100, "stability_lenet_k500": 500,
+         "stability_lenet_k2000": 2000}
+RESNET = "stability_resnet20_short"
+NETS = {**{name: "LeNet-300-100" for name in LENET}, RESNET: "ResNet-20"}
+
+
+def combined(runs: list[tuple[str, pd.DataFrame | None, str, int]]) -> pd.DataFrame:
+    """(name, summary, network, rewind iteration) of each run, in one frame: each row with its run's name,
+    network (`net`) and rewind iteration (`rewind`: where its level >= 1 units start). None adds nothing."""
+    frames = [summary.assign(run=name, net=net, rewind=rewind) for name, summary, net, rewind in runs
+              if summary is not None and not summary.empty]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+        columns=["trial", "level", "control", "draw", "density", "run", "net", "rewind"])
+
+
+def recorded_tables() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(combined summary, combined curves) of the committed runs this chapter quotes (their whole trials:
+    a trial stopped midway stays in its recording, to resume from, but out of the tables)."""
+    from ..runs import recorded as recorded_runs
+    runs, curves = [], []
+    for name in [*LENET, RESNET]:
+        rec = recorded_runs.recorded(name)
+        runs.append((name, None if rec is None else whole_trials(rec[1]), NETS[name], LENET.get(name, 0)))
+        if rec is not None:
+            curves.append(rec[0].assign(run=name))
+    return combined(runs), (pd.concat(curves, ignore_index=True) if curves else pd.DataFrame())
+
+
+def _net(summary: pd.DataFrame, net: str, rewind: int | None = None) -> pd.DataFrame:
+    cut = summary[summary.net == net] if "net" in summary else summary
+    return cut if rewind is None else cut[cut.rewind == rewind]
+
+
+def _mean_barriers(summary: pd.DataFrame) -> pd.DataFrame:
+    """barriers() of one run, averaged over trials per level and k."""
+    table = barriers(summary)
+    return table.groupby(["level", "k"], as_index=False)[["density %", "error barrier (points)"]].mean()
+
+
+def lenet_stable_at_init(summary, curves=None) -> sc.Measured:
+    rows = _mean_barriers(_net(summary, "LeNet-300-100", 0))
+    dense = rows[(rows.level == 0) & (rows.k == 0)]
+    if dense.empty:
+        return sc._missing("no LeNet run with twins at k = 0")
+    value = float(dense["error barrier (points)"].iloc[0])
+    return sc.Measured(value, f"dense LeNet-300-100, k = 0: barrier {value:.2f} points")
+
+
+def imp_lenet_stable(summary, curves=None) -> sc.Measured:
+    run = _net(summary, "LeNet-300-100", 0)
+    rows = _mean_barriers(run)
+    sparse = rows[rows.level > 0]
+    if sparse.empty:
+        return sc._missing("no sparse LeNet level with twins at k = 0")
+    tickets = run[run.control == "ticket"].groupby("level")[ACC].mean()
+    dense, worst = tickets.get(0), float(sparse["error barrier (points)"].max())
+    matching = int(sum(100 * (tickets[level] - dense) >= -0.2 for level in sparse.level))
+    return sc.Measured(worst, f"largest barrier {worst:.2f} points over {len(sparse)} levels (P_m "
+                              f"{sparse['density %'].max():.0f}% to {sparse['density %'].min():.1f}%); "
+                              f"{matching} of {len(sparse)} within 0.2 points of the dense network",
+                       {"matching": matching, "levels": len(sparse)})
+
+
+def imp_lenet_rule(m) -> str:
+    if m.value >= STABLE_POINTS:
+        return sc.NOT
+    return sc.REPRODUCED if m.parts["matching"] == m.parts["levels"] else sc.PARTLY
+
+
+def resnet_dense_stable(summary, curves=None) -> sc.Measured:
+    rows = _mean_barriers(_net(summary, "ResNet-20")).query("level == 0").sort_values("k")
+    if len(rows) < 2 or 0 not in set(rows.k):
+        return sc._missing("the dense ResNet-20's barriers are recorded at k = "
+                           f"{', '.join(f'{k:,}' for k in rows.k) or 'none'} so far")
+    shown = ", ".join(f"k {k:,}: {b:.1f}" for k, b in zip(rows.k, rows["error barrier (points)"]))
+    stable = rows[rows["error barrier (points)"] < STABLE_POINTS]
+    first = int(stable.k.min()) if len(stable) else -1
+    head = f"first stable at k = {first:,}" if first >= 0 else "unstable at every k measured"
+    return sc.Measured(first, f"{head} (barrier in points: {shown}; schedule at a tenth)",
+                       {"at_0": float(rows["error barrier (points)"].iloc[0]), "largest_k": int(rows.k.max())},
+                       "{:.0f}")
+
+
+def resnet_dense_rule(m) -> str:
+    if m.parts["at_0"] < STABLE_POINTS:
+        return sc.PARTLY  # stable from the start: no onset to place
+    if 0 < m.value <= 2000:
+        return sc.REPRODUCED
+    return sc.NOT if m.parts["largest_k"] >= 2000 else sc.UNMEASURED
+
+
+def later_reset_stabler(summary, curves=None) -> sc.Measured:
+    lenet = _net(summary, "LeNet-300-100")
+    means = {}
+    for k in sorted(lenet.rewind.unique()) if len(lenet) else []:
+        run = lenet[(lenet.rewind == k) & (lenet.control == "ticket") & (lenet.level > 0)]
+        if "stability_distance" in run and run.stability_distance.notna().any():
+            means[int(k)] = float((run.stability_distance.astype(float) / run.stability_norm.astype(float)).mean())
+    if len(means) < 2:
+        return sc._missing("fewer than two LeNet runs with the stability distance")
+    ks = sorted(means)
+    falling = all(means[b] <= means[a] for a, b in zip(ks, ks[1:]))
+    change = means[ks[-1]] - means[ks[0]]
+    return sc.Measured(change, "tickets' distance / norm, mean over levels: " +
+                       ", ".join(f"k {k:,}: {means[k]:.3f}" for k in ks), {"falling": falling}, "{:+.3f}")
+
+
+def later_reset_rule(m) -> str:
+    return sc.REPRODUCED if m.value < 0 and m.parts["falling"] else sc.PARTLY if m.value < 0 else sc.NOT
+
+
+def reinit_until_80(summary, curves=None) -> sc.Measured:
+    run = _net(summary, "LeNet-300-100", 0)
+    per = run[run.control.isin(["ticket", "reinit"])].groupby(["level", "control"])[ACC].mean().unstack()
+    per = per.dropna()
+    per = per[per.index > 0]
+    if per.empty:
+        return sc._missing("no LeNet reinit control at k = 0")
+    density = run[run.control == "ticket"].groupby("level").density.mean()
+    near = (density[per.index] - 0.2).abs().idxmin()
+    sparsest = per.index.max()
+    gap = lambda level: 100 * float(per.loc[level, "reinit"] - per.loc[level, "ticket"])
+    return sc.Measured(gap(sparsest), f"reinit minus ticket: {gap(near):+.2f} points at P_m "
+                                      f"{100 * density[near]:.0f}%, {gap(sparsest):+.2f} at {100 * density[sparsest]:.1f}%",
+                       {"near_20": gap(near)}, "{:+.2f}")
+
+
+def reinit_rule(m) -> str:
+    if m.value < -0.5:
+        return sc.REPRODUCED if abs(m.parts["near_20"]) <= 0.5 else sc.PARTLY
+    return sc.NOT
+
+
+def claims() -> list[sc.Claim]:
+    """paper-claims.md sections 1 (ResNet), 2 and 3; [S] marks a secondary source's wording."""
+    not_run = lambda why: (lambda s, c: sc._missing(why))
+    return [
+        sc.Claim("lenet-stable-at-init", "LeNet-300-100 is stable to SGD noise at initialisation: two copies "
+                 "from theta_0 end in one linearly connected minimum", "stable at init (error barrier under "
+                 "2 points) [S]", lenet_stable_at_init, lambda m: sc.REPRODUCED if m.value < STABLE_POINTS else sc.NOT,
+                 "error barrier of the dense network's two copies from theta_0 (mean over trials); reproduced "
+                 "under 2 points, the paper's threshold"),
+        sc.Claim("imp-lenet-stable", "IMP subnetworks of LeNet are stable and matching when reset to "
+                 "initialisation", "at init for MNIST (abstract); matching = within 0.2 points [S]",
+                 imp_lenet_stable, imp_lenet_rule, "largest barrier of the sparse levels' ticket and twin at k = 0, "
+                 "and how many tickets are within 0.2 points of the dense network (test accuracy at the early "
+                 "stop, mean over trials); reproduced if every level is stable and matching, partly if stable"),
+        sc.Claim("resnet-dense-stable", "The dense ResNet-20 becomes stable to SGD noise early in training",
+                 "at iteration 2,000 of 30,000 [S]", resnet_dense_stable, resnet_dense_rule,
+                 "the first k of the dense network's twins with a barrier under 2 points; reproduced if it is "
+                 "unstable at k = 0 and stable by k = 2,000, partly if it is stable from k = 0, not measured "
+                 "until k = 2,000 is recorded"),
+        sc.Claim("later-reset-stabler", "Resetting later gives subnetworks more stable to pruning: their "
+                 "trained weights end nearer the full network's", "later resetting, stabler tickets "
+                 "(abstract, Stabilizing the LTH)", later_reset_stabler, later_reset_rule,
+                 "the tickets' distance to the trained dense network on their survivors over its norm there, "
+                 "mean over levels, per k (LeNet); reproduced if it falls with every later k, partly if the "
+                 "latest is below k = 0's"),
+        sc.Claim("reinit-until-80", "Random reinitialisation keeps up with the ticket until about 80% is "
+                 "pruned, then falls behind", "comparable to ~80% pruned, tickets hold far beyond (seed "
+                 "summary) [S]", reinit_until_80, reinit_rule, "reinit minus ticket at the control level "
+                 "nearest P_m 20% and at the sparsest (LeNet, k = 0, early-stop test accuracy, mean over "
+                 "trials); reproduced if within 0.5 points at 20% and over 0.5 below at the sparsest"),
+        sc.Claim("resnet-late-resetting", "At lr 0.1, ResNet-20's IMP finds winning tickets only with late "
+                 "resetting", "none reset to theta_0 (Frankle & Carbin Sec. 4); rewound ones match (Stabilizing)",
+                 not_run("the ResNet-20 IMP runs are not recorded yet (compute plan)"), lambda m: sc.UNMEASURED,
+                 "not measured yet"),
+        sc.Claim("imagenet-rewinding", "Rewinding to 0.1% to 7% of training finds matching subnetworks of "
+                 "ResNet-50 on ImageNet", "e.g. 80% sparsity (abstract, v3)",
+                 not_run("ImageNet is beyond a 2-core CPU"), lambda m: sc.UNMEASURED, "not measured here"),
+    ]
+
+
+def bookwide_tables():
+    """(curves, summary, run scale) for the book-wide scorecard (lt_core/chapters/catalogue.py)."""
+    summary, curves = recorded_tables()
+    if summary.empty:
+        return None, summary, "no recorded run"
+    parts = [f"{net}: {', '.join(sorted({r for r in summary[summary.net == net].run}))}" for net in summary.net.unique()]
+    return curves, summary, f"recorded, {len(summary)} networks and paths; " + "; ".join(parts)
+
+
+# Frankle & Carbin's LeNet-300-100 protocol and Frankle et al. 2020's 30 interpolation points
+PAPER_SETTINGS = {"dataset": "mnist", "model": "lenet_300_100", "init": "glorot_normal", "optimizer": "adam",
+                  "lr": 0.0012, "batch_size": 60, "iterations": 50000, "val_size": 5000,
+                  "rates": (("fc", 0.2), ("output", 0.1)), "interpolation_points": 30}
+
+
+def describe(summary, stored):
+    """The recorded-run table's own columns (lt_core/book/report.recorded_runs_table)."""
+    twins = sorted({0 if not stored.get("rewind_iteration") else stored["rewind_iteration"],
+                    *stored.get("twin_iterations", [])})
+    net = "ResNet-20 (CIFAR-10)" if stored["model"] == "resnet20" else "LeNet-300-100 (MNIST)"
+    what = (f"IMP rewound to k = {stored['rewind_iteration']:,}, twins at level 0 and levels "
+            f"{', '.join(map(str, stored['control_levels']))}" if stored["levels"] else
+            f"the dense network and its twins from k = {', '.join(f'{k:,}' for k in twins)}")
+    return summary, {"network": net, "what": what, "levels": f"0..{stored['levels']}",
+                     "steps": f"{int(stored['iterations']):,}"}, ""
+
+
+def recorded_runs_table(names=(*LENET, RESNET)) -> tuple[pd.DataFrame, list[str]]:
+    """What the committed runs cover and cost, and the commands that train exactly them."""
+    from ..book.report import recorded_runs_table as table
+    return table(names, describe)
+
+
+def compute_plan(summary: pd.DataFrame) -> pd.DataFrame:
+    """The ResNet-20 runs the chapter plans, each estimated from the recorded dense ResNet-20's measured
+    seconds a network (its ticket at level 0) and a barrier; NaN where nothing is recorded to measure by."""
+    resnet = _net(summary, "ResNet-20")
+    dense = resnet[(resnet.control == "ticket") & (resnet.level == 0)].seconds.astype(float)
+    paths = resnet[resnet.control == "barrier"].seconds.astype(float)
+    network = dense.mean() if len(dense) else float("nan")
+    barrier = paths.mean() if len(paths) else float("nan")
+    plan = [("(a) IMP at lr 0.1, rewound to k = 0 and to k = 500, reinit at 3 levels, to 10.7%", 2 * 10 + 2 * 3, 0, 1),
+            ("(b) one sparse level's twins against k (4 k), with their barriers", 4, 4, 1),
+            ("(c) the dense twins at lr 0.01 and at 0.03 with warmup (5 k each)", 2 * 6, 2 * 5, 1),
+            ("one network at the paper's 30,000 iterations (ten times the schedule)", 1, 0, 10)]
+    rows = [{"run": what, "networks": n, "barriers": b,
+             "CPU hours (estimated)": round((n * scale * network + b * barrier) / 3600, 1)}
+            for what, n, b, scale in plan]
+    return pd.DataFrame(rows).set_index("run")
