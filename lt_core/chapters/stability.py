@@ -266,8 +266,7 @@ PAPER_SETTINGS = {"dataset": "mnist", "model": "lenet_300_100", "init": "glorot_
 
 def describe(summary, stored):
     """The recorded-run table's own columns (lt_core/book/report.recorded_runs_table)."""
-    twins = sorted({0 if not stored.get("rewind_iteration") else stored["rewind_iteration"],
-                    *stored.get("twin_iterations", [])})
+    twins = sorted(int(k) for k in summary[summary.control == "twin"].start_iteration)  # recorded, not planned
     net = "ResNet-20 (CIFAR-10)" if stored["model"] == "resnet20" else "LeNet-300-100 (MNIST)"
     what = (f"IMP rewound to k = {stored['rewind_iteration']:,}, twins at level 0 and levels "
             f"{', '.join(map(str, stored['control_levels']))}" if stored["levels"] else

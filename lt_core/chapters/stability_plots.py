@@ -5,6 +5,7 @@ returns a matplotlib Figure; nothing is read from disk.
 """
 from __future__ import annotations
 
+import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -33,7 +34,7 @@ def paths(summary: pd.DataFrame, run_label: str = "") -> Figure:
             _empty(ax)
             continue
         table = table[table.trial == 0]
-        colors = iter(__import__("matplotlib").colormaps["viridis"](np.linspace(0, 0.9, len(table))))
+        colors = iter(matplotlib.colormaps["viridis"](np.linspace(0, 0.9, len(table))))
         for _, row in table.iterrows():
             line = path(run, int(row.level), 0, int(row.draw))
             name = f"P_m {row['density %']:.1f}%" if by == "level" else f"k = {int(row.k):,}"

@@ -39,7 +39,8 @@ from .fast import sparse, sparse_input
 EVAL_CHUNK = 2000  # examples per evaluation batch of LeNet's fast path: large for its sparse products
 # ...and of a conv net: small enough that a chunk's activations stay in cache. On one thread 10,000 CIFAR
 # images evaluate about twice as fast in chunks of 128 as of 2,000 for Conv-2 and ResNet-20 (issue 15's
-# finding; `python -m lt_core bench --cases eval_chunk` measures the two side by side)
+# finding; `python -m lt_core bench --cases conv2,resnet20` measures the two side by side:
+# eval_ratio_chunk_vs_2000)
 CONV_EVAL_CHUNK = 128
 
 
