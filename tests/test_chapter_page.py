@@ -64,7 +64,7 @@ PAGES = {
                    "figures": 5, "arxiv": "1909.11957", "title": "Early-Bird"},
     # the path slider shows the recorded LeNet run at k = 0: the dense level, then level 3
     "stability": {"claims": "stability", "claim_id": "lenet-stable-at-init", "slider": ("100.0%", "51.3%"),
-                  "figures": 5, "arxiv": "1912.05671", "title": "Linear Mode Connectivity"},
+                  "figures": 6, "arxiv": "1912.05671", "title": "Linear Mode Connectivity"},
 }
 PAGE_REQUESTS_BUDGET = 50
 FIRST_PAINT_BYTES_BUDGET = 1_200_000

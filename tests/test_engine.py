@@ -223,8 +223,8 @@ def test_late_resetting_restores_theta_k(tiny, tmp_path):
     data = DeviceData.prepare(tiny, torch.device("cpu"))
     t = imp.Trial(c, store, 0, data)
     ref = train(models.build("lenet_300_100", seed=imp.derive_seed(t.seed, "init")),
-                Mask.ones_like(models.build("lenet_300_100")), data, c, data_seed=t.data_seed, keep_iteration=10)
-    assert all(torch.equal(ref.kept_state[k], theta_k[k]) for k in theta_k)
+                Mask.ones_like(models.build("lenet_300_100")), data, c, data_seed=t.data_seed, keep_iterations=(10,))
+    assert all(torch.equal(ref.kept_states[10][k], theta_k[k]) for k in theta_k)
     m, model = t.unit_start(Unit(0, 1, "ticket"))
     assert torch.equal(model.fc1.weight[m["fc1.weight"]], theta_k["fc1.weight"][m["fc1.weight"]])
 

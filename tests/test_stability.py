@@ -44,15 +44,15 @@ def test_a_run_continued_from_k_is_the_uninterrupted_run(model_name):
             warmup_iterations=4, lr_drops=[7], batch_size=10, val_size=0, **extra)
     assert [lr_at(c, s) for s in (2, 5, 8)] == [0.05 * 3 / 4, 0.05, 0.05 * 0.1]
     fresh = lambda: models.build(model_name, seed=1, in_shape=shape)
-    whole = train(fresh(), Mask.ones_like(fresh()), data, c, data_seed=5, keep_iteration=5)
+    whole = train(fresh(), Mask.ones_like(fresh()), data, c, data_seed=5, keep_iterations=(5,))
     model = fresh()
-    model.load_state_dict(whole.kept_state)
+    model.load_state_dict(whole.kept_states[5])
     rest = train(model, Mask.ones_like(model), data, c, data_seed=5, start_iteration=5)
     assert all(torch.equal(whole.final_state[k], rest.final_state[k]) for k in whole.final_state)
     assert rest.rows[0][0] == 5  # its first evaluation is W_k's
     assert [r for r in rest.rows if r[0] > 5] == [r for r in whole.rows if r[0] > 5]
     model = fresh()
-    model.load_state_dict(whole.kept_state)
+    model.load_state_dict(whole.kept_states[5])
     restarted = train(model, Mask.ones_like(model), data, c, data_seed=5)  # W_k trained from step 0: differs
     name = next(iter(model.prunable))
     assert not torch.equal(restarted.final_state[name], whole.final_state[name])
@@ -202,9 +202,9 @@ def test_the_dense_networks_twins_at_several_k_start_from_its_states_there(tiny,
     t = imp.Trial(c, store, 0, data)
     fresh = lambda: models.build("lenet_300_100", seed=imp.derive_seed(t.seed, "init"))
     for draw, k in ((1, 5), (2, 20)):
-        ref = train(fresh(), Mask.ones_like(fresh()), data, c, data_seed=t.data_seed, keep_iteration=k)
+        ref = train(fresh(), Mask.ones_like(fresh()), data, c, data_seed=t.data_seed, keep_iterations=(k,))
         _, model = t.unit_start(Unit(0, 0, "twin", draw))
-        assert all(torch.equal(v, ref.kept_state[n]) for n, v in model.state_dict().items())
+        assert all(torch.equal(v, ref.kept_states[k][n]) for n, v in model.state_dict().items())
         assert imp.start_iteration(c, Unit(0, 0, "twin", draw)) == k
     curves, summary = load_results(c, tmp_path)
     table = chapter.barriers(summary)

@@ -44,16 +44,74 @@ def resnet_rows(barriers: dict[int, float]) -> pd.DataFrame:
 
 
 def test_the_resnet_claim_places_the_onset_and_waits_for_its_k():
-    summary = st.combined([("r", resnet_rows({0: 9.0, 100: 5.0, 500: 1.5}), "ResNet-20", 0)])
+    summary = st.combined([(st.RESNET, resnet_rows({0: 9.0, 100: 5.0, 500: 1.5}), "ResNet-20", 0)])
     measured = st.resnet_dense_stable(summary)
     assert measured.value == 500 and measured.parts == {"at_0": 9.0, "largest_k": 500}
     assert st.resnet_dense_rule(measured) == sc.REPRODUCED  # unstable at 0, stable by 500 <= 2,000
-    unsettled = st.resnet_dense_stable(st.combined([("r", resnet_rows({0: 9.0, 100: 5.0}), "ResNet-20", 0)]))
+    unsettled = st.resnet_dense_stable(st.combined([(st.RESNET, resnet_rows({0: 9.0, 100: 5.0}), "ResNet-20", 0)]))
     assert st.resnet_dense_rule(unsettled) == sc.UNMEASURED  # unstable so far, 2,000 not yet recorded
     assert st.barriers(summary).k.tolist() == [0, 100, 500]
     assert st.resnet_dense_stable(st.combined([])).value != st.resnet_dense_stable(st.combined([])).value  # NaN
     plan = st.compute_plan(summary)
-    assert plan.loc[plan.index[0], "CPU hours (estimated)"] == round(26 * 100 / 3600, 1)
+    assert plan.loc[plan.index[0], "CPU hours (estimated)"] == round(28 * 100 / 3600, 1)
+    assert plan["networks recorded"].sum() == 0  # no IMP run among these rows
+
+
+def imp_rows(accuracy: dict[int, tuple[float, float | None]], dense: float = 0.82) -> pd.DataFrame:
+    """A ResNet-20 IMP run, made up: level -> (ticket, reinit or None) early-stop accuracy; densities 0.64^l."""
+    rows = [dict(trial=0, level=0, control="ticket", draw=0, density=1.0, early_stop_test_accuracy=dense,
+                 seconds=100.0, stability_distance=float("nan"), stability_norm=float("nan"))]
+    for level, (ticket, reinit) in accuracy.items():
+        rows.append(dict(trial=0, level=level, control="ticket", draw=0, density=0.64 ** level, seconds=100.0,
+                         early_stop_test_accuracy=ticket, stability_distance=1.0 / level, stability_norm=2.0))
+        if reinit is not None:
+            rows.append(dict(trial=0, level=level, control="reinit", draw=0, density=0.64 ** level, seconds=100.0,
+                             early_stop_test_accuracy=reinit, stability_distance=1.0, stability_norm=2.0))
+    return pd.DataFrame(rows)
+
+
+def late_runs(early: dict, late: dict) -> pd.DataFrame:
+    return st.combined([(st.RESNET_IMP[0], imp_rows(early), "ResNet-20", 0),
+                        (st.RESNET_IMP[1], imp_rows(late), "ResNet-20", 500)])
+
+
+def test_late_resetting_table_and_its_claim_on_made_up_runs():
+    summary = late_runs({1: (0.815, None), 2: (0.80, None), 3: (0.79, 0.785)},
+                        {1: (0.82, None), 2: (0.818, None), 3: (0.816, 0.78)})
+    table = st.late_resetting(summary)
+    assert list(table.columns) == ["density %", "ticket, k = 0", "ticket, k = 500", "reinit, k = 0", "reinit, k = 500"]
+    assert table.loc[3, "ticket, k = 500"] == pytest.approx(81.6) and table.loc[3, "density %"] == pytest.approx(100 * 0.64 ** 3)
+    assert pd.isna(table.loc[2, "reinit, k = 0"])
+    measured = st.resnet_late_resetting(summary)
+    assert measured.value == pytest.approx(81.6 - 79.0)  # rewound less reset, at the sparsest common level
+    assert measured.parts["early_gap"] == pytest.approx(79.0 - 82.0)
+    assert measured.parts["late_worst"] == pytest.approx(81.6 - 82.0)
+    assert measured.parts["vs_reinit"] == pytest.approx(79.0 - 78.5)
+    assert st.late_resetting_rule(measured) == sc.REPRODUCED
+    # both reset and rewound tickets match: rewinding is not needed here
+    both = st.resnet_late_resetting(late_runs({1: (0.82, None), 3: (0.815, None)}, {1: (0.82, None), 3: (0.816, None)}))
+    assert st.late_resetting_rule(both) == sc.PARTLY  # k = 500 matches, but so does k = 0
+    neither = st.resnet_late_resetting(late_runs({3: (0.75, None)}, {3: (0.755, None)}))
+    assert st.late_resetting_rule(neither) == sc.NOT
+    # the sparse levels at 64% and 41% only: too shallow to read the claim
+    shallow = st.resnet_late_resetting(late_runs({1: (0.8, None), 2: (0.79, None)}, {1: (0.82, None), 2: (0.82, None)}))
+    assert shallow.value != shallow.value and "41.0%" in shallow.shown  # NaN: the scorecard says not measured
+    only_k0 = st.combined([(st.RESNET_IMP[0], imp_rows({3: (0.79, None)}), "ResNet-20", 0)])
+    assert st.resnet_late_resetting(only_k0).value != st.resnet_late_resetting(only_k0).value  # NaN: one k
+    card = sc.scorecard(st.claims(), summary)
+    assert card.loc["resnet-late-resetting", "verdict"] == sc.REPRODUCED
+
+
+def test_the_late_resetting_figure_draws_each_control_and_k():
+    from lt_core.chapters import stability_plots as stp
+    summary = late_runs({1: (0.815, None), 3: (0.79, 0.785)}, {1: (0.82, None), 3: (0.816, 0.78)})
+    fig = stp.resnet_late_resetting(summary)
+    left, right = fig.axes[:2]
+    labels = [line.get_label() for line in left.get_lines()]
+    assert labels == ["dense, 82.00%", "ticket, k = 0", "ticket, k = 500", "reinit, k = 0", "reinit, k = 500"]
+    assert [line.get_label() for line in right.get_lines()] == ["ticket, k = 0", "ticket, k = 500"]
+    empty = stp.resnet_late_resetting(st.combined([]))
+    assert "no ResNet-20 IMP run" in empty.axes[0].texts[0].get_text()
 
 
 def test_claims_on_a_tiny_run_with_twins(tiny, tmp_path):

@@ -10,6 +10,7 @@ from lt_core.book import scorecard as sc
 from lt_core.chapters import transfer as tr
 from lt_core.chapters import transfer_plots as trp
 from lt_core.provenance import REPO
+from lt_core.runs import results
 
 DENSITIES = {0: 1.0, 4: 0.41, 8: 0.168, 12: 0.069, 18: 0.018}
 
@@ -132,8 +133,8 @@ def test_across_optimizers_each_ticket_meets_its_optimizers_own():
 def test_a_trial_stopped_midway_is_left_out_of_the_figures():
     summary, _ = target("mnist", "fashion_mnist", moved(0.90, 0.905, 0.89, 0.88), trials=(0, 1))
     partial = pd.concat([summary, summary[summary.level == 0].assign(trial=2)])  # trial 2: its dense net only
-    assert sorted(tr.whole_trials(partial).trial.unique()) == [0, 1]
-    assert tr.whole_trials(summary).equals(summary) and tr.whole_trials(summary.iloc[:0]).empty
+    assert sorted(results.whole_trials(partial).trial.unique()) == [0, 1]
+    assert results.whole_trials(summary).equals(summary) and results.whole_trials(summary.iloc[:0]).empty
 
 
 def test_an_experiment_is_labelled_by_what_it_moves():

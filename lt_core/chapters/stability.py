@@ -15,8 +15,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ..book import scorecard as sc
-from ..runs.results import listed
-from .transfer import whole_trials
+from ..runs.results import listed, whole_trials
 
 ACC = "early_stop_test_accuracy"
 STABLE_POINTS = 2.0  # Frankle et al. 2020: a network is stable when its error barrier is under 2 points
@@ -75,11 +74,12 @@ def pruning_stability(summary: pd.DataFrame) -> pd.DataFrame:
 
 # --- the recorded runs, combined, and the claims scored on them -------------------------------------------
 
-# book/recorded/<name> -> (network, k): LeNet IMP runs, one per rewind iteration k, and the dense ResNet-20
-LENET = {"stability_lenet_k0": 0, "stability_lenet_k100": 100, "stability_lenet_k500": 500,
-         "stability_lenet_k2000": 2000}
-RESNET = "stability_resnet20_short"
-NETS = {**{name: "LeNet-300-100" for name in LENET}, RESNET: "ResNet-20"}
+# book/recorded/<name> of the runs this chapter quotes; each one's rewind iteration k is read from its recording
+LENET = ("stability_lenet_k0", "stability_lenet_k100", "stability_lenet_k500", "stability_lenet_k2000")
+RESNET = "stability_resnet20_short"  # the dense ResNet-20 and its twins against k
+RESNET_IMP = ("stability_resnet20_imp_k0", "stability_resnet20_imp_k500")  # IMP, lr 0.1, rewound to k = 0 and 500
+NETS = {**{name: "LeNet-300-100" for name in LENET}, RESNET: "ResNet-20",
+        **{name: "ResNet-20" for name in RESNET_IMP}}
 
 
 def combined(runs: list[tuple[str, pd.DataFrame | None, str, int]]) -> pd.DataFrame:
@@ -96,16 +96,20 @@ def recorded_tables() -> tuple[pd.DataFrame, pd.DataFrame]:
     a trial stopped midway stays in its recording, to resume from, but out of the tables)."""
     from ..runs import recorded as recorded_runs
     runs, curves = [], []
-    for name in [*LENET, RESNET]:
+    for name in NETS:
         rec = recorded_runs.recorded(name)
-        runs.append((name, None if rec is None else whole_trials(rec[1]), NETS[name], LENET.get(name, 0)))
         if rec is not None:
+            runs.append((name, whole_trials(rec[1]), NETS[name], int(rec[2]["config"]["rewind_iteration"])))
             curves.append(rec[0].assign(run=name))
     return combined(runs), (pd.concat(curves, ignore_index=True) if curves else pd.DataFrame())
 
 
-def _net(summary: pd.DataFrame, net: str, rewind: int | None = None) -> pd.DataFrame:
-    cut = summary[summary.net == net] if "net" in summary else summary
+def select(summary: pd.DataFrame, net: str | None = None, rewind: int | None = None,
+           runs: tuple[str, ...] | str | None = None) -> pd.DataFrame:
+    """The rows of a combined summary of one network (`net`), rewind iteration and run name(s); None: any."""
+    cut = summary[summary.net == net] if net is not None and "net" in summary else summary
+    if runs is not None and "run" in cut:
+        cut = cut[cut.run.isin([runs] if isinstance(runs, str) else list(runs))]
     return cut if rewind is None else cut[cut.rewind == rewind]
 
 
@@ -116,7 +120,7 @@ def _mean_barriers(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def lenet_stable_at_init(summary, curves=None) -> sc.Measured:
-    rows = _mean_barriers(_net(summary, "LeNet-300-100", 0))
+    rows = _mean_barriers(select(summary, "LeNet-300-100", 0))
     dense = rows[(rows.level == 0) & (rows.k == 0)]
     if dense.empty:
         return sc._missing("no LeNet run with twins at k = 0")
@@ -125,7 +129,7 @@ def lenet_stable_at_init(summary, curves=None) -> sc.Measured:
 
 
 def imp_lenet_stable(summary, curves=None) -> sc.Measured:
-    run = _net(summary, "LeNet-300-100", 0)
+    run = select(summary, "LeNet-300-100", 0)
     rows = _mean_barriers(run)
     sparse = rows[rows.level > 0]
     if sparse.empty:
@@ -146,7 +150,7 @@ def imp_lenet_rule(m) -> str:
 
 
 def resnet_dense_stable(summary, curves=None) -> sc.Measured:
-    rows = _mean_barriers(_net(summary, "ResNet-20")).query("level == 0").sort_values("k")
+    rows = _mean_barriers(select(summary, "ResNet-20", runs=RESNET)).query("level == 0").sort_values("k")
     if len(rows) < 2 or 0 not in set(rows.k):
         return sc._missing("the dense ResNet-20's barriers are recorded at k = "
                            f"{', '.join(f'{k:,}' for k in rows.k) or 'none'} so far")
@@ -168,7 +172,7 @@ def resnet_dense_rule(m) -> str:
 
 
 def later_reset_stabler(summary, curves=None) -> sc.Measured:
-    lenet = _net(summary, "LeNet-300-100")
+    lenet = select(summary, "LeNet-300-100")
     means = {}
     for k in sorted(lenet.rewind.unique()) if len(lenet) else []:
         run = lenet[(lenet.rewind == k) & (lenet.control == "ticket") & (lenet.level > 0)]
@@ -188,7 +192,7 @@ def later_reset_rule(m) -> str:
 
 
 def reinit_until_80(summary, curves=None) -> sc.Measured:
-    run = _net(summary, "LeNet-300-100", 0)
+    run = select(summary, "LeNet-300-100", 0)
     per = run[run.control.isin(["ticket", "reinit"])].groupby(["level", "control"])[ACC].mean().unstack()
     per = per.dropna()
     per = per[per.index > 0]
@@ -207,6 +211,58 @@ def reinit_rule(m) -> str:
     if m.value < -0.5:
         return sc.REPRODUCED if abs(m.parts["near_20"]) <= 0.5 else sc.PARTLY
     return sc.NOT
+
+
+MATCH_POINTS = 1.0  # one ResNet-20 trial: a ticket "matches" the dense network within 1 point of it
+
+
+def late_resetting(summary: pd.DataFrame) -> pd.DataFrame:
+    """The ResNet-20 IMP runs (RESNET_IMP) per level: density % and the early-stop test accuracy (%) of the
+    ticket and of the reinitialised ticket per rewind iteration k, one column each ("ticket, k = 500"),
+    mean over trials; level 0 is the dense network. Empty where neither run is recorded."""
+    run = select(summary, "ResNet-20", runs=RESNET_IMP)
+    run = run[run.control.isin(["ticket", "reinit"])]
+    if run.empty:
+        return pd.DataFrame(columns=["density %"])
+    means = run.groupby(["level", "control", "rewind"])[ACC].mean().mul(100).unstack(["control", "rewind"])
+    means = means.sort_index(axis=1, level=["control", "rewind"], ascending=[False, True])
+    means.columns = [f"{control}, k = {int(k):,}" for control, k in means.columns]
+    density = run[run.control == "ticket"].groupby("level").density.mean().mul(100)
+    return pd.concat([density.rename("density %"), means], axis=1).rename_axis("level")
+
+
+def resnet_late_resetting(summary, curves=None) -> sc.Measured:
+    table = late_resetting(summary)
+    ks = sorted(int(c.rsplit("= ", 1)[1].replace(",", "")) for c in table.columns if c.startswith("ticket"))
+    if len(ks) < 2 or 0 not in ks:
+        return sc._missing("ResNet-20 IMP is recorded rewound to k = "
+                           f"{', '.join(f'{k:,}' for k in ks) or 'none'} so far; the claim needs k = 0 and a later k")
+    early, late = f"ticket, k = {ks[0]:,}", f"ticket, k = {ks[-1]:,}"
+    dense = table.loc[0, early] if 0 in table.index else float("nan")
+    common = table[(table.index > 0)].dropna(subset=[early, late])
+    if common.empty or pd.isna(dense) or common["density %"].min() > 30:
+        reached = f"{common['density %'].min():.1f}%" if len(common) else "no sparse level"
+        return sc._missing(f"both ResNet-20 IMP runs reach {reached} so far; the claim is read at P_m 30% or below")
+    sparsest = common.index.max()
+    at = common.loc[sparsest]
+    gain = float(at[late] - at[early])
+    reinit = f"reinit, k = {ks[0]:,}"
+    vs_reinit = float(at[early] - at[reinit]) if reinit in at and pd.notna(at[reinit]) else float("nan")
+    late_worst = float((common[late] - dense).min())
+    shown = (f"at P_m {at['density %']:.1f}%: ticket k = {ks[-1]:,} {at[late] - dense:+.2f} points against the "
+             f"dense {dense:.2f}%, k = 0 {at[early] - dense:+.2f}" +
+             (f" (its reinit {at[reinit] - dense:+.2f})" if pd.notna(vs_reinit) else "") +
+             f"; k = {ks[-1]:,} lowest over {len(common)} levels {late_worst:+.2f}")
+    return sc.Measured(gain, shown, {"early_gap": float(at[early] - dense), "late_worst": late_worst,
+                                     "vs_reinit": vs_reinit}, "{:+.2f}")
+
+
+def late_resetting_rule(m) -> str:
+    early_fails = m.parts["early_gap"] < -MATCH_POINTS
+    late_matches = m.parts["late_worst"] >= -MATCH_POINTS
+    if early_fails and late_matches:
+        return sc.REPRODUCED
+    return sc.PARTLY if m.value > MATCH_POINTS or late_matches else sc.NOT
 
 
 def claims() -> list[sc.Claim]:
@@ -241,8 +297,11 @@ def claims() -> list[sc.Claim]:
                  "trials); reproduced if within 0.5 points at 20% and over 0.5 below at the sparsest"),
         sc.Claim("resnet-late-resetting", "At lr 0.1, ResNet-20's IMP finds winning tickets only with late "
                  "resetting", "none reset to theta_0 (Frankle & Carbin Sec. 4); rewound ones match (Stabilizing)",
-                 not_run("the ResNet-20 IMP runs are not recorded yet (compute plan)"), lambda m: sc.UNMEASURED,
-                 "not measured yet"),
+                 resnet_late_resetting, late_resetting_rule,
+                 "ticket rewound to k = 500 less ticket reset to k = 0 at the sparsest level both runs reach (at "
+                 "most P_m 30%; early-stop test accuracy, one trial); reproduced if the k = 0 ticket is over 1 "
+                 "point below the dense network there and the k = 500 ticket within 1 point of it at every "
+                 "level; partly if only the second holds or k = 500 is over 1 point ahead; else not"),
         sc.Claim("imagenet-rewinding", "Rewinding to 0.1% to 7% of training finds matching subnetworks of "
                  "ResNet-50 on ImageNet", "e.g. 80% sparsity (abstract, v3)",
                  not_run("ImageNet is beyond a 2-core CPU"), lambda m: sc.UNMEASURED, "not measured here"),
@@ -268,14 +327,20 @@ def describe(summary, stored):
     """The recorded-run table's own columns (lt_core/book/report.recorded_runs_table)."""
     twins = sorted(int(k) for k in summary[summary.control == "twin"].start_iteration)  # recorded, not planned
     net = "ResNet-20 (CIFAR-10)" if stored["model"] == "resnet20" else "LeNet-300-100 (MNIST)"
-    what = (f"IMP rewound to k = {stored['rewind_iteration']:,}, twins at level 0 and levels "
-            f"{', '.join(map(str, stored['control_levels']))}" if stored["levels"] else
-            f"the dense network and its twins from k = {', '.join(f'{k:,}' for k in twins)}")
-    return summary, {"network": net, "what": what, "levels": f"0..{stored['levels']}",
+    rounds = ", ".join(f"{100 * r:.0f}%" for r in sorted(set(stored["rates"].values())))
+    controls = [c for c in stored["controls"] if c not in ("ticket", "twin")]
+    with_twins = "twin" in stored["controls"]
+    what = (f"the dense network and its twins from k = {', '.join(f'{k:,}' for k in twins)}"
+            if not stored["levels"] else
+            f"IMP rewound to k = {stored['rewind_iteration']:,} in rounds of {rounds}; at levels "
+            f"{', '.join(map(str, stored['control_levels']))}: {', '.join(controls + ['twin'] * with_twins)}")
+    reached = int(summary.level.max()) if len(summary) else 0
+    levels = f"0..{stored['levels']}" + (f" (0..{reached} so far)" if reached < stored["levels"] else "")
+    return summary, {"network": net, "what": what, "levels": levels,
                      "steps": f"{int(stored['iterations']):,}"}, ""
 
 
-def recorded_runs_table(names=(*LENET, RESNET)) -> tuple[pd.DataFrame, list[str]]:
+def recorded_runs_table(names=tuple(NETS)) -> tuple[pd.DataFrame, list[str]]:
     """What the committed runs cover and cost, and the commands that train exactly them."""
     from ..book.report import recorded_runs_table as table
     return table(names, describe)
@@ -283,17 +348,24 @@ def recorded_runs_table(names=(*LENET, RESNET)) -> tuple[pd.DataFrame, list[str]
 
 def compute_plan(summary: pd.DataFrame) -> pd.DataFrame:
     """The ResNet-20 runs the chapter plans, each estimated from the recorded dense ResNet-20's measured
-    seconds a network (its ticket at level 0) and a barrier; NaN where nothing is recorded to measure by."""
-    resnet = _net(summary, "ResNet-20")
-    dense = resnet[(resnet.control == "ticket") & (resnet.level == 0)].seconds.astype(float)
-    paths = resnet[resnet.control == "barrier"].seconds.astype(float)
+    seconds a network (its ticket at level 0) and a barrier (NaN where nothing is recorded to measure by),
+    beside what is recorded of each so far and the CPU-hours that took."""
+    twins = select(summary, "ResNet-20", runs=RESNET)
+    dense = twins[(twins.control == "ticket") & (twins.level == 0)].seconds.astype(float)
+    paths = twins[twins.control == "barrier"].seconds.astype(float)
     network = dense.mean() if len(dense) else float("nan")
     barrier = paths.mean() if len(paths) else float("nan")
-    plan = [("(a) IMP at lr 0.1, rewound to k = 0 and to k = 500, reinit at 3 levels, to 10.7%", 2 * 10 + 2 * 3, 0, 1),
-            ("(b) one sparse level's twins against k (4 k), with their barriers", 4, 4, 1),
-            ("(c) the dense twins at lr 0.01 and at 0.03 with warmup (5 k each)", 2 * 6, 2 * 5, 1),
-            ("one network at the paper's 30,000 iterations (ten times the schedule)", 1, 0, 10)]
+    imp = select(summary, "ResNet-20", runs=RESNET_IMP)
+    plan = [("(a), the full form: IMP at lr 0.1 in rounds of 20% to 10.7%, rewound to k = 0 and to 500, reinit "
+             "at 3 levels", 2 * 11 + 2 * 3, 0, 1, None),
+            ("(a), as run (params `short_imp`): rounds of 36% to 10.7% (5 levels), k = 0 and 500, reinit at "
+             "levels 3 and 5", 2 * 6 + 2 * 2, 0, 1, imp),
+            ("(b) one sparse level's twins against k (4 k), with their barriers", 4, 4, 1, None),
+            ("(c) the dense twins at lr 0.01 and at 0.03 with warmup (5 k each)", 2 * 6, 2 * 5, 1, None),
+            ("one network at the paper's 30,000 iterations (ten times the schedule)", 1, 0, 10, None)]
     rows = [{"run": what, "networks": n, "barriers": b,
-             "CPU hours (estimated)": round((n * scale * network + b * barrier) / 3600, 1)}
-            for what, n, b, scale in plan]
+             "CPU hours (estimated)": round((n * scale * network + b * barrier) / 3600, 1),
+             "networks recorded": 0 if done is None else len(done),
+             "CPU hours spent": 0.0 if done is None else round(done.seconds.astype(float).sum() / 3600, 1)}
+            for what, n, b, scale, done in plan]
     return pd.DataFrame(rows).set_index("run")

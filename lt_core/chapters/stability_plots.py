@@ -11,7 +11,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from ..book.plots import density_axis
-from .stability import ACC, STABLE_POINTS, _net, barriers, path
+from .stability import ACC, MATCH_POINTS, RESNET, RESNET_IMP, STABLE_POINTS, barriers, late_resetting, path, select
 
 CONTROLS = {"ticket": ("ticket (rewound to k)", "C0", "-"), "reinit": ("reinitialised", "C3", "--"),
             "random": ("random mask, rewound", "C2", ":")}
@@ -26,7 +26,7 @@ def paths(summary: pd.DataFrame, run_label: str = "") -> Figure:
     one line per level with twins; right: the dense ResNet-20's paths, one line per k (trial 0)."""
     fig = Figure(figsize=(9.4, 3.5), layout="constrained")
     left, right = fig.subplots(1, 2)
-    for ax, run, by in ((left, _net(summary, "LeNet-300-100", 0), "level"), (right, _net(summary, "ResNet-20"), "k")):
+    for ax, run, by in ((left, select(summary, "LeNet-300-100", 0), "level"), (right, select(summary, "ResNet-20", runs=RESNET), "k")):
         table = barriers(run) if len(run) else None
         if table is not None and by == "k":
             table = table[table.level == 0]  # the dense network's twins
@@ -53,7 +53,7 @@ def barrier_vs(summary: pd.DataFrame) -> Figure:
     barrier against k (LeNet: one run per k; ResNet-20: one run, a twin per k). Means over trials."""
     fig = Figure(figsize=(9.4, 3.5), layout="constrained")
     left, right = fig.subplots(1, 2)
-    lenet = _net(summary, "LeNet-300-100")
+    lenet = select(summary, "LeNet-300-100")
     dense_k = []
     for k in sorted(lenet.rewind.unique()) if len(lenet) else []:
         table = barriers(lenet[lenet.rewind == k]).groupby("level").mean(numeric_only=True)
@@ -66,7 +66,7 @@ def barrier_vs(summary: pd.DataFrame) -> Figure:
         right.plot(*zip(*[(max(k, 10), b) for k, b in dense_k]), marker="o", label="LeNet-300-100")
     else:
         _empty(left)
-    resnet = _net(summary, "ResNet-20")
+    resnet = select(summary, "ResNet-20", runs=RESNET)
     table = barriers(resnet) if len(resnet) else pd.DataFrame()
     if len(table):
         table = table[table.level == 0].groupby("k").mean(numeric_only=True)
@@ -86,7 +86,7 @@ def barrier_vs(summary: pd.DataFrame) -> Figure:
 def controls_vs_density(summary: pd.DataFrame) -> Figure:
     """One panel per LeNet k: test accuracy at the early stop of the ticket, the reinitialised ticket and
     the random mask, all rewound alike, against P_m (band: lowest to highest trial)."""
-    lenet = _net(summary, "LeNet-300-100")
+    lenet = select(summary, "LeNet-300-100")
     ks = sorted(lenet.rewind.unique()) if len(lenet) else []
     fig = Figure(figsize=(2.6 * max(len(ks), 1) + 1, 3.4), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, max(len(ks), 1), sharey=True))
@@ -109,12 +109,61 @@ def controls_vs_density(summary: pd.DataFrame) -> Figure:
     return fig
 
 
+def resnet_late_resetting(summary: pd.DataFrame) -> Figure:
+    """Left: ResNet-20 IMP at lr 0.1, the early-stop test accuracy of the ticket reset to k = 0 and rewound
+    to a later k, and of their reinitialised twins, against P_m, with the dense network's (band: within
+    MATCH_POINTS of it); right: the tickets' distance to the trained dense network on their survivors."""
+    fig = Figure(figsize=(9.4, 3.5), layout="constrained")
+    left, right = fig.subplots(1, 2)
+    table = late_resetting(summary)
+    if table.empty or 0 not in table.index:
+        _empty(left, "no ResNet-20 IMP run in this checkout")
+        _empty(right, "no ResNet-20 IMP run in this checkout")
+        return fig
+    columns = [c for c in table.columns if c != "density %"]
+    dense = table.loc[0, next(c for c in columns if c.startswith("ticket"))]
+    left.axhspan(dense - MATCH_POINTS, dense + MATCH_POINTS, color="grey", alpha=0.12, lw=0)
+    left.axhline(dense, color="grey", lw=0.8, label=f"dense, {dense:.2f}%")
+    sparse = table[table.index > 0]
+    colors = {}
+    for column in columns:
+        control, k = column.split(", ")
+        rows = sparse[column].dropna()
+        if rows.empty:
+            continue
+        color = colors.setdefault(k, f"C{len(colors)}")
+        ticket = control == "ticket"
+        left.plot(sparse.loc[rows.index, "density %"] / 100, rows, color=color, ls="-" if ticket else "none",
+                  marker="o" if ticket else "x", ms=3 if ticket else 6, label=f"{control}, {k}")
+    density_axis(left, table["density %"].to_numpy() / 100, ticks_per_span=3)
+    left.set_ylabel("test accuracy at early stop (%)", fontsize=8)
+    left.legend(fontsize=6.5, loc="lower left")
+    left.set_title("ResNet-20, lr 0.1: reset to 0 against rewound to k", fontsize=9)
+    imp = select(summary, "ResNet-20", runs=RESNET_IMP)
+    imp = imp[(imp.level > 0) & (imp.control == "ticket")]
+    if "stability_distance" in imp and imp.stability_distance.notna().any():
+        imp = imp.assign(relative=imp.stability_distance.astype(float) / imp.stability_norm.astype(float))
+        for k in sorted(imp.rewind.unique()):
+            rows = imp[imp.rewind == k].groupby("level").mean(numeric_only=True)
+            right.plot(rows.density, rows.relative, marker="o", ms=3, color=colors.get(f"k = {int(k):,}"),
+                       label=f"ticket, k = {int(k):,}")
+        density_axis(right, imp.density.to_numpy(), ticks_per_span=3)
+        right.legend(fontsize=6.5)
+    else:
+        _empty(right, "no stability distance recorded")
+    right.set_ylabel("distance to the dense net / its norm", fontsize=8)
+    right.set_title("ResNet-20: stability to pruning", fontsize=9)
+    fig.suptitle("Late resetting on ResNet-20 (schedule at a tenth; grey band: within "
+                 f"{MATCH_POINTS:g} point of the dense network)", fontsize=9)
+    return fig
+
+
 def distances(summary: pd.DataFrame) -> Figure:
     """Stability to pruning: each unit's distance to the trained dense network on its survivors over the
     dense weights' norm there, against P_m; tickets per k, the controls at k = 0 (LeNet, mean over trials)."""
     fig = Figure(figsize=(5.6, 3.6), layout="constrained")
     ax = fig.subplots()
-    lenet = _net(summary, "LeNet-300-100")
+    lenet = select(summary, "LeNet-300-100")
     lenet = lenet[(lenet.level > 0) & (lenet.control != "barrier")] if len(lenet) else lenet
     if "stability_distance" not in lenet or lenet.empty:
         _empty(ax)

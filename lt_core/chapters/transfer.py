@@ -18,6 +18,7 @@ from .. import config
 from ..book import scorecard as sc
 from ..procedures.transfer import source_config
 from ..runs import recorded as recorded_runs
+from ..runs.results import whole_trials
 
 DATA = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST", "cifar10": "CIFAR-10"}
 CONTROLS = {  # control -> (label, colour, line style), in the figure's order
@@ -82,16 +83,6 @@ def combine(runs: list[tuple]) -> pd.DataFrame:
 def combine_curves(runs: list[tuple]) -> pd.DataFrame:
     """The same for curves ((curves, stored config) pairs)."""
     return pd.concat([_tag(curves, stored) for curves, stored in runs], ignore_index=True) if runs else pd.DataFrame()
-
-
-def whole_trials(summary: pd.DataFrame) -> pd.DataFrame:
-    """The trials of one run that hold as many networks as its fullest trial: a recording of a run stopped
-    mid-trial keeps that trial's networks (it resumes from them), but its figures and verdicts would mix
-    levels measured over different trials."""
-    if summary.empty:
-        return summary
-    counts = summary.groupby("trial").size()
-    return summary[summary.trial.isin(counts[counts == counts.max()].index)]
 
 
 def recorded_tables(names=(*RECORDED.values(), *OPTIMIZERS.values(), *SOURCES.values(), *SUBSET.values())) -> tuple[pd.DataFrame, dict]:

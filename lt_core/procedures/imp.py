@@ -223,14 +223,14 @@ class Trial:
                 (step, pruning.magnitude({n: state[n] for n in names}, mask, self.spec))))
         started = time.perf_counter()
         dense = unit.level == 0 and unit.control == "ticket"
-        result = train(model, mask, self.data, cfg, data_seed=data_seed, keep_iteration=keep,
-                       on_step=self.on_step, watch=watch, start_iteration=start,
-                       keep_iterations=cfg.twin_iterations if dense else ())
+        kept = ((keep,) if keep is not None else ()) + (tuple(cfg.twin_iterations) if dense else ())
+        result = train(model, mask, self.data, cfg, data_seed=data_seed, keep_iterations=kept,
+                       on_step=self.on_step, watch=watch, start_iteration=start)
         seconds = time.perf_counter() - started
         if keep is not None:
-            self.store.save_trial_tensor(self.trial, "rewind", result.kept_state)
-        for k, state in result.kept_states.items():  # the later twins' starts
-            self.store.save_trial_tensor(self.trial, f"state_{k}", state)
+            self.store.save_trial_tensor(self.trial, "rewind", result.kept_states[keep])
+        for k in cfg.twin_iterations if dense else ():  # the later twins' starts
+            self.store.save_trial_tensor(self.trial, f"state_{k}", result.kept_states[k])
         tensors = {"mask": dict(mask)}
         if unit.control == "ticket":
             tensors["final"] = {n: result.final_state[n] for n in model.prunable}

@@ -7,7 +7,8 @@ final_test_accuracy, and the provenance fields (code_version, device, seconds, d
 
 Every table is built from verified files only (lt_core/runs/store.py): a damaged unit raises DamagedError,
 naming the file, instead of giving a table with rows missing or numbers cut short. `status` counts done,
-damaged and missing units; `unit_states` says which are damaged and why.
+damaged and missing units; `unit_states` says which are damaged and why. `whole_trials` keeps the trials
+of a summary that are complete as far as its fullest one goes.
 
 The small committed copies of long runs are lt_core/runs/recorded.py's.
 """
@@ -36,6 +37,16 @@ def listed(value):
     if isinstance(value, str):
         return ast.literal_eval(value)
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
+
+
+def whole_trials(summary: pd.DataFrame) -> pd.DataFrame:
+    """The trials of one run that hold as many networks as its fullest trial: a recording of a run stopped
+    mid-trial keeps that trial's networks (it resumes from them), but its figures and verdicts would mix
+    levels measured over different trials."""
+    if summary.empty:
+        return summary
+    counts = summary.groupby("trial").size()
+    return summary[summary.trial.isin(counts[counts == counts.max()].index)]
 
 
 def summary_table(cfg: Experiment, root=None) -> pd.DataFrame:

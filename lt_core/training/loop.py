@@ -15,8 +15,8 @@
   Early-Bird ranks channels by; the channel search's bn_l1, lt_core/procedures/channel_search.py).
 - Evaluation on validation and test happens at iteration 0, every `eval_every` iterations and at the end,
   in large batches with no gradient. Rows are (iteration, split, loss, accuracy).
-- `keep_iteration=k` returns a copy of the full state after k steps (theta_k, for rewinding);
-  `keep_iterations` copies at several steps (the starts of the dense network's twins, imp.py).
+- `keep_iterations=(k, ...)` returns a copy of the full state after each k steps, by k: theta_k for
+  rewinding, and the starts of the dense network's twins (imp.py).
 """
 
 from __future__ import annotations
@@ -258,14 +258,13 @@ def state_copy(model: nn.Module) -> dict[str, torch.Tensor]:
 class RunResult:
     rows: list[tuple[int, str, float, float]]
     final_state: dict[str, torch.Tensor]
-    kept_state: dict[str, torch.Tensor] | None
     kept_states: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict)  # keep_iterations'
 
 
 def train(model: nn.Module, mask: Mask, data: DeviceData, cfg, *, data_seed: int,
-          keep_iteration: int | None = None, on_step=None, plain: bool = False, watch=None,
+          keep_iterations: tuple[int, ...] = (), on_step=None, plain: bool = False, watch=None,
           scale_l1: float = 0.0, frozen: dict[str, torch.Tensor] | None = None,
-          start_iteration: int = 0, keep_iterations: tuple[int, ...] = ()) -> RunResult:
+          start_iteration: int = 0) -> RunResult:
     """Train `model` (already initialised) under `mask` for cfg.iterations steps; see the module docstring.
     plain=True takes the plain autograd path everywhere: the reference the fast paths are tested against.
     watch=(every, fn) calls fn(iteration, state) with a CPU copy of the full state every `every` steps and
@@ -331,7 +330,6 @@ def train(model: nn.Module, mask: Mask, data: DeviceData, cfg, *, data_seed: int
         return state_copy(model)
 
     best: list = []  # [iteration, state] of the newest validation minimum (cfg.train_accuracy only)
-    kept = snapshot() if keep_iteration == start_iteration else None
     kept_states = {start_iteration: snapshot()} if start_iteration in keep_iterations else {}
     log(start_iteration)
     model.train()
@@ -366,8 +364,6 @@ def train(model: nn.Module, mask: Mask, data: DeviceData, cfg, *, data_seed: int
                 for p, m in masked:
                     p.mul_(m)
         done = step + 1
-        if done == keep_iteration:
-            kept = snapshot()
         if done in keep_iterations:
             kept_states[done] = snapshot()
         if watch is not None and (done % watch[0] == 0 or done == cfg.iterations):
@@ -379,7 +375,7 @@ def train(model: nn.Module, mask: Mask, data: DeviceData, cfg, *, data_seed: int
     final = snapshot()
     if cfg.train_accuracy:
         rows += train_rows(model, data, ([best] if best else []) + [[cfg.iterations, final]])
-    return RunResult(rows, final, kept, kept_states)
+    return RunResult(rows, final, kept_states)
 
 
 @torch.no_grad()
