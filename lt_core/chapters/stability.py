@@ -216,37 +216,40 @@ def reinit_rule(m) -> str:
 MATCH_POINTS = 1.0  # one ResNet-20 trial: a ticket "matches" the dense network within 1 point of it
 
 
+def column(control: str, k: int) -> str:
+    """late_resetting's column of one control rewound to k, e.g. "ticket, k = 500"."""
+    return f"{control}, k = {int(k):,}"
+
+
 def late_resetting(summary: pd.DataFrame) -> pd.DataFrame:
     """The ResNet-20 IMP runs (RESNET_IMP) per level: density % and the early-stop test accuracy (%) of the
-    ticket and of the reinitialised ticket per rewind iteration k, one column each ("ticket, k = 500"),
+    ticket and of the reinitialised ticket per rewind iteration k (`column`: tickets first, k rising),
     mean over trials; level 0 is the dense network. Empty where neither run is recorded."""
-    run = select(summary, "ResNet-20", runs=RESNET_IMP)
+    run = select(summary, runs=RESNET_IMP)
     run = run[run.control.isin(["ticket", "reinit"])]
     if run.empty:
         return pd.DataFrame(columns=["density %"])
     means = run.groupby(["level", "control", "rewind"])[ACC].mean().mul(100).unstack(["control", "rewind"])
     means = means.sort_index(axis=1, level=["control", "rewind"], ascending=[False, True])
-    means.columns = [f"{control}, k = {int(k):,}" for control, k in means.columns]
+    means.columns = [column(control, k) for control, k in means.columns]
     density = run[run.control == "ticket"].groupby("level").density.mean().mul(100)
     return pd.concat([density.rename("density %"), means], axis=1).rename_axis("level")
 
 
 def resnet_late_resetting(summary, curves=None) -> sc.Measured:
-    table = late_resetting(summary)
-    ks = sorted(int(c.rsplit("= ", 1)[1].replace(",", "")) for c in table.columns if c.startswith("ticket"))
+    ks = sorted(int(k) for k in select(summary, runs=RESNET_IMP).rewind.unique()) if "rewind" in summary else []
     if len(ks) < 2 or 0 not in ks:
         return sc._missing("ResNet-20 IMP is recorded rewound to k = "
                            f"{', '.join(f'{k:,}' for k in ks) or 'none'} so far; the claim needs k = 0 and a later k")
-    early, late = f"ticket, k = {ks[0]:,}", f"ticket, k = {ks[-1]:,}"
+    table = late_resetting(summary)
+    early, late, reinit = column("ticket", ks[0]), column("ticket", ks[-1]), column("reinit", ks[0])
     dense = table.loc[0, early] if 0 in table.index else float("nan")
     common = table[(table.index > 0)].dropna(subset=[early, late])
     if common.empty or pd.isna(dense) or common["density %"].min() > 30:
         reached = f"{common['density %'].min():.1f}%" if len(common) else "no sparse level"
         return sc._missing(f"both ResNet-20 IMP runs reach {reached} so far; the claim is read at P_m 30% or below")
-    sparsest = common.index.max()
-    at = common.loc[sparsest]
+    at = common.loc[common.index.max()]  # the sparsest level both reach
     gain = float(at[late] - at[early])
-    reinit = f"reinit, k = {ks[0]:,}"
     vs_reinit = float(at[early] - at[reinit]) if reinit in at and pd.notna(at[reinit]) else float("nan")
     late_worst = float((common[late] - dense).min())
     shown = (f"at P_m {at['density %']:.1f}%: ticket k = {ks[-1]:,} {at[late] - dense:+.2f} points against the "
@@ -328,12 +331,11 @@ def describe(summary, stored):
     twins = sorted(int(k) for k in summary[summary.control == "twin"].start_iteration)  # recorded, not planned
     net = "ResNet-20 (CIFAR-10)" if stored["model"] == "resnet20" else "LeNet-300-100 (MNIST)"
     rounds = ", ".join(f"{100 * r:.0f}%" for r in sorted(set(stored["rates"].values())))
-    controls = [c for c in stored["controls"] if c not in ("ticket", "twin")]
-    with_twins = "twin" in stored["controls"]
+    controls = ", ".join(c for c in stored["controls"] if c != "ticket")
     what = (f"the dense network and its twins from k = {', '.join(f'{k:,}' for k in twins)}"
             if not stored["levels"] else
             f"IMP rewound to k = {stored['rewind_iteration']:,} in rounds of {rounds}; at levels "
-            f"{', '.join(map(str, stored['control_levels']))}: {', '.join(controls + ['twin'] * with_twins)}")
+            f"{', '.join(map(str, stored['control_levels']))}: {controls}")
     reached = int(summary.level.max()) if len(summary) else 0
     levels = f"0..{stored['levels']}" + (f" (0..{reached} so far)" if reached < stored["levels"] else "")
     return summary, {"network": net, "what": what, "levels": levels,
@@ -355,11 +357,15 @@ def compute_plan(summary: pd.DataFrame) -> pd.DataFrame:
     paths = twins[twins.control == "barrier"].seconds.astype(float)
     network = dense.mean() if len(dense) else float("nan")
     barrier = paths.mean() if len(paths) else float("nan")
-    imp = select(summary, "ResNet-20", runs=RESNET_IMP)
+    from .. import config
+    from ..procedures import imp as imp_procedure
+    from ..provenance import REPO
+    short_imp = config.load(REPO / "params" / "stability_resnet20.yaml", "short_imp")
+    planned = 2 * len(imp_procedure.units(short_imp))  # k = 0 and k = 500: the same units each
     plan = [("(a), the full form: IMP at lr 0.1 in rounds of 20% to 10.7%, rewound to k = 0 and to 500, reinit "
              "at 3 levels", 2 * 11 + 2 * 3, 0, 1, None),
             ("(a), as run (params `short_imp`): rounds of 36% to 10.7% (5 levels), k = 0 and 500, reinit at "
-             "levels 3 and 5", 2 * 6 + 2 * 2, 0, 1, imp),
+             "levels 3 and 5", planned, 0, 1, select(summary, runs=RESNET_IMP)),
             ("(b) one sparse level's twins against k (4 k), with their barriers", 4, 4, 1, None),
             ("(c) the dense twins at lr 0.01 and at 0.03 with warmup (5 k each)", 2 * 6, 2 * 5, 1, None),
             ("one network at the paper's 30,000 iterations (ten times the schedule)", 1, 0, 10, None)]

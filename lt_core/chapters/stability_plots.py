@@ -11,7 +11,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from ..book.plots import density_axis
-from .stability import ACC, MATCH_POINTS, RESNET, RESNET_IMP, STABLE_POINTS, barriers, late_resetting, path, select
+from .stability import (ACC, MATCH_POINTS, RESNET, RESNET_IMP, STABLE_POINTS, barriers, column, late_resetting, path,
+                        select)
 
 CONTROLS = {"ticket": ("ticket (rewound to k)", "C0", "-"), "reinit": ("reinitialised", "C3", "--"),
             "random": ("random mask, rewound", "C2", ":")}
@@ -120,33 +121,30 @@ def resnet_late_resetting(summary: pd.DataFrame) -> Figure:
         _empty(left, "no ResNet-20 IMP run in this checkout")
         _empty(right, "no ResNet-20 IMP run in this checkout")
         return fig
-    columns = [c for c in table.columns if c != "density %"]
-    dense = table.loc[0, next(c for c in columns if c.startswith("ticket"))]
+    imp = select(summary, runs=RESNET_IMP)
+    ks = sorted(int(k) for k in imp.rewind.unique())
+    colors = {k: f"C{i}" for i, k in enumerate(ks)}
+    dense = table.loc[0, column("ticket", ks[0])]
     left.axhspan(dense - MATCH_POINTS, dense + MATCH_POINTS, color="grey", alpha=0.12, lw=0)
     left.axhline(dense, color="grey", lw=0.8, label=f"dense, {dense:.2f}%")
     sparse = table[table.index > 0]
-    colors = {}
-    for column in columns:
-        control, k = column.split(", ")
-        rows = sparse[column].dropna()
-        if rows.empty:
-            continue
-        color = colors.setdefault(k, f"C{len(colors)}")
+    for control in ("ticket", "reinit"):
         ticket = control == "ticket"
-        left.plot(sparse.loc[rows.index, "density %"] / 100, rows, color=color, ls="-" if ticket else "none",
-                  marker="o" if ticket else "x", ms=3 if ticket else 6, label=f"{control}, {k}")
+        for k in ks:
+            rows = sparse[column(control, k)].dropna() if column(control, k) in sparse else ()
+            if len(rows):
+                left.plot(sparse.loc[rows.index, "density %"] / 100, rows, color=colors[k], ls="-" if ticket else "none",
+                          marker="o" if ticket else "x", ms=3 if ticket else 6, label=column(control, k))
     density_axis(left, table["density %"].to_numpy() / 100, ticks_per_span=3)
     left.set_ylabel("test accuracy at early stop (%)", fontsize=8)
     left.legend(fontsize=6.5, loc="lower left")
     left.set_title("ResNet-20, lr 0.1: reset to 0 against rewound to k", fontsize=9)
-    imp = select(summary, "ResNet-20", runs=RESNET_IMP)
     imp = imp[(imp.level > 0) & (imp.control == "ticket")]
     if "stability_distance" in imp and imp.stability_distance.notna().any():
         imp = imp.assign(relative=imp.stability_distance.astype(float) / imp.stability_norm.astype(float))
         for k in sorted(imp.rewind.unique()):
             rows = imp[imp.rewind == k].groupby("level").mean(numeric_only=True)
-            right.plot(rows.density, rows.relative, marker="o", ms=3, color=colors.get(f"k = {int(k):,}"),
-                       label=f"ticket, k = {int(k):,}")
+            right.plot(rows.density, rows.relative, marker="o", ms=3, color=colors[int(k)], label=column("ticket", k))
         density_axis(right, imp.density.to_numpy(), ticks_per_span=3)
         right.legend(fontsize=6.5)
     else:

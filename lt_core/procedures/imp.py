@@ -212,7 +212,6 @@ class Trial:
         if unit.control == "barrier":
             return self.run_barrier(unit)
         mask, model = self.unit_start(unit)
-        keep = cfg.rewind_iteration if (unit.level == 0 and unit.control == "ticket" and cfg.rewind_iteration) else None
         start = start_iteration(cfg, unit)
         data_seed = self.twin_seed if unit.control == "twin" else self.data_seed
         trajectory: list[tuple[int, Mask]] = []  # (iteration, the mask the next round would prune to)
@@ -222,14 +221,15 @@ class Trial:
             watch = (cfg.mask_every, lambda step, state: trajectory.append(
                 (step, pruning.magnitude({n: state[n] for n in names}, mask, self.spec))))
         started = time.perf_counter()
-        dense = unit.level == 0 and unit.control == "ticket"
-        kept = ((keep,) if keep is not None else ()) + (tuple(cfg.twin_iterations) if dense else ())
-        result = train(model, mask, self.data, cfg, data_seed=data_seed, keep_iterations=kept,
+        dense = unit.level == 0 and unit.control == "ticket"  # keeps theta_k and the later twins' starts
+        rewind = (cfg.rewind_iteration,) if dense and cfg.rewind_iteration else ()
+        twins = tuple(cfg.twin_iterations) if dense else ()
+        result = train(model, mask, self.data, cfg, data_seed=data_seed, keep_iterations=rewind + twins,
                        on_step=self.on_step, watch=watch, start_iteration=start)
         seconds = time.perf_counter() - started
-        if keep is not None:
-            self.store.save_trial_tensor(self.trial, "rewind", result.kept_states[keep])
-        for k in cfg.twin_iterations if dense else ():  # the later twins' starts
+        for k in rewind:
+            self.store.save_trial_tensor(self.trial, "rewind", result.kept_states[k])
+        for k in twins:
             self.store.save_trial_tensor(self.trial, f"state_{k}", result.kept_states[k])
         tensors = {"mask": dict(mask)}
         if unit.control == "ticket":
