@@ -150,3 +150,22 @@ def test_channel_search_case_prices_the_params_files_own_runs(capsys):
     hours = lambda steps: steps / printed["steps_per_s"] / 3600
     assert printed["hours_at_160_epochs"] == pytest.approx(hours(112500), abs=0.051)
     assert printed["hours_at_20_epochs"] == pytest.approx(hours(14060), abs=0.051)
+
+
+def test_memory_case_measures_each_phase_in_two_fresh_processes(capsys):
+    """Two child processes (glibc's malloc as it comes, a fixed mmap threshold), each through every phase of a
+    ResNet-20 unit on random CIFAR-shaped images: phases in order, each phase's peak at least its resident set
+    at its end, the float32 images four times their uint8 bytes, the threshold really set in the second."""
+    assert bench.main(["--quick", "--synthetic", "--threads", "1", "--cases", "memory"]) == 0
+    printed = json.loads(capsys.readouterr().out)["memory"]
+    assert set(printed["runs"]) == {"malloc_default", "mmap_threshold_1mb"} and printed["steps"] == 4
+    for name, run in printed["runs"].items():
+        names = [p["phase"] for p in run["phases"]]
+        assert names[0].startswith("python, torch") and names[1].startswith("CIFAR-10 read")
+        assert "4 training steps" in names[4] and len(names) == 6
+        assert all(p["peak_mb"] >= p["rss_mb"] > 0 for p in run["phases"])
+        assert run["images"] == 1800 and run["images_mb"]["float32_normalised"] == pytest.approx(
+            4 * run["images_mb"]["uint8_read"], abs=0.2)
+        assert printed["peak_mb"][name] == max(p["peak_mb"] for p in run["phases"])
+    assert printed["runs"]["mmap_threshold_1mb"]["mmap_threshold"] == str(1 << 20)
+    assert printed["runs"]["malloc_default"]["mmap_threshold"] == "glibc's dynamic default"

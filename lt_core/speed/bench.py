@@ -35,6 +35,9 @@ and engine interleaved within a repeat so that they share the machine's noise):
                kept for its repeats) against `--workers 2`, side by side; not in the default cases (needs Ray).
   device       networks an hour on --device (a GPU when there is one): LeNet-300-100 one at a time and
                stacked, Conv-2's steps (lt_core/speed/device_bench.py); not in the default cases.
+  memory       ResNet-20's resident memory phase by phase (imports, CIFAR-10 read, normalised, evaluated,
+               --conv-steps training steps), in two fresh processes side by side: glibc's malloc as it comes
+               and with a fixed mmap threshold (lt_core/speed/memory.py); not in the default cases.
 
 The machine's matrix-product rate is measured through torch's BLAS (torch.mm, MKL) and through oneDNN
 (lt_core/nets/products.py); fractions are of the faster (LeNet's also of BLAS's, the rate torch.mm shows).
@@ -467,7 +470,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--levels", type=int, default=18)
     p.add_argument("--conv-steps", type=int, default=40)
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
-    p.add_argument("--cases", default="lenet,conv2,batched", help="any of lenet, conv2, conv4, conv6, resnet20, batched, channel_search, conv_settings, edge_popup, workers, ray, device (comma-separated)")
+    p.add_argument("--cases", default="lenet,conv2,batched", help="any of lenet, conv2, conv4, conv6, resnet20, batched, channel_search, conv_settings, edge_popup, workers, ray, device, memory (comma-separated)")
     p.add_argument("--device", default="auto", help="device case: auto (CUDA when there is one) | cpu | cuda")
     p.add_argument("--stack", default="2,4", help="batched: numbers of networks stacked")
     p.add_argument("--out", default=None, help="also write the JSON to this file")
@@ -514,6 +517,10 @@ def main(argv: list[str]) -> int:
         from . import device_bench
         out["device"] = device_bench.case(lambda name: splits(name, args.quick, args.synthetic), args)
         progress("device")
+    if "memory" in cases:
+        from . import memory
+        out["memory"] = memory.measure("resnet20", args.conv_steps, args.quick, args.synthetic)
+        progress("memory")
     if "workers" in cases:
         out["workers"] = workers_case(args)
         progress("workers")
