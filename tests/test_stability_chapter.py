@@ -102,6 +102,31 @@ def test_late_resetting_table_and_its_claim_on_made_up_runs():
     assert card.loc["resnet-late-resetting", "verdict"] == sc.REPRODUCED
 
 
+def test_two_machines_pairs_only_the_units_trained_again():
+    """A unit imported unchanged (same `finished`) is not a second training; one trained again is, with its
+    k (0 at the dense level), both CPUs and the difference in points; a run without a first recording adds
+    nothing."""
+    def row(level, acc, finished, cpu):
+        return dict(trial=0, level=level, control="ticket", draw=0, density=0.64 ** level, cpu=cpu,
+                    start_iteration=500 if level else 0, finished=finished, early_stop_test_accuracy=acc,
+                    seconds=1100.0 if cpu == "Xeon" else 1200.0)
+    first = pd.DataFrame([row(0, 0.8197, "t0", "Xeon"), row(1, 0.8378, "t1", "Xeon"), row(3, 0.8541, "t3", "Xeon")])
+    again = pd.DataFrame([row(0, 0.8233, "u0", "EPYC"), row(1, 0.8378, "t1", "Xeon"), row(3, 0.8430, "u3", "EPYC"),
+                          row(4, 0.84, "u4", "EPYC")])
+    table = st.two_machines({"run": first, "other": first}, {"run": again})
+    assert table.level.tolist() == [0, 3] and table.k.tolist() == [0, 500] and set(table.run) == {"run"}
+    assert table["again - first (points)"].tolist() == pytest.approx([0.36, -1.11])
+    assert table["first CPU"].tolist() == ["Xeon", "Xeon"] and table["again CPU"].tolist() == ["EPYC", "EPYC"]
+    assert st.two_machines({}, {"run": again}).empty
+    assert table["first s"].tolist() == [1100.0, 1100.0] and table["again s"].tolist() == [1200.0, 1200.0]
+    # the compute plan counts the first trainings, which the resumed recordings replaced, as spent
+    summary = late_runs({1: (0.8, None)}, {1: (0.8, None)})  # 4 networks of 100 s
+    row = st.compute_plan(summary, table).iloc[1]
+    assert row["networks recorded"] == 4 and row["trained twice"] == 2
+    assert row["CPU hours spent"] == round((400 + 2200) / 3600, 1)
+    assert st.compute_plan(summary).iloc[1]["CPU hours spent"] == round(400 / 3600, 1)
+
+
 def test_the_late_resetting_figure_draws_each_control_and_k():
     from lt_core.chapters import stability_plots as stp
     summary = late_runs({1: (0.815, None), 3: (0.79, 0.785)}, {1: (0.82, None), 3: (0.816, 0.78)})

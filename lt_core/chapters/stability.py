@@ -80,6 +80,11 @@ RESNET = "stability_resnet20_short"  # the dense ResNet-20 and its twins against
 RESNET_IMP = ("stability_resnet20_imp_k0", "stability_resnet20_imp_k500")  # IMP, lr 0.1, rewound to k = 0 and 500
 NETS = {**{name: "LeNet-300-100" for name in LENET}, RESNET: "ResNet-20",
         **{name: "ResNet-20" for name in RESNET_IMP}}
+# ResNet-20's IMP as first recorded (levels 0-3, on an Intel Xeon, at 52c8ac0): resuming on another machine
+# trained each run's dense network and last ticket again (weights are never recorded), so those units exist
+# twice, from the same seeds and masks; `two_machines` sets them side by side
+RESNET_IMP_FIRST = {"stability_resnet20_imp_k0_xeon": "stability_resnet20_imp_k0",
+                    "stability_resnet20_imp_k500_xeon": "stability_resnet20_imp_k500"}
 
 
 def combined(runs: list[tuple[str, pd.DataFrame | None, str, int]]) -> pd.DataFrame:
@@ -236,6 +241,40 @@ def late_resetting(summary: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([density.rename("density %"), means], axis=1).rename_axis("level")
 
 
+def two_machines(first: dict[str, pd.DataFrame], now: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """The units a run trained twice, once in each of two recordings of it (`first` and `now`, summaries by
+    run name): same seeds, same mask, trained again (another `finished`), typically on another kind of CPU.
+    Per unit: k, level, control, density %, each training's CPU, early-stop test accuracy (%) and seconds,
+    and the difference in points: how far one network's accuracy moves with the machine alone."""
+    columns = ["run", "k", "level", "control", "density %", "first CPU", "first %", "first s", "again CPU",
+               "again %", "again s", "again - first (points)"]
+    keys, rows = ["trial", "level", "control", "draw"], []
+    for name, a in first.items():
+        b = now.get(name)
+        if b is None:
+            continue
+        both = a.merge(b, on=keys, suffixes=(" a", " b"))
+        both = both[both["finished a"] != both["finished b"]]
+        for _, r in both.iterrows():
+            rows.append({"run": name, "k": int(r["start_iteration b"]) if r.level else 0, "level": int(r.level),
+                         "control": r.control, "density %": 100 * r["density b"], "first CPU": r["cpu a"],
+                         "first %": 100 * r[f"{ACC} a"], "first s": float(r["seconds a"]), "again CPU": r["cpu b"],
+                         "again %": 100 * r[f"{ACC} b"], "again s": float(r["seconds b"]),
+                         "again - first (points)": 100 * (r[f"{ACC} b"] - r[f"{ACC} a"])})
+    return pd.DataFrame(rows, columns=columns)
+
+
+def recorded_two_machines() -> pd.DataFrame:
+    """two_machines of the committed ResNet-20 IMP runs against their first recordings (RESNET_IMP_FIRST)."""
+    from ..runs import recorded as recorded_runs
+    first, now = {}, {}
+    for old, name in RESNET_IMP_FIRST.items():
+        a, b = recorded_runs.recorded(old), recorded_runs.recorded(name)
+        if a is not None and b is not None:
+            first[name], now[name] = a[1], b[1]
+    return two_machines(first, now)
+
+
 def resnet_late_resetting(summary, curves=None) -> sc.Measured:
     ks = sorted(int(k) for k in select(summary, runs=RESNET_IMP).rewind.unique()) if "rewind" in summary else []
     if len(ks) < 2 or 0 not in ks:
@@ -348,10 +387,15 @@ def recorded_runs_table(names=tuple(NETS)) -> tuple[pd.DataFrame, list[str]]:
     return table(names, describe)
 
 
-def compute_plan(summary: pd.DataFrame) -> pd.DataFrame:
+def _seconds(frame: pd.DataFrame | None, column: str) -> float:
+    return 0.0 if frame is None or frame.empty else float(frame[column].astype(float).sum())
+
+
+def compute_plan(summary: pd.DataFrame, twice: pd.DataFrame | None = None) -> pd.DataFrame:
     """The ResNet-20 runs the chapter plans, each estimated from the recorded dense ResNet-20's measured
     seconds a network (its ticket at level 0) and a barrier (NaN where nothing is recorded to measure by),
-    beside what is recorded of each so far and the CPU-hours that took."""
+    beside what is recorded of each so far and the CPU-hours that took; `twice` (two_machines of the IMP
+    runs) adds the first trainings of the units a resume trained again, which the recordings replaced."""
     twins = select(summary, "ResNet-20", runs=RESNET)
     dense = twins[(twins.control == "ticket") & (twins.level == 0)].seconds.astype(float)
     paths = twins[twins.control == "barrier"].seconds.astype(float)
@@ -363,15 +407,16 @@ def compute_plan(summary: pd.DataFrame) -> pd.DataFrame:
     short_imp = config.load(REPO / "params" / "stability_resnet20.yaml", "short_imp")
     planned = 2 * len(imp_procedure.units(short_imp))  # k = 0 and k = 500: the same units each
     plan = [("(a), the full form: IMP at lr 0.1 in rounds of 20% to 10.7%, rewound to k = 0 and to 500, reinit "
-             "at 3 levels", 2 * 11 + 2 * 3, 0, 1, None),
+             "at 3 levels", 2 * 11 + 2 * 3, 0, 1, None, None),
             ("(a), as run (params `short_imp`): rounds of 36% to 10.7% (5 levels), k = 0 and 500, reinit at "
-             "levels 3 and 5", planned, 0, 1, select(summary, runs=RESNET_IMP)),
-            ("(b) one sparse level's twins against k (4 k), with their barriers", 4, 4, 1, None),
-            ("(c) the dense twins at lr 0.01 and at 0.03 with warmup (5 k each)", 2 * 6, 2 * 5, 1, None),
-            ("one network at the paper's 30,000 iterations (ten times the schedule)", 1, 0, 10, None)]
+             "levels 3 and 5", planned, 0, 1, select(summary, runs=RESNET_IMP), twice),
+            ("(b) one sparse level's twins against k (4 k), with their barriers", 4, 4, 1, None, None),
+            ("(c) the dense twins at lr 0.01 and at 0.03 with warmup (5 k each)", 2 * 6, 2 * 5, 1, None, None),
+            ("one network at the paper's 30,000 iterations (ten times the schedule)", 1, 0, 10, None, None)]
     rows = [{"run": what, "networks": n, "barriers": b,
              "CPU hours (estimated)": round((n * scale * network + b * barrier) / 3600, 1),
              "networks recorded": 0 if done is None else len(done),
-             "CPU hours spent": 0.0 if done is None else round(done.seconds.astype(float).sum() / 3600, 1)}
-            for what, n, b, scale, done in plan]
+             "trained twice": 0 if again is None else len(again),
+             "CPU hours spent": round((_seconds(done, "seconds") + _seconds(again, "first s")) / 3600, 1)}
+            for what, n, b, scale, done, again in plan]
     return pd.DataFrame(rows).set_index("run")
