@@ -47,7 +47,7 @@ def cmd_run(args) -> int:
     cfg = _experiment(args)
     if args.resume_from:
         from .runs.recorded import resume_all
-        resume_all(cfg, args.resume_from, args.results)
+        resume_all(cfg, args.resume_from, args.results, other_machine=args.other_machine)
     run(cfg, args.results, progress=not args.quiet, workers=args.workers, executor=args.executor,
         address=args.address, cpus_per_unit=args.cpus_per_unit, gpus_per_unit=args.gpus_per_unit)
     return 0
@@ -158,6 +158,9 @@ def parser() -> argparse.ArgumentParser:
                            help="first take the units a recorded run (book/recorded/<name>) holds, then train "
                                 "the rest (retraining the few whose weights the rest starts from); again for "
                                 "a source's recording (a transfer's)")
+            c.add_argument("--other-machine", action="store_true",
+                           help="with --resume-from: resume even where a unit the recorded ones started from "
+                                "must be trained again on another kind of machine (refused by default)")
         if name == "results":
             c.add_argument("--csv", default=None, help="write the table to this CSV file")
             c.add_argument("--summary", action="store_true", help="one row per trained network")

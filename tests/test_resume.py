@@ -78,3 +78,31 @@ def test_resume_refuses_a_recording_of_other_parameters(tiny, tmp_path):
     with pytest.raises(ConfigError, match=r"records run .* but these parameters name run"):
         recorded.resume(cfg(levels=1, lr=0.01), export, tmp_path / "fresh")
     assert not RunStore(cfg(levels=1, lr=0.01), tmp_path / "fresh").dir.exists()
+
+
+def test_resume_on_another_kind_of_machine_refuses_to_pair_recorded_masks_with_retrained_weights(tiny, tmp_path,
+                                                                                                  monkeypatch):
+    """Rewound to k = 10, every recorded level >= 1 started from the dense network's W_k, which resuming
+    trains again. On another kind of CPU that W_k is another one, so resuming is refused (one line naming the
+    unit, both machines and the way on) before anything is stored; --other-machine resumes anyway. Reset to
+    theta_0 with no one-shot control (which prunes the dense network), the kept units read no retrained
+    weights, and the same resume goes on anywhere."""
+    from lt_core import provenance
+    for rewind, refused in ((10, True), (0, False)):
+        controls = ["ticket", "reinit"]
+        full = cfg(levels=3, rewind_iteration=rewind, controls=controls)
+        partial = cfg(levels=2, rewind_iteration=rewind, controls=controls)
+        executor.run(partial, tmp_path / f"first{rewind}", log=lambda *_: None)
+        export = recorded.export(partial, tmp_path / f"rec{rewind}", tmp_path / f"first{rewind}")
+        with monkeypatch.context() as m:
+            m.setattr(provenance, "cpu_kind", lambda: "Another CPU (AVX2)")
+            fresh = tmp_path / f"fresh{rewind}"
+            if refused:
+                with pytest.raises(ConfigError, match=r"trains trial_00/level_00/ticket again, which \d+ recorded "
+                                   r"unit\(s\) started from .* this machine is Another CPU \(AVX2\).*--other-machine"):
+                    recorded.resume(full, export, fresh, log=lambda *_: None)
+                assert not any(RunStore(full, fresh).done(u) for u in imp.units(full))
+                outcome = recorded.resume(full, export, fresh, log=lambda *_: None, other_machine=True)
+            else:
+                outcome = recorded.resume(full, export, fresh, log=lambda *_: None)
+        assert len(outcome["imported"]) == len(imp.units(partial)) - len(outcome["retrain"])

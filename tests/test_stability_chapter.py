@@ -119,6 +119,16 @@ def test_two_machines_pairs_only_the_units_trained_again():
     assert table["first CPU"].tolist() == ["Xeon", "Xeon"] and table["again CPU"].tolist() == ["EPYC", "EPYC"]
     assert st.two_machines({}, {"run": again}).empty
     assert table["first s"].tolist() == [1100.0, 1100.0] and table["again s"].tolist() == [1200.0, 1200.0]
+    assert table["shared survivors %"].isna().all()  # no masks given
+    # masks: a pruned tensor and an unpruned one (all kept in both: left out of the share)
+    import torch
+    whole = torch.ones(4, dtype=torch.bool)
+    a = {"conv": torch.tensor([1, 1, 0, 0, 1, 1], dtype=torch.bool), "fc": whole}
+    b = {"conv": torch.tensor([1, 0, 1, 0, 1, 1], dtype=torch.bool), "fc": whole}
+    assert st.shared_survivors(a, a) == 1.0 and st.shared_survivors(a, b) == 0.75
+    masks = {"run": ({"trial_00/level_03/ticket/mask": a}, {"trial_00/level_03/ticket/mask": b})}
+    shared = st.two_machines({"run": first}, {"run": again}, masks)["shared survivors %"].tolist()
+    assert shared[0] != shared[0] and shared[1] == 75.0  # the dense level has no mask here: NaN
     # the compute plan counts the first trainings, which the resumed recordings replaced, as spent
     summary = late_runs({1: (0.8, None)}, {1: (0.8, None)})  # 4 networks of 100 s
     row = st.compute_plan(summary, table).iloc[1]

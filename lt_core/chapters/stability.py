@@ -15,6 +15,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ..book import scorecard as sc
+from ..procedures.base import Unit
 from ..runs.results import listed, whole_trials
 
 ACC = "early_stop_test_accuracy"
@@ -80,11 +81,13 @@ RESNET = "stability_resnet20_short"  # the dense ResNet-20 and its twins against
 RESNET_IMP = ("stability_resnet20_imp_k0", "stability_resnet20_imp_k500")  # IMP, lr 0.1, rewound to k = 0 and 500
 NETS = {**{name: "LeNet-300-100" for name in LENET}, RESNET: "ResNet-20",
         **{name: "ResNet-20" for name in RESNET_IMP}}
-# ResNet-20's IMP as first recorded (levels 0-3, on an Intel Xeon, at 52c8ac0): resuming on another machine
-# trained each run's dense network and last ticket again (weights are never recorded), so those units exist
-# twice, from the same seeds and masks; `two_machines` sets them side by side
-RESNET_IMP_FIRST = {"stability_resnet20_imp_k0_xeon": "stability_resnet20_imp_k0",
-                    "stability_resnet20_imp_k500_xeon": "stability_resnet20_imp_k500"}
+# ResNet-20's IMP as first recorded (levels 0-3, on an Intel Xeon, at 52c8ac0), against the same runs trained
+# again on an AMD EPYC: k = 0 resumed (its dense network and level-3 ticket trained again, weights being never
+# recorded); k = 500 resumed alike first (`_mixed`: the Xeon's masks on the EPYC's W_500), then trained afresh
+# from the EPYC's dense network. `two_machines` sets the units trained twice side by side.
+TRAINED_TWICE = (("stability_resnet20_imp_k0_xeon", "stability_resnet20_imp_k0"),
+                 ("stability_resnet20_imp_k500_xeon", "stability_resnet20_imp_k500_mixed"),
+                 ("stability_resnet20_imp_k500_xeon", "stability_resnet20_imp_k500"))
 
 
 def combined(runs: list[tuple[str, pd.DataFrame | None, str, int]]) -> pd.DataFrame:
@@ -241,38 +244,63 @@ def late_resetting(summary: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([density.rename("density %"), means], axis=1).rename_axis("level")
 
 
-def two_machines(first: dict[str, pd.DataFrame], now: dict[str, pd.DataFrame]) -> pd.DataFrame:
+def shared_survivors(a: dict, b: dict) -> float:
+    """Of mask a's surviving weights in its pruned tensors (those not all kept in both), the fraction b keeps
+    too: 1 for the same mask; about b's density for unrelated ones."""
+    pruned = [n for n in a if not (bool(a[n].all()) and bool(b[n].all()))]
+    kept = sum(int(a[n].sum()) for n in pruned)
+    return sum(int((a[n] & b[n]).sum()) for n in pruned) / kept if kept else float("nan")
+
+
+def _relative(row, side: str) -> float:
+    """A merged row's stability distance over the dense norm, of recording `side` (NaN where not recorded)."""
+    d, n = row.get(f"stability_distance {side}"), row.get(f"stability_norm {side}")
+    return float(d) / float(n) if d is not None and n is not None and n == n and float(n) else float("nan")
+
+
+def two_machines(first: dict[str, pd.DataFrame], now: dict[str, pd.DataFrame],
+                 masks: dict[str, tuple[dict, dict]] | None = None) -> pd.DataFrame:
     """The units a run trained twice, once in each of two recordings of it (`first` and `now`, summaries by
-    run name): same seeds, same mask, trained again (another `finished`), typically on another kind of CPU.
-    Per unit: k, level, control, density %, each training's CPU, early-stop test accuracy (%) and seconds,
-    and the difference in points: how far one network's accuracy moves with the machine alone."""
+    run name): same seeds, trained again (another `finished`), typically on another kind of CPU. Per unit:
+    k, level, control, density %, each training's CPU, early-stop test accuracy (%) and seconds, the
+    difference in points, each training's stability distance / norm (NaN at the dense level), and with `masks` (run name -> both recordings' read_masks) the share of the first
+    mask's survivors the second keeps (100%: the mask was imported, and only the training repeated; less: the
+    second run pruned its own from weights trained on its machine)."""
     columns = ["run", "k", "level", "control", "density %", "first CPU", "first %", "first s", "again CPU",
-               "again %", "again s", "again - first (points)"]
+               "again %", "again s", "again - first (points)", "shared survivors %", "first distance / norm",
+               "again distance / norm"]
     keys, rows = ["trial", "level", "control", "draw"], []
     for name, a in first.items():
         b = now.get(name)
         if b is None:
             continue
+        ma, mb = (masks or {}).get(name, ({}, {}))
         both = a.merge(b, on=keys, suffixes=(" a", " b"))
         both = both[both["finished a"] != both["finished b"]]
         for _, r in both.iterrows():
+            key = f"{Unit(int(r.trial), int(r.level), r.control, int(r.draw)).path}/mask"
+            shared = shared_survivors(ma[key], mb[key]) if key in ma and key in mb else float("nan")
             rows.append({"run": name, "k": int(r["start_iteration b"]) if r.level else 0, "level": int(r.level),
                          "control": r.control, "density %": 100 * r["density b"], "first CPU": r["cpu a"],
                          "first %": 100 * r[f"{ACC} a"], "first s": float(r["seconds a"]), "again CPU": r["cpu b"],
                          "again %": 100 * r[f"{ACC} b"], "again s": float(r["seconds b"]),
-                         "again - first (points)": 100 * (r[f"{ACC} b"] - r[f"{ACC} a"])})
+                         "again - first (points)": 100 * (r[f"{ACC} b"] - r[f"{ACC} a"]),
+                         "shared survivors %": 100 * shared,
+                         **{f"{which} distance / norm": _relative(r, side) for which, side in (("first", "a"), ("again", "b"))}})
     return pd.DataFrame(rows, columns=columns)
 
 
 def recorded_two_machines() -> pd.DataFrame:
-    """two_machines of the committed ResNet-20 IMP runs against their first recordings (RESNET_IMP_FIRST)."""
+    """two_machines of the committed ResNet-20 IMP runs against their first recordings (TRAINED_TWICE)."""
+    from ..provenance import REPO
     from ..runs import recorded as recorded_runs
-    first, now = {}, {}
-    for old, name in RESNET_IMP_FIRST.items():
+    first, now, masks = {}, {}, {}
+    for old, name in TRAINED_TWICE:
         a, b = recorded_runs.recorded(old), recorded_runs.recorded(name)
         if a is not None and b is not None:
             first[name], now[name] = a[1], b[1]
-    return two_machines(first, now)
+            masks[name] = tuple(recorded_runs.read_masks(REPO / "book" / "recorded" / n) for n in (old, name))
+    return two_machines(first, now, masks)
 
 
 def resnet_late_resetting(summary, curves=None) -> sc.Measured:

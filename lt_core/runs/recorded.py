@@ -169,7 +169,7 @@ def _plain(value):
     return None if isinstance(value, float) and math.isnan(value) else value
 
 
-def resume_all(cfg: Experiment, folders: list, root=None, log=print) -> None:
+def resume_all(cfg: Experiment, folders: list, root=None, log=print, other_machine: bool = False) -> None:
     """`run --resume-from DIR [--resume-from DIR ...]`: each recording into the store of the experiment whose
     run it records, this one or one of its sources (a transfer's source IMP run is recorded on its own);
     this experiment's first, so that a source also trains again the units whose weights this experiment's
@@ -186,13 +186,13 @@ def resume_all(cfg: Experiment, folders: list, root=None, log=print) -> None:
                               "levels or controls")
         chosen[digest] = folder
     if cfg.digest() in chosen:
-        resume(cfg, chosen.pop(cfg.digest()), root, log)
+        resume(cfg, chosen.pop(cfg.digest()), root, log, other_machine=other_machine)
     store = RunStore(cfg, root)
     missing = [u for u in procedure.units() if not store.done(u)]
     for digest, folder in chosen.items():
         source, name = known[digest]
         reads = {need.own() for u in missing for need in procedure.reads_weights(u) if need.experiment == name}
-        resume(source, folder, root, log, also_retrain=reads)
+        resume(source, folder, root, log, also_retrain=reads, other_machine=other_machine)
 
 
 def _recorded_digest(folder: Path) -> str:
@@ -203,8 +203,36 @@ def _recorded_digest(folder: Path) -> str:
                           "under book/recorded") from None
 
 
+def _machine(row) -> tuple[str, str, str]:
+    """What decides whether training again gives the same weights: CPU kind, torch, threads."""
+    return str(row.get("cpu")), str(row.get("torch")), str(row.get("threads"))
+
+
+def _same_machine_or_refuse(folder: Path, procedure, rows: dict, kept: set, retrain: set) -> None:
+    """Refuse to resume where a recorded unit that kept (imported) units started from or were measured
+    against must be trained again on another kind of machine than the one that trained it: its weights would
+    differ (another CPU kind sums in another order, and an unstable network turns that into another
+    trajectory), and the resumed run would pair the recorded masks with another network's weights."""
+    from .. import provenance
+    here = (provenance.cpu_kind(), torch.__version__, str(torch.get_num_threads()))
+    readers = {}
+    for unit in kept:
+        for need in procedure.reads_weights(unit, masks_known=True):
+            readers.setdefault(need, []).append(unit)
+    for unit in sorted(set(readers) & retrain):
+        there = _machine(rows[unit])
+        if there != here:
+            raise ConfigError(
+                f"{folder}: resuming trains {unit.path} again, which {len(readers[unit])} recorded unit(s) "
+                f"started from or were measured against; it was trained on {there[0]} (torch {there[1]}, "
+                f"{there[2]} thread(s)) and this machine is {here[0]} (torch {here[1]}, {here[2]} thread(s)), "
+                "where its weights will differ, so the recorded masks would meet another network's weights: "
+                "resume on the recorded kind of machine with that torch and thread count, or pass "
+                "--other-machine to resume anyway")
+
+
 def resume(cfg: Experiment, folder: str | Path, root=None, log=print,
-           also_retrain: set[Unit] = frozenset()) -> dict[str, list[Unit]]:
+           also_retrain: set[Unit] = frozenset(), other_machine: bool = False) -> dict[str, list[Unit]]:
     """Put the recorded run in `folder` into the run store of `cfg` (units it already holds are left as
     they are). Returns {"imported": [...], "retrain": [...]}: the recorded units stored now, and the
     recorded units left to train again because a missing unit reads their weights (or another experiment's
@@ -229,6 +257,8 @@ def resume(cfg: Experiment, folder: str | Path, root=None, log=print,
             if need in complete and need not in retrain:
                 retrain.add(need)
                 frontier.append(need)
+    if not other_machine:
+        _same_machine_or_refuse(folder, procedure, rows, complete - retrain, retrain)
     for unit in sorted(retrain):  # trained again from the recorded masks, not from pruning anew
         if not store.done(unit):
             for kind in procedure.resume_tensors(unit):
