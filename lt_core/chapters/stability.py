@@ -290,6 +290,22 @@ def two_machines(first: dict[str, pd.DataFrame], now: dict[str, pd.DataFrame],
     return pd.DataFrame(rows, columns=columns)
 
 
+def recorded_trainings() -> pd.DataFrame:
+    """Every training the ResNet-20 IMP recordings hold, once: the quoted runs' and their other recordings'
+    (TRAINED_TWICE) rows, one per run digest, unit and `finished` (a unit imported into a resumed run is the
+    same training as in the recording it came from)."""
+    from ..runs import recorded as recorded_runs
+    frames = []
+    for name in dict.fromkeys(RESNET_IMP + tuple(n for pair in TRAINED_TWICE for n in pair)):
+        rec = recorded_runs.recorded(name)
+        if rec is not None:
+            frames.append(rec[1].assign(digest=rec[2]["digest"]))
+    if not frames:
+        return pd.DataFrame(columns=["digest", "trial", "level", "control", "draw", "finished", "seconds"])
+    return pd.concat(frames, ignore_index=True).drop_duplicates(["digest", "trial", "level", "control", "draw",
+                                                                 "finished"])
+
+
 def recorded_two_machines() -> pd.DataFrame:
     """two_machines of the committed ResNet-20 IMP runs against their first recordings (TRAINED_TWICE)."""
     from ..provenance import REPO
@@ -419,11 +435,11 @@ def _seconds(frame: pd.DataFrame | None, column: str) -> float:
     return 0.0 if frame is None or frame.empty else float(frame[column].astype(float).sum())
 
 
-def compute_plan(summary: pd.DataFrame, twice: pd.DataFrame | None = None) -> pd.DataFrame:
+def compute_plan(summary: pd.DataFrame, trainings: pd.DataFrame | None = None) -> pd.DataFrame:
     """The ResNet-20 runs the chapter plans, each estimated from the recorded dense ResNet-20's measured
     seconds a network (its ticket at level 0) and a barrier (NaN where nothing is recorded to measure by),
-    beside what is recorded of each so far and the CPU-hours that took; `twice` (two_machines of the IMP
-    runs) adds the first trainings of the units a resume trained again, which the recordings replaced."""
+    beside what is recorded of each so far and the CPU-hours that took: with `trainings` (recorded_trainings)
+    every training of the IMP runs, those a resume repeated and the recordings replaced included."""
     twins = select(summary, "ResNet-20", runs=RESNET)
     dense = twins[(twins.control == "ticket") & (twins.level == 0)].seconds.astype(float)
     paths = twins[twins.control == "barrier"].seconds.astype(float)
@@ -437,14 +453,14 @@ def compute_plan(summary: pd.DataFrame, twice: pd.DataFrame | None = None) -> pd
     plan = [("(a), the full form: IMP at lr 0.1 in rounds of 20% to 10.7%, rewound to k = 0 and to 500, reinit "
              "at 3 levels", 2 * 11 + 2 * 3, 0, 1, None, None),
             ("(a), as run (params `short_imp`): rounds of 36% to 10.7% (5 levels), k = 0 and 500, reinit at "
-             "levels 3 and 5", planned, 0, 1, select(summary, runs=RESNET_IMP), twice),
+             "levels 3 and 5", planned, 0, 1, select(summary, runs=RESNET_IMP), trainings),
             ("(b) one sparse level's twins against k (4 k), with their barriers", 4, 4, 1, None, None),
             ("(c) the dense twins at lr 0.01 and at 0.03 with warmup (5 k each)", 2 * 6, 2 * 5, 1, None, None),
             ("one network at the paper's 30,000 iterations (ten times the schedule)", 1, 0, 10, None, None)]
     rows = [{"run": what, "networks": n, "barriers": b,
              "CPU hours (estimated)": round((n * scale * network + b * barrier) / 3600, 1),
              "networks recorded": 0 if done is None else len(done),
-             "trained twice": 0 if again is None else len(again),
-             "CPU hours spent": round((_seconds(done, "seconds") + _seconds(again, "first s")) / 3600, 1)}
-            for what, n, b, scale, done, again in plan]
+             "trainings": 0 if done is None else len(done if every is None else every),
+             "CPU hours spent": round(_seconds(done if every is None else every, "seconds") / 3600, 1)}
+            for what, n, b, scale, done, every in plan]
     return pd.DataFrame(rows).set_index("run")
