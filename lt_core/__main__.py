@@ -46,8 +46,10 @@ def cmd_run(args) -> int:
     from .runs.executor import run
     cfg = _experiment(args)
     if args.resume_from:
+        from .runs.executor import unit_threads
         from .runs.recorded import resume_all
-        resume_all(cfg, args.resume_from, args.results, other_machine=args.other_machine)
+        resume_all(cfg, args.resume_from, args.results, other_machine=args.other_machine,
+                   threads=unit_threads(args.workers, args.executor, args.cpus_per_unit))
     run(cfg, args.results, progress=not args.quiet, workers=args.workers, executor=args.executor,
         address=args.address, cpus_per_unit=args.cpus_per_unit, gpus_per_unit=args.gpus_per_unit)
     return 0

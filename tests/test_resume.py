@@ -88,6 +88,7 @@ def test_resume_on_another_kind_of_machine_refuses_to_pair_recorded_masks_with_r
     theta_0 with no one-shot control (which prunes the dense network), the kept units read no retrained
     weights, and the same resume goes on anywhere."""
     from lt_core import provenance
+    from lt_core.runs.executor import unit_threads
     for rewind, refused in ((10, True), (0, False)):
         controls = ["ticket", "reinit"]
         full = cfg(levels=3, rewind_iteration=rewind, controls=controls)
@@ -99,10 +100,17 @@ def test_resume_on_another_kind_of_machine_refuses_to_pair_recorded_masks_with_r
             fresh = tmp_path / f"fresh{rewind}"
             if refused:
                 with pytest.raises(ConfigError, match=r"trains trial_00/level_00/ticket again, which \d+ recorded "
-                                   r"unit\(s\) started from .* this machine is Another CPU \(AVX2\).*--other-machine"):
+                                   r"unit\(s\) started from .* would train on Another CPU \(AVX2\).*--other-machine"):
                     recorded.resume(full, export, fresh, log=lambda *_: None)
                 assert not any(RunStore(full, fresh).done(u) for u in imp.units(full))
                 outcome = recorded.resume(full, export, fresh, log=lambda *_: None, other_machine=True)
             else:
                 outcome = recorded.resume(full, export, fresh, log=lambda *_: None)
         assert len(outcome["imported"]) == len(imp.units(partial)) - len(outcome["retrain"])
+    # the same kind of machine, but the units would train with another thread count (as `run --workers`
+    # or Ray's --cpus-per-unit sets it): refused too
+    other = torch.get_num_threads() + 1
+    assert unit_threads(1, "ray", other) == other and unit_threads(1) == torch.get_num_threads()
+    with pytest.raises(ConfigError, match=rf"\d+ thread\(s\)\) and would train on .*, {other} thread\(s\)\)"):
+        recorded.resume(cfg(levels=3, rewind_iteration=10, controls=["ticket", "reinit"]), tmp_path / "rec10",
+                        tmp_path / "fresh_threads", log=lambda *_: None, threads=other)

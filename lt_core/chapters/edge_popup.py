@@ -284,7 +284,7 @@ def against_tickets(summary: pd.DataFrame, imp_summary: pd.DataFrame, init: str,
 
 def recorded_first_layers(name: str, trial: int = 0) -> dict[float, np.ndarray]:
     """k -> the first layer's mask of a recorded edge-popup run (book/recorded/<name>/masks.zip)."""
-    masks = recorded_runs.first_layers(recorded_runs.REPO / "book" / "recorded" / name)
+    masks = recorded_runs.first_layers(recorded_runs.folder_of(name))
     return {unit.level / 1000: m for unit, m in masks.items() if unit.trial == trial and unit.control == "supermask"}
 
 

@@ -95,7 +95,7 @@ def recorded_tables(recorded=RECORDED) -> tuple[pd.DataFrame, dict]:
 
 
 def folder(name: str):
-    return recorded_runs.REPO / "book" / "recorded" / name
+    return recorded_runs.folder_of(name)
 
 
 def means(summary: pd.DataFrame, model: str = "lenet_300_100", reg: str = "L2") -> pd.DataFrame:

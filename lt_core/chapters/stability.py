@@ -252,42 +252,42 @@ def shared_survivors(a: dict, b: dict) -> float:
     return sum(int((a[n] & b[n]).sum()) for n in pruned) / kept if kept else float("nan")
 
 
-def _relative(row, side: str) -> float:
-    """A merged row's stability distance over the dense norm, of recording `side` (NaN where not recorded)."""
-    d, n = row.get(f"stability_distance {side}"), row.get(f"stability_norm {side}")
-    return float(d) / float(n) if d is not None and n is not None and n == n and float(n) else float("nan")
+def _column(frame: pd.DataFrame, name: str) -> pd.Series:
+    """A column as floats; NaN throughout where the frame has none (a run without stability distances)."""
+    return frame[name].astype(float) if name in frame else pd.Series(float("nan"), index=frame.index)
 
 
 def two_machines(first: dict[str, pd.DataFrame], now: dict[str, pd.DataFrame],
                  masks: dict[str, tuple[dict, dict]] | None = None) -> pd.DataFrame:
     """The units a run trained twice, once in each of two recordings of it (`first` and `now`, summaries by
     run name): same seeds, trained again (another `finished`), typically on another kind of CPU. Per unit:
-    k, level, control, density %, each training's CPU, early-stop test accuracy (%) and seconds, the
-    difference in points, each training's stability distance / norm (NaN at the dense level), and with `masks` (run name -> both recordings' read_masks) the share of the first
-    mask's survivors the second keeps (100%: the mask was imported, and only the training repeated; less: the
-    second run pruned its own from weights trained on its machine)."""
+    k (where it started), level, control, density %, each training's CPU, early-stop test accuracy (%) and
+    seconds, the difference in points, each training's stability distance / norm (NaN at the dense level),
+    and with `masks` (run name -> both recordings' read_masks) the share of the first mask's survivors the
+    second keeps (100%: the mask was imported and only the training repeated; less: the second run pruned
+    its own from weights trained on its machine)."""
+    keys, tables = ["trial", "level", "control", "draw"], []
+    for name, a in first.items():
+        if name not in now:
+            continue
+        both = a.merge(now[name], on=keys, suffixes=(" a", " b"))
+        both = both[both["finished a"] != both["finished b"]].reset_index(drop=True)
+        ma, mb = (masks or {}).get(name, ({}, {}))
+        paths = [f"{Unit(int(t), int(l), c, int(d)).path}/mask" for t, l, c, d in both[keys].itertuples(index=False)]
+        shared = [shared_survivors(ma[p], mb[p]) if p in ma and p in mb else float("nan") for p in paths]
+        tables.append(pd.DataFrame({
+            "run": name, "k": both["start_iteration b"].astype(int), "level": both.level.astype(int),
+            "control": both.control, "density %": 100 * both["density b"],
+            "first CPU": both["cpu a"], "first %": 100 * both[f"{ACC} a"], "first s": _column(both, "seconds a"),
+            "again CPU": both["cpu b"], "again %": 100 * both[f"{ACC} b"], "again s": _column(both, "seconds b"),
+            "again - first (points)": 100 * (both[f"{ACC} b"] - both[f"{ACC} a"]),
+            "shared survivors %": [100 * x for x in shared],
+            **{f"{which} distance / norm": _column(both, f"stability_distance {side}")
+               / _column(both, f"stability_norm {side}") for which, side in (("first", "a"), ("again", "b"))}}))
     columns = ["run", "k", "level", "control", "density %", "first CPU", "first %", "first s", "again CPU",
                "again %", "again s", "again - first (points)", "shared survivors %", "first distance / norm",
                "again distance / norm"]
-    keys, rows = ["trial", "level", "control", "draw"], []
-    for name, a in first.items():
-        b = now.get(name)
-        if b is None:
-            continue
-        ma, mb = (masks or {}).get(name, ({}, {}))
-        both = a.merge(b, on=keys, suffixes=(" a", " b"))
-        both = both[both["finished a"] != both["finished b"]]
-        for _, r in both.iterrows():
-            key = f"{Unit(int(r.trial), int(r.level), r.control, int(r.draw)).path}/mask"
-            shared = shared_survivors(ma[key], mb[key]) if key in ma and key in mb else float("nan")
-            rows.append({"run": name, "k": int(r["start_iteration b"]) if r.level else 0, "level": int(r.level),
-                         "control": r.control, "density %": 100 * r["density b"], "first CPU": r["cpu a"],
-                         "first %": 100 * r[f"{ACC} a"], "first s": float(r["seconds a"]), "again CPU": r["cpu b"],
-                         "again %": 100 * r[f"{ACC} b"], "again s": float(r["seconds b"]),
-                         "again - first (points)": 100 * (r[f"{ACC} b"] - r[f"{ACC} a"]),
-                         "shared survivors %": 100 * shared,
-                         **{f"{which} distance / norm": _relative(r, side) for which, side in (("first", "a"), ("again", "b"))}})
-    return pd.DataFrame(rows, columns=columns)
+    return pd.concat(tables, ignore_index=True)[columns] if tables else pd.DataFrame(columns=columns)
 
 
 def recorded_trainings() -> pd.DataFrame:
@@ -308,14 +308,13 @@ def recorded_trainings() -> pd.DataFrame:
 
 def recorded_two_machines() -> pd.DataFrame:
     """two_machines of the committed ResNet-20 IMP runs against their first recordings (TRAINED_TWICE)."""
-    from ..provenance import REPO
     from ..runs import recorded as recorded_runs
     first, now, masks = {}, {}, {}
     for old, name in TRAINED_TWICE:
         a, b = recorded_runs.recorded(old), recorded_runs.recorded(name)
         if a is not None and b is not None:
             first[name], now[name] = a[1], b[1]
-            masks[name] = tuple(recorded_runs.read_masks(REPO / "book" / "recorded" / n) for n in (old, name))
+            masks[name] = tuple(recorded_runs.read_masks(recorded_runs.folder_of(n)) for n in (old, name))
     return two_machines(first, now, masks)
 
 
@@ -431,10 +430,6 @@ def recorded_runs_table(names=tuple(NETS)) -> tuple[pd.DataFrame, list[str]]:
     return table(names, describe)
 
 
-def _seconds(frame: pd.DataFrame | None, column: str) -> float:
-    return 0.0 if frame is None or frame.empty else float(frame[column].astype(float).sum())
-
-
 def compute_plan(summary: pd.DataFrame, trainings: pd.DataFrame | None = None) -> pd.DataFrame:
     """The ResNet-20 runs the chapter plans, each estimated from the recorded dense ResNet-20's measured
     seconds a network (its ticket at level 0) and a barrier (NaN where nothing is recorded to measure by),
@@ -450,17 +445,18 @@ def compute_plan(summary: pd.DataFrame, trainings: pd.DataFrame | None = None) -
     from ..provenance import REPO
     short_imp = config.load(REPO / "params" / "stability_resnet20.yaml", "short_imp")
     planned = 2 * len(imp_procedure.units(short_imp))  # k = 0 and k = 500: the same units each
+    imp_runs = select(summary, runs=RESNET_IMP)
     plan = [("(a), the full form: IMP at lr 0.1 in rounds of 20% to 10.7%, rewound to k = 0 and to 500, reinit "
              "at 3 levels", 2 * 11 + 2 * 3, 0, 1, None, None),
             ("(a), as run (params `short_imp`): rounds of 36% to 10.7% (5 levels), k = 0 and 500, reinit at "
-             "levels 3 and 5", planned, 0, 1, select(summary, runs=RESNET_IMP), trainings),
+             "levels 3 and 5", planned, 0, 1, imp_runs, imp_runs if trainings is None else trainings),
             ("(b) one sparse level's twins against k (4 k), with their barriers", 4, 4, 1, None, None),
             ("(c) the dense twins at lr 0.01 and at 0.03 with warmup (5 k each)", 2 * 6, 2 * 5, 1, None, None),
             ("one network at the paper's 30,000 iterations (ten times the schedule)", 1, 0, 10, None, None)]
     rows = [{"run": what, "networks": n, "barriers": b,
              "CPU hours (estimated)": round((n * scale * network + b * barrier) / 3600, 1),
              "networks recorded": 0 if done is None else len(done),
-             "trainings": 0 if done is None else len(done if every is None else every),
-             "CPU hours spent": round(_seconds(done if every is None else every, "seconds") / 3600, 1)}
-            for what, n, b, scale, done, every in plan]
+             "trainings": 0 if spent is None else len(spent),
+             "CPU hours spent": 0.0 if spent is None else round(spent.seconds.astype(float).sum() / 3600, 1)}
+            for what, n, b, scale, done, spent in plan]
     return pd.DataFrame(rows).set_index("run")

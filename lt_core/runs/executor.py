@@ -18,6 +18,8 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
+import torch
+
 from ..config import Experiment
 from ..data import datasets
 from ..procedures.base import Procedure, Unit, procedure_for
@@ -82,6 +84,13 @@ def _repair_line(experiment: str, damaged: dict[Unit, State], dependents: set[Un
 
 
 EXECUTORS = ("local", "ray")
+
+
+def unit_threads(workers: int = 1, executor: str = "local", cpus_per_unit: int = 1) -> int:
+    """The torch threads a unit trains with under these `run` options (recorded as each unit's `threads`)."""
+    if executor == "ray":
+        return cpus_per_unit
+    return pool.threads_per_worker(workers) if workers > 1 else torch.get_num_threads()
 
 
 def run(cfg: Experiment, root=None, *, progress: bool = False, log=print, workers: int = 1,

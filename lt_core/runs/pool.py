@@ -173,6 +173,11 @@ def _where(unit: Unit) -> str:
     return f"unit {unit.path}" + (f" of {unit.experiment}" if unit.experiment else "")
 
 
+def threads_per_worker(workers: int) -> int:
+    """The torch threads each of `workers` processes trains with: this process's, shared out."""
+    return max(1, torch.get_num_threads() // workers)
+
+
 def train_units(jobs: dict[str, tuple[Procedure, str]], todo: list[Unit], workers: int, *,
                 progress: bool = False, report=None) -> None:
     """Train `todo` (units not yet stored, sources first, each in units() order) in `workers` processes
@@ -184,7 +189,7 @@ def train_units(jobs: dict[str, tuple[Procedure, str]], todo: list[Unit], worker
     reported with its unit through `report` (default: stderr), which a fresh worker trains again, once:
     dying twice on it stops the run with WorkerDied. Units finished by then stay stored, so running again
     resumes. Stopping this process (Ctrl-C, SIGTERM, an interrupted kernel) ends the workers too."""
-    threads = max(1, torch.get_num_threads() // workers)
+    threads = threads_per_worker(workers)
 
     def needs(unit: Unit) -> list[Unit]:  # a need without an experiment is in the unit's own experiment
         return [n if n.experiment else Unit(n.trial, n.level, n.control, n.draw, unit.experiment)

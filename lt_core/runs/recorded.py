@@ -138,9 +138,14 @@ def load_recorded(folder: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, dict]
     return pd.read_csv(folder / "curves.csv.gz"), pd.read_csv(folder / "summary.csv"), doc
 
 
+def folder_of(name: str) -> Path:
+    """book/recorded/<name>: where the recorded run of that name is committed."""
+    return REPO / "book" / "recorded" / name
+
+
 def recorded(name: str, folder: str | Path | None = None):
     """(curves, summary, config document) of book/recorded/<name>, or None when it is not there."""
-    path = Path(folder) if folder else REPO / "book" / "recorded" / name
+    path = Path(folder) if folder else folder_of(name)
     return load_recorded(path) if (path / "summary.csv").exists() else None
 
 
@@ -169,7 +174,8 @@ def _plain(value):
     return None if isinstance(value, float) and math.isnan(value) else value
 
 
-def resume_all(cfg: Experiment, folders: list, root=None, log=print, other_machine: bool = False) -> None:
+def resume_all(cfg: Experiment, folders: list, root=None, log=print, other_machine: bool = False,
+               threads: int | None = None) -> None:
     """`run --resume-from DIR [--resume-from DIR ...]`: each recording into the store of the experiment whose
     run it records, this one or one of its sources (a transfer's source IMP run is recorded on its own);
     this experiment's first, so that a source also trains again the units whose weights this experiment's
@@ -186,13 +192,13 @@ def resume_all(cfg: Experiment, folders: list, root=None, log=print, other_machi
                               "levels or controls")
         chosen[digest] = folder
     if cfg.digest() in chosen:
-        resume(cfg, chosen.pop(cfg.digest()), root, log, other_machine=other_machine)
+        resume(cfg, chosen.pop(cfg.digest()), root, log, other_machine=other_machine, threads=threads)
     store = RunStore(cfg, root)
     missing = [u for u in procedure.units() if not store.done(u)]
     for digest, folder in chosen.items():
         source, name = known[digest]
         reads = {need.own() for u in missing for need in procedure.reads_weights(u) if need.experiment == name}
-        resume(source, folder, root, log, also_retrain=reads, other_machine=other_machine)
+        resume(source, folder, root, log, also_retrain=reads, other_machine=other_machine, threads=threads)
 
 
 def _recorded_digest(folder: Path) -> str:
@@ -205,16 +211,22 @@ def _recorded_digest(folder: Path) -> str:
 
 def _machine(row) -> tuple[str, str, str]:
     """What decides whether training again gives the same weights: CPU kind, torch, threads."""
-    return str(row.get("cpu")), str(row.get("torch")), str(row.get("threads"))
+    threads = row.get("threads")
+    try:
+        threads = int(float(threads))  # a summary.csv column with gaps reads as floats
+    except (TypeError, ValueError):
+        pass
+    return str(row.get("cpu")), str(row.get("torch")), str(threads)
 
 
-def _same_machine_or_refuse(folder: Path, procedure, rows: dict, kept: set, retrain: set) -> None:
+def _same_machine_or_refuse(folder: Path, procedure, rows: dict, kept: set, retrain: set, threads: int) -> None:
     """Refuse to resume where a recorded unit that kept (imported) units started from or were measured
-    against must be trained again on another kind of machine than the one that trained it: its weights would
-    differ (another CPU kind sums in another order, and an unstable network turns that into another
-    trajectory), and the resumed run would pair the recorded masks with another network's weights."""
+    against must be trained again (with `threads` torch threads) on another kind of machine than the one
+    that trained it: its weights would differ (another CPU kind or thread count sums in another order, and an
+    unstable network turns that into another trajectory), and the resumed run would pair the recorded masks
+    with another network's weights."""
     from .. import provenance
-    here = (provenance.cpu_kind(), torch.__version__, str(torch.get_num_threads()))
+    here = (provenance.cpu_kind(), torch.__version__, str(threads))
     readers = {}
     for unit in kept:
         for need in procedure.reads_weights(unit, masks_known=True):
@@ -225,19 +237,22 @@ def _same_machine_or_refuse(folder: Path, procedure, rows: dict, kept: set, retr
             raise ConfigError(
                 f"{folder}: resuming trains {unit.path} again, which {len(readers[unit])} recorded unit(s) "
                 f"started from or were measured against; it was trained on {there[0]} (torch {there[1]}, "
-                f"{there[2]} thread(s)) and this machine is {here[0]} (torch {here[1]}, {here[2]} thread(s)), "
+                f"{there[2]} thread(s)) and would train on {here[0]} (torch {here[1]}, {here[2]} thread(s)), "
                 "where its weights will differ, so the recorded masks would meet another network's weights: "
-                "resume on the recorded kind of machine with that torch and thread count, or pass "
-                "--other-machine to resume anyway")
+                "resume on the recorded kind of machine with that torch and thread count (--workers and "
+                "--cpus-per-unit set the threads), or pass --other-machine to resume anyway")
 
 
 def resume(cfg: Experiment, folder: str | Path, root=None, log=print,
-           also_retrain: set[Unit] = frozenset(), other_machine: bool = False) -> dict[str, list[Unit]]:
+           also_retrain: set[Unit] = frozenset(), other_machine: bool = False,
+           threads: int | None = None) -> dict[str, list[Unit]]:
     """Put the recorded run in `folder` into the run store of `cfg` (units it already holds are left as
     they are). Returns {"imported": [...], "retrain": [...]}: the recorded units stored now, and the
     recorded units left to train again because a missing unit reads their weights (or another experiment's
     does: `also_retrain`) or their masks were not recorded. `executor.run` then trains these and every unit
-    the recording lacks."""
+    the recording lacks. Refused (ConfigError, nothing stored) where a unit the kept ones read would train
+    again on another CPU kind, torch or thread count (`threads`: what it will train with, default this
+    process's) than it was trained on, unless `other_machine`."""
     folder = Path(folder)
     curves, summary, doc = load_recorded(folder)
     if doc.get("digest") != cfg.digest():
@@ -258,7 +273,8 @@ def resume(cfg: Experiment, folder: str | Path, root=None, log=print,
                 retrain.add(need)
                 frontier.append(need)
     if not other_machine:
-        _same_machine_or_refuse(folder, procedure, rows, complete - retrain, retrain)
+        _same_machine_or_refuse(folder, procedure, rows, complete - retrain, retrain,
+                                torch.get_num_threads() if threads is None else threads)
     for unit in sorted(retrain):  # trained again from the recorded masks, not from pruning anew
         if not store.done(unit):
             for kind in procedure.resume_tensors(unit):

@@ -22,11 +22,11 @@ import sys
 import torch
 
 from ..config import make
-from ..data import datasets
 from ..nets import models
 from ..sparsity.masks import Mask
 from ..training import loop as engine
 from ..training.loop import DeviceData
+from . import bench
 
 MB = 1024 * 1024
 FIXED_MMAP_THRESHOLD = 1 << 20  # bytes: blocks of 1 MB and more are mapped (a ResNet-20 activation is 2-8 MB)
@@ -54,21 +54,6 @@ def tensor_mb(*tensors: torch.Tensor) -> float:
     return round(sum(t.numel() * t.element_size() for t in tensors) / MB, 1)
 
 
-def _splits(quick: bool, synthetic: bool) -> datasets.Splits:
-    if synthetic:  # random images of CIFAR-10's shape: tests run the phases without the data set
-        n = 600
-        g = torch.Generator().manual_seed(0)
-        x = torch.randint(0, 256, (3 * n, 3, 32, 32), generator=g, dtype=torch.uint8)
-        y = torch.randint(0, 10, (3 * n,), generator=g)
-        return datasets.Splits("cifar10", x[:n], y[:n], x[n:2 * n], y[n:2 * n], x[2 * n:], y[2 * n:],
-                               torch.full((3,), 0.5), torch.full((3,), 0.25))
-    s = datasets.load("cifar10", val_size=5000)
-    if quick:
-        s = datasets.Splits("cifar10", s.x_train[:3000], s.y_train[:3000], s.x_val[:1000], s.y_val[:1000],
-                            s.x_test[:1000], s.y_test[:1000], s.mean, s.std)
-    return s
-
-
 def phases(model_name: str = "resnet20", steps: int = 60, quick: bool = False, synthetic: bool = False) -> dict:
     """The phases of one unit as the engine runs it (read, normalise, evaluate, train), measured in order."""
     out: dict = {"phases": [], "peak_reset": _reset_peak(),
@@ -79,7 +64,7 @@ def phases(model_name: str = "resnet20", steps: int = 60, quick: bool = False, s
         _reset_peak()
 
     mark("python, torch and lt_core imported")
-    splits = _splits(quick, synthetic)
+    splits = bench.splits("cifar10", quick, synthetic)  # the bench's data: real, or random of CIFAR's shape
     mark("CIFAR-10 read as uint8 (datasets keeps its copy)")
     data = DeviceData.prepare(splits, torch.device("cpu"))
     mark("the splits normalised to float32 (DeviceData.prepare)")
@@ -105,10 +90,13 @@ def phases(model_name: str = "resnet20", steps: int = 60, quick: bool = False, s
 
 
 def measure(model_name: str, steps: int, quick: bool, synthetic: bool) -> dict:
-    """`phases` in two fresh processes, glibc's malloc as it comes and with the mmap threshold fixed."""
+    """`phases` in two fresh processes (with this process's torch threads), glibc's malloc as it comes and
+    with the mmap threshold fixed."""
     runs = {}
-    for name, extra in (("malloc_default", {}), ("mmap_threshold_1mb", {"MALLOC_MMAP_THRESHOLD_": str(FIXED_MMAP_THRESHOLD)})):
-        argv = [sys.executable, "-m", "lt_core.speed.memory", "--model", model_name, "--steps", str(steps)]
+    fixed = {"MALLOC_MMAP_THRESHOLD_": str(FIXED_MMAP_THRESHOLD)}
+    for name, extra in (("malloc_default", {}), ("mmap_threshold_1mb", fixed)):
+        argv = [sys.executable, "-m", "lt_core.speed.memory", "--model", model_name, "--steps", str(steps),
+                "--threads", str(torch.get_num_threads())]
         argv += ["--quick"] * quick + ["--synthetic"] * synthetic
         env = {k: v for k, v in os.environ.items() if k != "MALLOC_MMAP_THRESHOLD_"} | extra
         done = subprocess.run(argv, env=env, capture_output=True, text=True)
@@ -126,7 +114,10 @@ def main(argv: list[str]) -> int:
     p.add_argument("--steps", type=int, default=60)
     p.add_argument("--quick", action="store_true", help="3,000 training images, 1,000 each to evaluate")
     p.add_argument("--synthetic", action="store_true", help="random images of CIFAR-10's shape")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     print(json.dumps(phases(args.model, args.steps, args.quick, args.synthetic), indent=1))
     return 0
 
