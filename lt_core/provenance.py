@@ -1,4 +1,5 @@
-"""Where a number comes from: the code version, the machine and its kind of CPU, recorded with every unit.
+"""Where a number comes from: the code version, the machine and its kind of CPU, recorded with every unit, and
+which network it is (`weights_sha256`).
 
 Also the repository root (`REPO`), from which data, params and recorded runs are found.
 """
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import hashlib
 import os
 import platform
 import subprocess
@@ -52,3 +54,14 @@ def provenance(device: str) -> dict:
             "device": device, "machine": f"{platform.machine()} {platform.node()}", "cpu": cpu_kind(),
             "cpus": os.cpu_count(), "threads": torch.get_num_threads(),
             "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+
+
+def weights_sha256(state: dict) -> str:
+    """Which network `state` is: the sha256 of each tensor's name, dtype, shape and bytes, in name order.
+    Two trainings agree on it only if they went bit for bit the same (the same machine kind, torch, threads)."""
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        tensor = state[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()

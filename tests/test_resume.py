@@ -114,3 +114,80 @@ def test_resume_on_another_kind_of_machine_refuses_to_pair_recorded_masks_with_r
     with pytest.raises(ConfigError, match=rf"\d+ thread\(s\)\) and would train on .*, {other} thread\(s\)\)"):
         recorded.resume(cfg(levels=3, rewind_iteration=10, controls=["ticket", "reinit"]), tmp_path / "rec10",
                         tmp_path / "fresh_threads", log=lambda *_: None, threads=other)
+
+
+def test_weights_sha256_names_the_network_not_its_file():
+    from lt_core.provenance import weights_sha256
+    state = {"b.weight": torch.randn(3, 4), "a.weight": torch.randn(5)}
+    same = {"a.weight": state["a.weight"].clone(), "b.weight": state["b.weight"].t().contiguous().t()}
+    assert weights_sha256(state) == weights_sha256(same)  # key order and memory layout do not matter
+    nudged = dict(state, **{"a.weight": state["a.weight"].clone()})
+    nudged["a.weight"][2] = torch.nextafter(nudged["a.weight"][2], torch.tensor(10.0))  # one bit of one weight
+    assert weights_sha256(nudged) != weights_sha256(state)
+    assert weights_sha256({k: v.double() for k, v in state.items()}) != weights_sha256(state)
+    assert weights_sha256({"c.weight": state["a.weight"], "b.weight": state["b.weight"]}) != weights_sha256(state)
+
+
+def _with_recorded_weights(folder, unit: Unit, sha: str):
+    """The recording in `folder` as if `unit` had been another network: its final_weights_sha256 replaced,
+    the checksums written again (what another machine's recording of the same run would hold)."""
+    import hashlib
+
+    import pandas as pd
+    summary = pd.read_csv(folder / "summary.csv")
+    at = (summary.level == unit.level) & (summary.control == unit.control) & (summary.trial == unit.trial)
+    summary.loc[at, "final_weights_sha256"] = sha
+    summary.to_csv(folder / "summary.csv", index=False)
+    sums = folder / recorded.CHECKSUMS
+    sums.write_text("".join(f"{hashlib.sha256((folder / name).read_bytes()).hexdigest()}  {name}\n"
+                            for name in (line.split()[1] for line in sums.read_text().splitlines())))
+
+
+def test_a_unit_trained_again_must_give_the_network_its_recorded_readers_were_trained_from(tiny, tmp_path):
+    """Rewound to k = 10, the recorded levels started from the dense network's W_k, which resuming trains
+    again. The recording holds the dense network's weights sha256: trained again here it gives the same
+    network, and the run goes on as one. Where it gives another (here: the recording says so), the recorded
+    units trained from it are taken out of the store and the run stops in one line; run again, they train
+    from this network. A second --resume-from beside the other network is refused; --other-machine keeps
+    the recorded ones."""
+    full = cfg(levels=3, rewind_iteration=10, controls=["ticket", "reinit"])
+    partial = cfg(levels=2, rewind_iteration=10, controls=["ticket", "reinit"])
+    first = executor.run(partial, tmp_path / "first", log=lambda *_: None)
+    export = recorded.export(partial, tmp_path / "rec", tmp_path / "first")
+    dense, level1 = Unit(0, 0, "ticket"), Unit(0, 1, "ticket")
+    recorded_sha = first.summary(dense)["final_weights_sha256"]
+    rows = recorded.load_recorded(export)[1]
+    assert len(recorded_sha) == 64 and rows[rows.control == "ticket"].final_weights_sha256.notna().all()  # weights kept
+    # every ticket of level >= 1 started from W_k (its sha256 before the mask), each reinit from its own draw
+    starts = {(s["level"], s["control"]): s["start_weights_sha256"] for s in first.summaries()}
+    assert len({starts[(level, "ticket")] for level in (1, 2)}) == 1 != len({starts[(1, "ticket")], starts[(0, "ticket")]})
+    assert starts[(1, "reinit")] not in (starts[(1, "ticket")], starts[(2, "reinit")])
+
+    same = tmp_path / "same"
+    outcome = recorded.resume(full, export, same, log=lambda *_: None)
+    assert dense in outcome["retrain"] and (RunStore(full, same).unit_dir(dense) / "expected_weights.json").exists()
+    store = executor.run(full, same, log=lambda *_: None)  # bit for bit the same network: no refusal
+    assert store.summary(dense)["final_weights_sha256"] == recorded_sha
+    assert not (store.unit_dir(dense) / "expected_weights.json").exists()
+    assert all(store.done(u) for u in imp.units(full)) and "resumed_from" in store.summary(level1)
+
+    _with_recorded_weights(export, dense, "f" * 64)  # the recording's dense network is another one
+    other = tmp_path / "other"
+    recorded.resume(full, export, other, log=lambda *_: None)
+    with pytest.raises(ConfigError, match=r"trial_00/level_00/ticket trained again is another network than the "
+                       r"one .* records .* against ffffffffffff\), so the \d+ recorded units trained from it are "
+                       r"taken out .* without --resume-from"):
+        executor.run(full, other, log=lambda *_: None)
+    store = RunStore(full, other)
+    assert store.done(dense) and not any(store.done(u) for u in imp.units(full) if u != dense)
+    with pytest.raises(ConfigError, match=r"this run store's trial_00/level_00/ticket is another network than the "
+                       r"recorded one .* --other-machine"):
+        recorded.resume(full, export, other, log=lambda *_: None)
+    assert not store.done(level1)  # refused: nothing imported
+    executor.run(full, other, log=lambda *_: None)  # run again: trained from this store's dense network
+    assert all(store.done(u) for u in imp.units(full)) and "resumed_from" not in store.summary(level1)
+    assert store.summary(level1)["start_weights_sha256"] == starts[(1, "ticket")]  # the same W_k as `first`
+    kept = tmp_path / "kept"
+    executor.run(cfg(levels=0, rewind_iteration=10, controls=["ticket", "reinit"]), kept, log=lambda *_: None)
+    outcome = recorded.resume(full, export, kept, log=lambda *_: None, other_machine=True)
+    assert level1 in outcome["imported"]  # beside a dense network the recording says is another one

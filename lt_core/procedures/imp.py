@@ -39,7 +39,7 @@ from ..checks import check_rules, one_of
 from ..config import ConfigError, Experiment
 from ..data import datasets
 from ..nets import models
-from ..provenance import provenance
+from ..provenance import provenance, weights_sha256
 from ..sparsity import early_bird, pruning, stability
 from ..sparsity.masks import Mask
 from ..training import interpolation
@@ -212,6 +212,8 @@ class Trial:
         if unit.control == "barrier":
             return self.run_barrier(unit)
         mask, model = self.unit_start(unit)
+        state = model.state_dict()  # theta_0, theta_k or a reinit's draw, before the mask: which start it was
+        start_weights = weights_sha256({n: state[n] for n in model.prunable})
         start = start_iteration(cfg, unit)
         data_seed = self.twin_seed if unit.control == "twin" else self.data_seed
         trajectory: list[tuple[int, Mask]] = []  # (iteration, the mask the next round would prune to)
@@ -244,7 +246,7 @@ class Trial:
             settled.update(self.distance_to_dense(result.final_state, mask))
         summary = unit_summary(unit, mask, result.rows, seconds=seconds, steps=cfg.iterations - start,
                                seed=self.seed, data_seed=data_seed, device=str(self.data.x_train.device),
-                               start_iteration=start, **settled)
+                               start_iteration=start, start_weights_sha256=start_weights, **settled)
         self.store.save_unit(unit, result.rows, summary, tensors)
 
     @staticmethod

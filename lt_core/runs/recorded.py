@@ -31,6 +31,7 @@ import torch
 from ..config import ConfigError, Experiment
 from ..procedures.base import Unit, procedure_for
 from ..provenance import REPO
+from .executor import Job, trained_from
 from .results import load
 from ..data.files import clean_temporaries, sha256
 from .store import DamagedError, RunStore, atomic_write
@@ -243,6 +244,31 @@ def _same_machine_or_refuse(folder: Path, procedure, rows: dict, kept: set, retr
                 "--cpus-per-unit set the threads), or pass --other-machine to resume anyway")
 
 
+def _expect_recorded_weights(folder: Path, procedure, store: RunStore, rows: dict, complete: set,
+                             retrain: set) -> None:
+    """For each unit to train again that recorded units were trained from: the recorded sha256 of its weights,
+    which its training must give again (RunStore.expect_weights; recordings before it have none). A unit this
+    store already holds is compared now: resuming beside another network than the recorded one is refused."""
+    job, expected = {"": Job(procedure, store)}, []
+    for unit in sorted(retrain):
+        recorded_sha = rows[unit].get("final_weights_sha256")
+        readers = sorted(trained_from(job, {unit}) & complete)
+        if not isinstance(recorded_sha, str) or not readers:
+            continue
+        if not store.done(unit):
+            expected.append((unit, recorded_sha, readers))
+            continue
+        stored_sha = store.summary(unit).get("final_weights_sha256")
+        if stored_sha is not None and stored_sha != recorded_sha:
+            raise ConfigError(
+                f"{folder}: this run store's {unit.path} is another network than the recorded one (weights "
+                f"sha256 {stored_sha[:12]} against {recorded_sha[:12]}), and {len(readers)} recorded units were "
+                "trained from the recorded one: run without --resume-from to train them from this store's, or "
+                "pass --other-machine to keep the recorded ones beside it")
+    for unit, recorded_sha, readers in expected:  # written once nothing is refused
+        store.expect_weights(unit, recorded_sha, readers, str(folder))
+
+
 def resume(cfg: Experiment, folder: str | Path, root=None, log=print,
            also_retrain: set[Unit] = frozenset(), other_machine: bool = False,
            threads: int | None = None) -> dict[str, list[Unit]]:
@@ -275,6 +301,7 @@ def resume(cfg: Experiment, folder: str | Path, root=None, log=print,
     if not other_machine:
         _same_machine_or_refuse(folder, procedure, rows, complete - retrain, retrain,
                                 torch.get_num_threads() if threads is None else threads)
+        _expect_recorded_weights(folder, procedure, store, rows, complete, retrain)
     for unit in sorted(retrain):  # trained again from the recorded masks, not from pruning anew
         if not store.done(unit):
             for kind in procedure.resume_tensors(unit):

@@ -22,6 +22,13 @@ Older units. A summary without "files" was written before checksums were recorde
 done, but only checked for what can be checked without checksums (its summary parses and names it, its
 metrics.csv is whole: every row complete, the last at the summary's final iteration; its tensors load). Nothing is rewritten to
 add checksums; a unit trained again gets them.
+
+Which network. A unit that stores trained weights ("final") records their `final_weights_sha256`
+(provenance.weights_sha256: the tensors' bytes, not the file's, so it names the same network under any torch). Where a
+resumed recording's unit is trained again because recorded units started from it (`recorded.resume`), the
+recorded sha256 waits in the unit's `expected_weights.json`; `save_unit` compares it, and if training again gave
+another network it takes the units trained from it out of the store and stops the run (ConfigError): they
+would otherwise go on beside weights they were not trained from.
 """
 
 from __future__ import annotations
@@ -36,11 +43,12 @@ from pathlib import Path
 
 import torch
 
+from ..checks import ConfigError
 from ..config import Experiment
 from ..data import checksums, datasets
 from ..data.files import StorageError, atomic_write, clean_temporaries, sha256, writing
 from ..procedures.base import Unit
-from ..provenance import REPO
+from ..provenance import REPO, weights_sha256
 
 __all__ = ["RunStore", "DamagedError", "State", "StorageError", "atomic_write", "results_root"]
 SUMMARY = "summary.json"
@@ -48,6 +56,7 @@ METRICS = "metrics.csv"
 METRICS_HEADER = "iteration,split,loss,accuracy"
 UNIT_KEYS = ("trial", "level", "control", "draw")
 STORE_KEYS = ("files", "trial_files", "checksum")  # what the store adds to a summary, beside data_md5
+EXPECTED = "expected_weights.json"
 
 
 def results_root(root: str | Path | None = None) -> Path:
@@ -156,11 +165,39 @@ class RunStore:
         doc = {k: v for k, v in summary.items() if k not in STORE_KEYS}
         doc.setdefault("data_md5", checksums.trained_on(datasets.base_of(self.cfg.dataset)))  # a resumed unit keeps its recording's
         doc["files"] = files
+        if "final" in tensors:
+            doc["final_weights_sha256"] = weights_sha256(tensors["final"])
         trial_files = self._trial_written.pop(unit.trial, {})
         if trial_files:
             doc["trial_files"] = trial_files
         doc["checksum"] = _summary_checksum(doc)
         atomic_write(self.unit_dir(unit) / SUMMARY, json.dumps(doc, indent=1, sort_keys=True))
+        self._compare_expected(unit, doc.get("final_weights_sha256"))
+
+    def expect_weights(self, unit: Unit, sha256: str, readers: list[Unit], recording: str) -> None:
+        """Before `unit` trains again: the weights the recording's `readers` (stored units trained from it)
+        were trained from. `save_unit` compares them with what the training gives."""
+        doc = {"final_weights_sha256": sha256, "readers": [u.path for u in readers], "recording": recording}
+        atomic_write(self.unit_dir(unit) / EXPECTED, json.dumps(doc, indent=1, sort_keys=True))
+
+    def _compare_expected(self, unit: Unit, sha256: str | None) -> None:
+        path = self.unit_dir(unit) / EXPECTED
+        if not path.exists():
+            return
+        expected = json.loads(path.read_text())
+        if sha256 == expected["final_weights_sha256"]:
+            path.unlink()  # the same network as the recording's: the resumed run goes on as one
+            return
+        readers = [_unit_of(Path(p)) for p in expected["readers"]]
+        for reader in readers:  # they stay in the recording; a run trains them again from this network
+            self.discard(reader)
+        path.unlink()
+        raise ConfigError(
+            f"{unit.path} trained again is another network than the one {expected['recording']} records "
+            f"(weights sha256 {str(sha256)[:12]} against {expected['final_weights_sha256'][:12]}), so the "
+            f"{len(readers)} recorded units trained from it are taken out of this run store: run again without "
+            "--resume-from to train them from this network, or with it and --other-machine to keep the recorded "
+            "ones beside it")
 
     def save_tensor(self, unit: Unit, name: str, obj) -> None:
         """A tensor of a unit before its summary (a resumed recording's mask); save_unit records them all."""
