@@ -191,3 +191,25 @@ def test_a_unit_trained_again_must_give_the_network_its_recorded_readers_were_tr
     executor.run(cfg(levels=0, rewind_iteration=10, controls=["ticket", "reinit"]), kept, log=lambda *_: None)
     outcome = recorded.resume(full, export, kept, log=lambda *_: None, other_machine=True)
     assert level1 in outcome["imported"]  # beside a dense network the recording says is another one
+
+
+def test_an_export_names_the_kept_weights_of_units_stored_before_summaries_did(tiny, tmp_path):
+    """A unit stored before summaries recorded final_weights_sha256 is named in the export from its stored,
+    verified weights; a unit whose weights the store does not keep (a control) stays unnamed."""
+    import json
+
+    from lt_core.runs import store as store_module
+    c = cfg(levels=1, controls=["ticket", "reinit"])
+    store = executor.run(c, tmp_path / "run", log=lambda *_: None)
+    dense = Unit(0, 0, "ticket")
+    named = store.summary(dense)["final_weights_sha256"]
+    path = store.unit_dir(dense) / "summary.json"
+    doc = json.loads(path.read_text())
+    del doc["final_weights_sha256"]  # as the store wrote it before 2026-12-03, checksum and all
+    doc["checksum"] = store_module._summary_checksum(doc)
+    path.write_text(json.dumps(doc, indent=1, sort_keys=True))
+    assert store.done(dense) and "final_weights_sha256" not in store.summary(dense)
+    summary = recorded.load_recorded(recorded.export(c, tmp_path / "rec", tmp_path / "run"))[1]
+    by = {(r["level"], r["control"]): r["final_weights_sha256"] for r in summary.to_dict("records")}
+    assert by[(0, "ticket")] == named and isinstance(by[(1, "ticket")], str)
+    assert not isinstance(by[(1, "reinit")], str)

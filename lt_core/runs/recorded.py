@@ -12,7 +12,9 @@ were written, like book/recorded/lenet_mnist_paper) is read unverified.
 fresh machine trains only what the recording lacks. Weights are never recorded, so the units whose trained
 weights a missing unit reads (`reads_weights`; IMP: the last finished ticket of each trial, and the dense
 network when a one-shot control is missing or the run rewinds to theta_k) are trained again rather than
-imported; so is a unit whose masks the recording lacks.
+imported; so is a unit whose masks the recording lacks. Each unit whose weights the store keeps is named by
+their `final_weights_sha256` in summary.csv, and `resume` makes the run check that a unit trained again for
+recorded ones gives that network again (lt_core/runs/store.py).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import torch
 
 from ..config import ConfigError, Experiment
 from ..procedures.base import Unit, procedure_for
-from ..provenance import REPO
+from ..provenance import REPO, weights_sha256
 from .executor import Job, trained_from
 from .results import load
 from ..data.files import clean_temporaries, sha256
@@ -44,6 +46,7 @@ def export(cfg: Experiment, dest: str | Path, root=None, every: int = 1) -> Path
     """Write the small, committable copy of a run: config, summary, curves (every `every`-th evaluation)."""
     dest = Path(dest)
     curves, summary = load(cfg, root)
+    summary = _weights_named(summary, RunStore(cfg, root))
     if every > 1:
         keep = (curves.iteration % (every * cfg.eval_every) == 0) | (curves.iteration == cfg.iterations)
         curves = curves[keep]
@@ -57,6 +60,21 @@ def export(cfg: Experiment, dest: str | Path, root=None, every: int = 1) -> Path
         atomic_write(dest / name, payload)
     atomic_write(dest / CHECKSUMS, "".join(f"{sha256(payload)}  {name}\n" for name, payload in payloads.items()))
     return dest
+
+
+def _weights_named(summary: pd.DataFrame, store: RunStore) -> pd.DataFrame:
+    """The summary with the `final_weights_sha256` of every unit whose weights the store keeps, computed
+    from them (verified) where the unit was stored before summaries recorded it; so that resuming from the
+    recording checks those networks when it trains them again."""
+    if summary.empty:
+        return summary
+    known = summary.get("final_weights_sha256", pd.Series(None, index=summary.index, dtype=object))
+    named = [sha if isinstance(sha, str) else
+             weights_sha256(store.load_tensor(_unit(row), "final")) if store.has(_unit(row), "final") else None
+             for sha, row in zip(known, summary.to_dict("records"))]
+    if not any(named):
+        return summary
+    return summary.assign(final_weights_sha256=named)
 
 
 def _verified_files(folder: Path) -> None:
