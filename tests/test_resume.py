@@ -213,3 +213,19 @@ def test_an_export_names_the_kept_weights_of_units_stored_before_summaries_did(t
     by = {(r["level"], r["control"]): r["final_weights_sha256"] for r in summary.to_dict("records")}
     assert by[(0, "ticket")] == named and isinstance(by[(1, "ticket")], str)
     assert not isinstance(by[(1, "reinit")], str)
+
+
+def test_a_worker_process_that_trains_another_network_stops_the_run_in_one_line(tiny, tmp_path):
+    """The same check in `run --workers 2`: the unit trained again in a worker process is compared there, and
+    the run stops with the same line, the recorded units trained from it out of the store."""
+    full = cfg(levels=2, rewind_iteration=10)
+    partial = cfg(levels=1, rewind_iteration=10)
+    executor.run(partial, tmp_path / "first", log=lambda *_: None)
+    export = recorded.export(partial, tmp_path / "rec", tmp_path / "first")
+    _with_recorded_weights(export, Unit(0, 0, "ticket"), "e" * 64)
+    recorded.resume(full, export, tmp_path / "other", log=lambda *_: None)
+    with pytest.raises(ConfigError, match=r"training .*trial_00/level_00/ticket trained again is another network "
+                       r".* against eeeeeeeeeeee\)"):
+        executor.run(full, tmp_path / "other", log=lambda *_: None, workers=2)
+    store = RunStore(full, tmp_path / "other")
+    assert store.done(Unit(0, 0, "ticket")) and not store.done(Unit(0, 1, "ticket"))
