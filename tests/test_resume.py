@@ -229,3 +229,32 @@ def test_a_worker_process_that_trains_another_network_stops_the_run_in_one_line(
         executor.run(full, tmp_path / "other", log=lambda *_: None, workers=2)
     store = RunStore(full, tmp_path / "other")
     assert store.done(Unit(0, 0, "ticket")) and not store.done(Unit(0, 1, "ticket"))
+
+
+def test_a_run_killed_between_a_units_summary_and_its_comparison_compares_it_at_the_next_run(tiny, tmp_path,
+                                                                                             monkeypatch):
+    """save_unit writes the summary, then compares; a kill in between leaves the unit done with its
+    expectation beside it. The next run compares first and stops, the recorded units trained from it out."""
+    full = cfg(levels=3, rewind_iteration=10)
+    partial = cfg(levels=2, rewind_iteration=10)  # level 1 is imported, the dense network and level 2 retrain
+    executor.run(partial, tmp_path / "first", log=lambda *_: None)
+    export = recorded.export(partial, tmp_path / "rec", tmp_path / "first")
+    _with_recorded_weights(export, Unit(0, 0, "ticket"), "d" * 64)
+    recorded.resume(full, export, tmp_path / "other", log=lambda *_: None)
+
+    class Killed(Exception):
+        pass
+
+    def killed(self, unit, sha256):
+        raise Killed  # the process dies after the summary is written
+    with monkeypatch.context() as m:
+        m.setattr(RunStore, "_compare_expected", killed)
+        with pytest.raises(Killed):
+            executor.run(full, tmp_path / "other", log=lambda *_: None)
+    store = RunStore(full, tmp_path / "other")
+    assert store.done(Unit(0, 0, "ticket")) and store.done(Unit(0, 1, "ticket"))  # the recorded one, imported
+    with pytest.raises(ConfigError, match=r"trial_00/level_00/ticket trained again is another network"):
+        executor.run(full, tmp_path / "other", log=lambda *_: None)
+    assert not store.done(Unit(0, 1, "ticket"))
+    executor.run(full, tmp_path / "other", log=lambda *_: None)  # then trained from this store's network
+    assert store.done(Unit(0, 3, "ticket")) and "resumed_from" not in store.summary(Unit(0, 1, "ticket"))

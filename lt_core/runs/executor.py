@@ -115,6 +115,7 @@ def run(cfg: Experiment, root=None, *, progress: bool = False, log=print, worker
     store = all_jobs[""].store
     for job in all_jobs.values():
         job.store.clean_temporaries()
+        job.store.compare_expected()  # of a unit trained again for a resumed recording, if killed before
     states = {_named(u, name): st for name, job in all_jobs.items() for u, st in job.states().items()}
     damaged = {u: st for u, st in states.items() if st.state == "damaged"}
     dependents = {u for u in trained_from(all_jobs, set(damaged)) if states.get(u, State("")).state == "done"}

@@ -180,6 +180,16 @@ class RunStore:
         doc = {"final_weights_sha256": sha256, "readers": [u.path for u in readers], "recording": recording}
         atomic_write(self.unit_dir(unit) / EXPECTED, json.dumps(doc, indent=1, sort_keys=True))
 
+    def compare_expected(self) -> None:
+        """Compare every expectation left beside a unit already done: a run killed between a unit's summary
+        and its comparison (in save_unit) must not go on from another network at the next run."""
+        if not self.dir.is_dir():
+            return
+        for path in sorted(self.dir.glob(f"trial_*/level_*/*/{EXPECTED}")):
+            unit = _unit_of(path.parent.relative_to(self.dir))
+            if unit is not None and self.done(unit):
+                self._compare_expected(unit, self.summary(unit).get("final_weights_sha256"))
+
     def _compare_expected(self, unit: Unit, sha256: str | None) -> None:
         path = self.unit_dir(unit) / EXPECTED
         if not path.exists():
