@@ -130,3 +130,29 @@ def test_the_ray_bench_case_reports_networks_per_hour_both_ways(capsys):
     assert printed["ratio_ray_vs_workers_2"] == pytest.approx(
         printed["networks_per_hour"]["ray"] / printed["networks_per_hour"]["workers_2"], abs=0.01)
     assert ray.is_initialized()  # the module's Ray, not shut down by the bench
+
+
+def test_a_chapter_executed_with_executor_ray_shows_the_page_it_shows_in_process(tmp_path):
+    """The issue's bar: a chapter re-executes with `-p executor ray` and builds the same page. The
+    early-bird chapter at smoke, executed by papermill both ways with one torch thread (Ray's tasks train
+    with one): every code cell prints the same text, but for when it ran and how long it trained; nothing
+    of Ray's reaches the page."""
+    import re
+
+    import nbformat
+    pages = {}
+    for executor_name in ("local", "ray"):
+        out = tmp_path / f"{executor_name}.ipynb"
+        env = dict(os.environ, OMP_NUM_THREADS="1", LT_RESULTS=str(tmp_path / executor_name))
+        subprocess.run([sys.executable, "-m", "papermill", str(REPO / "book" / "early_bird.ipynb"), str(out),
+                        "--cwd", str(REPO), "-p", "profile", "smoke", "-p", "executor", executor_name],
+                       env=env, check=True, capture_output=True, timeout=600)
+        cells = [c for c in nbformat.read(out, as_version=4).cells if c.cell_type == "code"]
+        text = ["".join(o.get("text", "") or o.get("data", {}).get("text/plain", "") for o in c.get("outputs", []))
+                for c in cells]
+        when = r"\d{4}-\d\d-\d\dT[\d:]+\+00:00|[\d.]+ minutes of training"
+        pages[executor_name] = [re.sub(when, "<when>", t) for t in text]
+    assert len(pages["ray"]) == len(pages["local"]) > 10
+    for local, with_ray in zip(pages["local"], pages["ray"]):
+        assert with_ray == local
+    assert not any("Ray" in t or "ray." in t for t in pages["ray"])

@@ -25,6 +25,7 @@ files under _build/ray.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 
@@ -65,8 +66,16 @@ def start(address: str | None = None, cpus: int | None = None):
         # beside two one-thread runs); a local run's tasks are the work, so they run at the driver's priority
         os.environ.setdefault("RAY_worker_niceness", "0")
         TEMP.mkdir(parents=True, exist_ok=True)
-        ray.init(num_cpus=cpus or os.cpu_count(), include_dashboard=False, _temp_dir=str(TEMP),
-                 log_to_driver=False, configure_logging=False)
+        # a new local cluster turns on token authentication, Ray's default, and warns that it did, into every
+        # chapter page executed with executor ray: kept on, not said (RAY_AUTH_MODE set by the user is Ray's)
+        said = logging.getLogger("ray._private.authentication.authentication_token_setup")
+        level = said.level
+        said.setLevel(logging.ERROR)
+        try:
+            ray.init(num_cpus=cpus or os.cpu_count(), include_dashboard=False, _temp_dir=str(TEMP),
+                     log_to_driver=False, configure_logging=False)
+        finally:
+            said.setLevel(level)
     return ray, True
 
 
