@@ -142,3 +142,29 @@ def test_an_experiment_is_labelled_by_what_it_moves():
     assert tr.experiment_label(config.load(REPO / "params/transfer_lenet_sgd_adam.yaml", "smoke")) == "MNIST, SGD -> Adam"
     assert tr.experiment_label(config.load(REPO / "params/transfer_lenet_subset.yaml", "smoke")) == \
         "MNIST -> MNIST (found on a tenth)"
+
+
+def test_the_output_layer_comparison_pairs_the_variants_level_by_level():
+    """Fresh less transferred output layer per level and over the sparse span (levels 8, 12 and 18 lie in
+    it, the dense level 0 does not), at the dense level, and how far this machine's transferred tickets sit from the
+    recorded run over the same trials (here trial 0 of its two)."""
+    from lt_core.chapters import transfer_output as tro
+    acc = {(0, "transfer"): 0.90, (8, "transfer"): 0.88, (12, "transfer"): 0.86, (18, "transfer"): 0.80}
+    transferred = tr.combine([target("mnist", "fashion_mnist", acc, trials=(0,))])
+    fresh = tr.combine([target("mnist", "fashion_mnist", {k: a + d for (k, a), d in
+                                                          zip(acc.items(), (0.01, 0.02, 0.04, -0.05))}, trials=(0,))])
+    fresh = fresh.assign(density=fresh.density + 0.003)  # its output layer unpruned: more weights left
+    rows = pd.concat([transferred.assign(output_layer="transfer"), fresh.assign(output_layer="fresh")])
+    recorded = tr.combine([target("mnist", "fashion_mnist", {k: a - 0.01 for k, a in acc.items()})])  # trials 0, 1
+    table = tro.level_table(rows, recorded, "mnist", "fashion_mnist")
+    assert list(table["fresh - transferred"]) == [1.0, 2.0, 4.0, -5.0]
+    assert list(table["P_m %"]) == [100.0, 16.8, 6.9, 1.8] and list(table["P_m % with it fresh"]) == [100.3, 17.1, 7.2, 2.1]
+    assert list(table["recorded run, same trials"]) == [89.0, 87.0, 85.0, 79.0]  # trial 0's, not 0 and 1
+    effect = tro.effect(rows, recorded, runs={("mnist", "fashion_mnist"): {}})
+    row = effect.loc["MNIST -> Fashion-MNIST"]
+    assert row["fresh - transferred, P_m 22% to 1.5%"] == 0.33 and row["fresh - transferred, dense"] == 1.0
+    assert row["|this machine - recorded run|, every level"] == 1.0 and row["levels"] == 4 and row["trials"] == 1
+    assert "+0.33 points" in tro.sentence(effect) and "(1 trial each way)" in tro.sentence(effect)
+    assert row["sparsest P_m %, transferred / fresh"] == "1.80 / 2.10" and "P_m 2.10% against 1.80%" in tro.sentence(effect) and "22% to 1.5%" in tro.sentence(effect)
+    assert tro.effect(rows.iloc[:0], recorded).empty and tro.sentence(pd.DataFrame()).startswith("not recorded")
+    assert tro.level_table(rows[rows.output_layer == "fresh"], recorded, "mnist", "fashion_mnist").empty

@@ -285,7 +285,8 @@ def describe(summary, stored):
         cfg = config.make(stored)
         src = source_config(cfg)
         tenth = f" (found on {100 * src.train_fraction:.0f}% of it)" if src.train_fraction < 1 else ""
-        what = f"transfer {label(src.dataset, cfg.dataset, src.optimizer, cfg.optimizer)}{tenth}"
+        fresh = ", output layer fresh" if cfg.output_layer == "fresh" else ""
+        what = f"transfer {label(src.dataset, cfg.dataset, src.optimizer, cfg.optimizer)}{tenth}{fresh}"
         levels = f"0..{src.levels}"
     else:
         share = stored.get("train_fraction", 1.0)
