@@ -65,3 +65,10 @@ def weights_sha256(state: dict) -> str:
         digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
         digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
+
+
+def start_weights_sha256(model) -> str:
+    """Which weights a unit's training starts from (theta_0, theta_k, a fresh draw): `weights_sha256` of
+    the model's prunable tensors before its mask is applied."""
+    state = model.state_dict()
+    return weights_sha256({n: state[n] for n in model.prunable})

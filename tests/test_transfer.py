@@ -43,6 +43,13 @@ def test_a_transferred_unit_starts_from_the_source_ticket_bit_for_bit(tiny, tmp_
     _, summary = load_results(c, tmp_path)
     assert len(summary) == 7 and set(summary.control) == {"transfer", "transfer_reinit", "random"}
     assert set(summary.source) == {proc.source_name}
+    # each unit names the weights it started from: every transferred ticket the source's theta_k, as the
+    # source's own rewound tickets do; the fresh-weight controls a draw of the target's own
+    from lt_core.provenance import weights_sha256
+    starts = summary.groupby("control").start_weights_sha256.unique()
+    assert list(starts["transfer"]) == [weights_sha256({n: theta_k[n] for n in model.prunable})]
+    assert source.summary(Unit(0, 1, "ticket"))["start_weights_sha256"] == starts["transfer"][0]
+    assert starts["transfer"][0] not in set(starts["transfer_reinit"]) | set(starts["random"])
 
 
 def test_theta_0_transfers_when_the_source_does_not_rewind(tiny, tmp_path):

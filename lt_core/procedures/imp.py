@@ -39,7 +39,7 @@ from ..checks import check_rules, one_of
 from ..config import ConfigError, Experiment
 from ..data import datasets
 from ..nets import models
-from ..provenance import provenance, weights_sha256
+from ..provenance import provenance, start_weights_sha256
 from ..sparsity import early_bird, pruning, stability
 from ..sparsity.masks import Mask
 from ..training import interpolation
@@ -212,8 +212,7 @@ class Trial:
         if unit.control == "barrier":
             return self.run_barrier(unit)
         mask, model = self.unit_start(unit)
-        state = model.state_dict()  # theta_0, theta_k or a reinit's draw, before the mask: which start it was
-        start_weights = weights_sha256({n: state[n] for n in model.prunable})
+        start_weights = start_weights_sha256(model)  # theta_0, theta_k or a reinit's draw
         start = start_iteration(cfg, unit)
         data_seed = self.twin_seed if unit.control == "twin" else self.data_seed
         trajectory: list[tuple[int, Mask]] = []  # (iteration, the mask the next round would prune to)

@@ -29,6 +29,7 @@ import torch
 
 from ..checks import one_of, raise_first
 from ..config import EXTENT, ConfigError, Experiment, Imp, make, section
+from ..provenance import start_weights_sha256
 from ..sparsity import pruning
 from ..sparsity.masks import Mask
 from ..training.loop import train
@@ -188,9 +189,11 @@ class TransferProcedure(Procedure):
         cfg, seed = self.cfg, derive_seed(self.cfg.seed, unit.trial)
         data_seed = derive_seed(seed, "data") % (2**31)
         mask, model = self.start(unit, store)
+        start_weights = start_weights_sha256(model)  # the source's theta_k (with a fresh output layer) or a draw
         started = time.perf_counter()
         result = train(model, mask, data, cfg, data_seed=data_seed, on_step=on_step)
         seconds = time.perf_counter() - started
         summary = unit_summary(unit, mask, result.rows, seconds=seconds, steps=cfg.iterations, seed=seed,
-                               data_seed=data_seed, device=str(data.x_train.device), source=self.source_name)
+                               data_seed=data_seed, device=str(data.x_train.device), source=self.source_name,
+                               start_weights_sha256=start_weights)
         store.save_unit(unit, result.rows, summary, {"mask": dict(mask)})
