@@ -317,3 +317,26 @@ def test_train_accuracy_at_the_early_stop_is_that_of_the_network_trained_to_it(m
     assert [r for r in full.rows if r[1] != "train"] == plain.rows, "other rows unchanged"
     for name, tensor in plain.final_state.items():
         assert torch.equal(tensor, full.final_state[name]), name
+
+
+def test_one_process_trains_each_trials_tickets_before_their_controls(tiny, tmp_path, monkeypatch):
+    """In one process the executor takes units as one pool worker would (executor.in_order: the first ready
+    unit by the procedure's priority), so a run stopped early has lost controls, not a level's ticket; the
+    numbers do not depend on the order (each unit seeds itself)."""
+    c = cfg(levels=3, trials=2, controls=["ticket", "reinit", "random"])
+    trained = []
+    original = imp.ImpProcedure.run_unit
+
+    def spy(self, unit, store, data, on_step=None):
+        trained.append(unit)
+        return original(self, unit, store, data, on_step)
+    monkeypatch.setattr(imp.ImpProcedure, "run_unit", spy)
+    store = executor.run(c, tmp_path / "ordered", log=lambda *_: None)
+    tickets = [u for u in trained if u.control == "ticket"]
+    assert trained[:len(tickets)] == tickets and len(tickets) == 8  # every ticket of both trials first
+    assert sorted(trained) == sorted(imp.units(c))
+    # the same numbers as units() order gives (the pool's priority, applied to one worker, changes no unit)
+    monkeypatch.setattr(executor, "in_order", lambda jobs, todo: todo)
+    plain = executor.run(c, tmp_path / "plain", log=lambda *_: None)
+    by = lambda s: {(u["trial"], u["level"], u["control"]): u["final_test_accuracy"] for u in s.summaries()}
+    assert by(store) == by(plain)

@@ -91,7 +91,7 @@ class Procedure:
         return {}
 
     def priority(self, unit: Unit):
-        """Sort key among ready units (lower first) for the process pool; the default keeps units() order."""
+        """Sort key among ready units (lower first) for the executors; the default keeps units() order."""
         return 0
 
     def steps(self, unit: Unit) -> int:

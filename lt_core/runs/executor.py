@@ -2,8 +2,9 @@
 
 The executor knows only the procedure contract (lt_core/procedures/base.py). It gathers the experiment and
 every experiment its units need (`Procedure.sources`, recursively), lists the units not stored yet, sources
-first, and trains them: here one after another in `units()` order, or in `workers` processes
-(lt_core/runs/pool.py) each as soon as its needs are stored. Resuming after a kill is the same call: a unit
+first, and trains them: here one after another in the order one pool worker would take them (`in_order`:
+of the units whose needs are trained, the first by the procedure's `priority`, IMP's tickets before their
+controls), or in `workers` processes (lt_core/runs/pool.py) each as soon as its needs are stored. Resuming after a kill is the same call: a unit
 is done when its summary is stored and verifies, so whatever finished stays and the rest is trained.
 
 Repair. A unit whose files do not verify (lt_core/runs/store.py: damaged, or trained on other data) is trained
@@ -83,6 +84,26 @@ def _repair_line(experiment: str, damaged: dict[Unit, State], dependents: set[Un
             f"({first}{more})")
 
 
+def in_order(all_jobs: dict[str, Job], todo: list[Unit]) -> list[Unit]:
+    """`todo` in the order one worker of the pool trains it: each time, of the units whose needs are stored
+    or already trained, the first by its procedure's `priority`, todo order among equals. A run stopped early
+    in one process has then lost what it would have lost in several: controls before a level's ticket."""
+    def needs(unit: Unit) -> list[Unit]:
+        return [_named(n, unit.experiment) for n in all_jobs[unit.experiment].procedure.needs(unit.own())]
+
+    waiting, unfinished, order = list(todo), set(todo), []
+    while waiting:
+        ready = [u for u in waiting if not unfinished.intersection(needs(u))]
+        if not ready:
+            raise RuntimeError(f"{len(waiting)} units wait for units that are neither stored nor to be trained, "
+                               f"e.g. {waiting[0]}: a bug in the procedure's needs")
+        unit = min(ready, key=lambda u: all_jobs[u.experiment].procedure.priority(u.own()))  # the first of equals
+        order.append(unit)
+        waiting.remove(unit)
+        unfinished.discard(unit)
+    return order
+
+
 EXECUTORS = ("local", "ray")
 
 
@@ -154,7 +175,7 @@ def run(cfg: Experiment, root=None, *, progress: bool = False, log=print, worker
         bar = tqdm(total=steps, unit="step", unit_scale=True, smoothing=0.05)
     step_hook = (lambda done: bar.update(1)) if bar is not None else None
     data = ExperimentData()
-    for unit in todo:
+    for unit in in_order(all_jobs, todo):
         job = all_jobs[unit.experiment]
         if bar is not None:
             bar.set_description(f"{unit.experiment or cfg.experiment} trial {unit.trial} level {unit.level} "
