@@ -156,11 +156,12 @@ def scale_warning(params: str, cfg: config.Experiment, trials: int) -> str:
             f"{paper.iterations:,}) is too small a scale for these verdicts to be stable; quote the recorded run.")
 
 
-def recorded_runs_table(names, describe) -> tuple[pd.DataFrame, list[str]]:
+def recorded_runs_table(names, describe, words: dict[str, str] | None = None) -> tuple[pd.DataFrame, list[str]]:
     """A chapter's committed runs, one row each, and the command that trains exactly each (resumable;
     `--resume-from book/recorded/<name>` restores one without training). `describe(summary, stored)` gives
     the chapter's own columns: (the rows of the summary the run is counted by, {column: value}, words to
-    append to its command); the table adds trials, networks, CPU hours, machine and dates."""
+    append to its command); `words` (name -> words) what a run's command adds beyond its parameters (a
+    resume it was trained with); the table adds trials, networks, CPU hours, machine and dates."""
     from ..runs import recorded as recorded_runs
     rows, commands = [], []
     for name in names:
@@ -176,7 +177,7 @@ def recorded_runs_table(names, describe) -> tuple[pd.DataFrame, list[str]]:
                      "CPU hours": round(spent["cpu_hours"], 2), "machine": ", ".join(spent["kinds"]),
                      "finished": f"{str(summary.finished.min())[:16]} .. {str(summary.finished.max())[11:16]} UTC"})
         params = f"params/{stored['experiment']}.yaml"
-        commands.append(f"{name}: " + (shortest_command(params, stored) + suffix if (REPO / params).is_file()
+        commands.append(f"{name}: " + (shortest_command(params, stored) + suffix + (words or {}).get(name, "") if (REPO / params).is_file()
                                        else "trained by the run that names it as its source (a transfer's)"))
     columns = list(dict.fromkeys(k for row in rows for k in row))  # a run not in this checkout: blank cells,
     rows = [{k: row.get(k, "") for k in columns} for row in rows]   # so whole numbers stay whole

@@ -298,11 +298,11 @@ def describe(summary, stored):
                      "steps": f"{int(stored['iterations']):,}"}, ""
 
 
-def recorded_runs_table(names) -> tuple[pd.DataFrame, list[str]]:
+def recorded_runs_table(names, words: dict[str, str] | None = None) -> tuple[pd.DataFrame, list[str]]:
     """What each committed run covers and cost, and the command that trains exactly it (a source IMP run is
-    trained by the transfer runs that name it)."""
+    trained by the transfer runs that name it; `words`: what a run's command adds, report.recorded_runs_table)."""
     from ..book.report import recorded_runs_table as table
-    return table(names, describe)
+    return table(names, describe, words)
 
 
 def bookwide_tables():

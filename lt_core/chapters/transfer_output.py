@@ -19,7 +19,7 @@ import pandas as pd
 from ..runs import recorded as recorded_runs
 from ..runs.results import whole_trials
 from . import transfer
-from .transfer import SOURCES, SPARSE, combine, label
+from .transfer import SOURCES, SPARSE, combine, direction, label
 
 # (source data, target data) -> {output layer: book/recorded/<name>}
 RUNS = {("mnist", "fashion_mnist"): {"transfer": "transfer_lenet_mnist_fmnist_epyc",
@@ -32,10 +32,9 @@ NAMES = [name for runs in RUNS.values() for name in runs.values()]
 def recorded_runs_table(names) -> tuple[pd.DataFrame, list[str]]:
     """The chapter's recorded-runs table (transfer.recorded_runs_table) with the comparison's commands
     completed: each resumes its recorded source, whose dense network trains again for theta_k."""
-    runs, commands = transfer.recorded_runs_table(names)
     words = {name: f" --resume-from book/recorded/{SOURCES[source]} --other-machine"
              for (source, _), variants in RUNS.items() for name in variants.values()}
-    return runs, [line + words.get(line.split(":", 1)[0], "") for line in commands]
+    return transfer.recorded_runs_table(names, words)
 
 
 def recorded_rows(runs=RUNS) -> pd.DataFrame:
@@ -51,10 +50,9 @@ def recorded_rows(runs=RUNS) -> pd.DataFrame:
 
 
 def _per_level(rows: pd.DataFrame, source: str, target: str) -> pd.DataFrame:
-    """Per level: density, and the accuracy of each output-layer variant (columns transfer, fresh)."""
-    if rows.empty:
-        return pd.DataFrame()
-    mine = rows[(rows.source_data == source) & (rows.target_data == target)]
+    """Per level: the density and the accuracy of each output-layer variant (columns transfer, fresh, and
+    density_transfer, density_fresh)."""
+    mine = direction(rows, source, target) if len(rows) else rows
     if mine.empty:
         return pd.DataFrame()
     table = mine.pivot_table(index="level", columns="output_layer", values="accuracy", aggfunc="mean")
@@ -64,7 +62,7 @@ def _per_level(rows: pd.DataFrame, source: str, target: str) -> pd.DataFrame:
 
 
 def _trials(rows: pd.DataFrame, source: str, target: str) -> list[int]:
-    return sorted(rows[(rows.source_data == source) & (rows.target_data == target)].trial.unique()) if len(rows) else []
+    return sorted(direction(rows, source, target).trial.unique()) if len(rows) else []
 
 
 def _recorded_same_trials(rec_summary: pd.DataFrame, source: str, target: str, trials: list) -> pd.Series:
@@ -72,10 +70,8 @@ def _recorded_same_trials(rec_summary: pd.DataFrame, source: str, target: str, t
     same masks)."""
     if rec_summary is None or rec_summary.empty or not trials:
         return pd.Series(dtype=float)
-    at = ((rec_summary.source_data == source) & (rec_summary.target_data == target)
-          & rec_summary.trial.isin(trials) & (rec_summary.control == "transfer")
-          & (rec_summary.optimizer == rec_summary.source_optimizer) & (rec_summary.train_fraction == 1.0))
-    mine = rec_summary[at]
+    mine = direction(rec_summary, source, target)
+    mine = mine[(mine.control == "transfer") & mine.trial.isin(trials)]
     return mine.groupby(mine.level.astype(int)).accuracy.mean()
 
 

@@ -85,22 +85,19 @@ def _repair_line(experiment: str, damaged: dict[Unit, State], dependents: set[Un
 
 
 def in_order(all_jobs: dict[str, Job], todo: list[Unit]) -> list[Unit]:
-    """`todo` in the order one worker of the pool trains it: each time, of the units whose needs are stored
-    or already trained, the first by its procedure's `priority`, todo order among equals. A run stopped early
-    in one process has then lost what it would have lost in several: controls before a level's ticket."""
-    def needs(unit: Unit) -> list[Unit]:
-        return [_named(n, unit.experiment) for n in all_jobs[unit.experiment].procedure.needs(unit.own())]
-
+    """`todo` in the order one worker of the pool trains it (pool.ready_units: of the units whose needs are
+    stored or already trained, the first by its procedure's `priority`). A run stopped early in one process
+    has then lost what it would have lost in several: controls before a level's ticket."""
+    procedures = {name: job.procedure for name, job in all_jobs.items()}
     waiting, unfinished, order = list(todo), set(todo), []
     while waiting:
-        ready = [u for u in waiting if not unfinished.intersection(needs(u))]
+        ready = pool.ready_units(waiting, unfinished, procedures)
         if not ready:
             raise RuntimeError(f"{len(waiting)} units wait for units that are neither stored nor to be trained, "
                                f"e.g. {waiting[0]}: a bug in the procedure's needs")
-        unit = min(ready, key=lambda u: all_jobs[u.experiment].procedure.priority(u.own()))  # the first of equals
-        order.append(unit)
-        waiting.remove(unit)
-        unfinished.discard(unit)
+        order.append(ready[0])
+        waiting.remove(ready[0])
+        unfinished.discard(ready[0])
     return order
 
 

@@ -173,6 +173,18 @@ def _where(unit: Unit) -> str:
     return f"unit {unit.path}" + (f" of {unit.experiment}" if unit.experiment else "")
 
 
+def ready_units(waiting: list[Unit], unfinished: set[Unit], procedures: dict[str, Procedure]) -> list[Unit]:
+    """The units of `waiting` none of whose needs is in `unfinished`, lowest `priority` first (stable:
+    waiting's order among equals); `procedures` maps each unit's `experiment` ("" for the run's own) to its
+    procedure. The pool hands these out; one process (executor.in_order) takes the first."""
+    def needs(unit: Unit) -> list[Unit]:  # a need without an experiment is in the unit's own experiment
+        return [n if n.experiment else Unit(n.trial, n.level, n.control, n.draw, unit.experiment)
+                for n in procedures[unit.experiment].needs(unit.own())]
+
+    ready = [u for u in waiting if not unfinished.intersection(needs(u))]
+    return sorted(ready, key=lambda u: procedures[u.experiment].priority(u.own()))
+
+
 def threads_per_worker(workers: int) -> int:
     """The torch threads each of `workers` processes trains with: this process's, shared out."""
     return max(1, torch.get_num_threads() // workers)
@@ -190,11 +202,7 @@ def train_units(jobs: dict[str, tuple[Procedure, str]], todo: list[Unit], worker
     dying twice on it stops the run with WorkerDied. Units finished by then stay stored, so running again
     resumes. Stopping this process (Ctrl-C, SIGTERM, an interrupted kernel) ends the workers too."""
     threads = threads_per_worker(workers)
-
-    def needs(unit: Unit) -> list[Unit]:  # a need without an experiment is in the unit's own experiment
-        return [n if n.experiment else Unit(n.trial, n.level, n.control, n.draw, unit.experiment)
-                for n in jobs[unit.experiment][0].needs(unit.own())]
-
+    procedures = {name: procedure for name, (procedure, _) in jobs.items()}
     unfinished = set(todo)  # kept up to date here: only this process hands out units
     waiting, deaths = list(todo), {}
     context = multiprocessing.get_context("spawn")  # fresh interpreters: no inherited threads or state
@@ -207,8 +215,7 @@ def train_units(jobs: dict[str, tuple[Procedure, str]], todo: list[Unit], worker
     pool = [_Worker(context, jobs, threads) for _ in range(workers)]
     try:
         while waiting or any(w.unit for w in pool):
-            ready = [u for u in waiting if not unfinished.intersection(needs(u))]
-            ready.sort(key=lambda u: jobs[u.experiment][0].priority(u.own()))  # stable: todo order within
+            ready = ready_units(waiting, unfinished, procedures)
             for worker, unit in zip([w for w in pool if w.unit is None], ready):  # priorities stay current
                 worker.give(unit)
                 waiting.remove(unit)
