@@ -5,6 +5,7 @@
 #   make book PROFILE=smoke   the same with every chapter at the cheap `smoke` profile
 #   make book WORKERS=2       train in two processes of one thread each (README, Speed)
 #   make book EXECUTOR=ray    train each network as a Ray task (README, Ray)
+#   make book STACK=16        train up to 16 networks of one schedule as one computation: a GPU (README, GPU)
 #   make bench | make data | make lock | make clean | make distclean
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -16,6 +17,7 @@ PY     := $(VENV)/bin/python
 PROFILE ?=
 WORKERS ?=
 EXECUTOR ?=
+STACK ?=
 # the venv is (re)installed whenever the lock or pyproject.toml changes
 DEPS_HASH := $(shell cat requirements.lock pyproject.toml | sha256sum | cut -c1-16)
 STAMP  := $(VENV)/.installed-$(DEPS_HASH)
@@ -60,7 +62,7 @@ test: venv data browser-deps
 	LT_RESULTS=$(TEST_RESULTS) LT_PROFILE=smoke $(PY) -m pytest tests book --nbval-lax --nbval-current-env -p no:cacheprovider
 
 book: venv data
-	$(PY) tools/build_book.py $(if $(PROFILE),--profile $(PROFILE)) $(if $(WORKERS),--workers $(WORKERS)) $(if $(EXECUTOR),--executor $(EXECUTOR))
+	$(PY) tools/build_book.py $(if $(PROFILE),--profile $(PROFILE)) $(if $(WORKERS),--workers $(WORKERS)) $(if $(EXECUTOR),--executor $(EXECUTOR)) $(if $(STACK),--stack $(STACK))
 	@echo "== open _build/html/index.html"
 
 bench: venv data

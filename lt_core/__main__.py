@@ -51,7 +51,7 @@ def cmd_run(args) -> int:
         resume_all(cfg, args.resume_from, args.results, other_machine=args.other_machine,
                    threads=unit_threads(args.workers, args.executor, args.cpus_per_unit))
     run(cfg, args.results, progress=not args.quiet, workers=args.workers, executor=args.executor,
-        address=args.address, cpus_per_unit=args.cpus_per_unit, gpus_per_unit=args.gpus_per_unit)
+        address=args.address, cpus_per_unit=args.cpus_per_unit, gpus_per_unit=args.gpus_per_unit, stack=args.stack)
     return 0
 
 
@@ -148,6 +148,9 @@ def parser() -> argparse.ArgumentParser:
             c.add_argument("--quiet", action="store_true", help="no progress bar")
             c.add_argument("--workers", type=int, default=1, metavar="N",
                            help="train in N processes sharing the CPU threads (default 1; README, Speed)")
+            c.add_argument("--stack", type=int, default=1, metavar="N",
+                           help="train up to N ready networks of one schedule as one computation in this "
+                                "process: for a GPU (default 1; README, GPU)")
             c.add_argument("--executor", choices=["local", "ray"], default="local",
                            help="local: this process (or --workers); ray: one Ray task per network (README, Ray)")
             c.add_argument("--address", default=None, metavar="ADDR",

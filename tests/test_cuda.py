@@ -4,7 +4,7 @@ On a GPU (tools/gpu_check.sh runs these first): a smoke IMP run on CUDA gives th
 (at least 99% of positions: reductions sum in another order, so a weight at the pruning threshold may
 fall either side) and accuracies within 5 points of the tiny test sets (60 images, so 3 of them); pruned
 weights stay exactly zero on the device under Adam and under SGD with weight decay; stacked networks train
-on the device as separate runs do. LT_TEST_DEVICE=cpu runs the same checks against the CPU itself (the
+on the device as separate runs do, and a `run --stack 4` there as the CPU's run one network at a time. LT_TEST_DEVICE=cpu runs the same checks against the CPU itself (the
 tests' own dry run on a machine without a GPU)."""
 
 import os
@@ -19,7 +19,7 @@ from lt_core.runs.results import load as load_results
 from lt_core.runs.store import RunStore
 from lt_core.sparsity import pruning
 from lt_core.sparsity.masks import Mask
-from lt_core.speed.batched import train_stacked
+from lt_core.training.stacked import train_stacked
 from lt_core.training.loop import DeviceData, train
 
 from test_engine import cfg, tiny, tiny_splits, weights  # noqa: F401  (tiny: fixture)
@@ -63,10 +63,26 @@ def test_stacked_networks_on_the_device_train_as_separate_runs_do():
     dense = models.build("lenet_300_100", seed=0)
     ones = Mask.ones_like(dense)
     masks = [ones, pruning.oneshot(weights(dense), ones, pruning.PruneSpec.of(dense, c), 5)]
-    stacked = train_stacked([models.build("lenet_300_100", seed=0) for _ in masks], masks, data, c, data_seed=3)
-    for (rows, state), mask in zip(stacked, masks):
-        alone = train(models.build("lenet_300_100", seed=0), mask, data, c, data_seed=3, plain=True)
-        for a, b in zip(rows, alone.rows):
+    stacked = train_stacked([models.build("lenet_300_100", seed=0) for _ in masks], masks, data, c, data_seeds=[3, 4])
+    for result, mask, seed in zip(stacked, masks, (3, 4)):
+        alone = train(models.build("lenet_300_100", seed=0), mask, data, c, data_seed=seed, plain=True)
+        for a, b in zip(result.rows, alone.rows):
             assert a[:2] == b[:2] and abs(a[2] - b[2]) < 1e-3, (a, b)
         for k, v in alone.final_state.items():
-            assert torch.allclose(state[k].cpu(), v.cpu(), atol=1e-3, rtol=1e-2), k
+            assert torch.allclose(result.final_state[k].cpu(), v.cpu(), atol=1e-3, rtol=1e-2), k
+
+
+def test_a_stacked_run_on_the_device_prunes_as_the_cpu_does_alone(tiny, tmp_path):
+    """`run --stack 4` on the device (the way to fill a GPU) against one network at a time on the CPU."""
+    stores = {}
+    for name, device, stack in (("alone", "cpu", 1), ("stacked", DEVICE, 4)):
+        c = cfg(device=device, controls=["ticket", "reinit", "random"], levels=2, trials=2)
+        stores[name] = RunStore(c, tmp_path / name)
+        executor.run(c, tmp_path / name, log=lambda *_: None, stack=stack)
+    on_device = {(s["trial"], s["level"], s["control"]): s for s in stores["stacked"].summaries()}
+    assert len(on_device) == 14 and all(s["device"].startswith(DEVICE) for s in on_device.values())
+    for s in stores["alone"].summaries():
+        key = (s["trial"], s["level"], s["control"])
+        assert on_device[key]["stacked"] > 1 and abs(on_device[key]["final_test_accuracy"] - s["final_test_accuracy"]) <= 0.05
+    for name, on_cpu in stores["alone"].load_tensor(Unit(0, 1, "ticket"), "mask").items():
+        assert (stores["stacked"].load_tensor(Unit(0, 1, "ticket"), "mask")[name] == on_cpu).float().mean().item() >= 0.99

@@ -18,7 +18,7 @@ from lt_core.provenance import REPO
                     reason="MNIST or Fashion-MNIST not fetched: run `python -m lt_core data fetch`")
 def test_device_runs_brings_back_recordings_as_one_archive(tmp_path):
     env = {**os.environ, "OUT": str(tmp_path / "out"), "RESULTS": str(tmp_path / "results"), "DEVICE": "cpu",
-           "PY": sys.executable, "OMP_NUM_THREADS": "1"}
+           "PY": sys.executable, "OMP_NUM_THREADS": "1", "STACK": "2"}
     tool = ["bash", str(REPO / "tools" / "device_runs.sh")]
     # 70 s, of which 60 are kept for the exports: no time to train, and nothing stored is nothing recorded
     none = subprocess.run([*tool, "70", "params/lenet_mnist.yaml:smoke:never"], env=env, capture_output=True,
@@ -31,6 +31,7 @@ def test_device_runs_brings_back_recordings_as_one_archive(tmp_path):
     run = subprocess.run([*tool, "600", "params/transfer_lenet.yaml:smoke:transfer_try:transfer_source_try"],
                          env=env, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stderr
+    assert "up to 2 stacked" in (tmp_path / "out" / "device_runs.log").read_text()  # STACK reaches `run --stack`
     with tarfile.open(tmp_path / "out" / "recorded.tgz") as archive:
         archive.extractall(tmp_path / "back", filter="data")
     names = {p.name for p in (tmp_path / "back").iterdir()}

@@ -336,7 +336,7 @@ def test_one_process_trains_each_trials_tickets_before_their_controls(tiny, tmp_
     assert trained[:len(tickets)] == tickets and len(tickets) == 8  # every ticket of both trials first
     assert sorted(trained) == sorted(imp.units(c))
     # the same numbers as units() order gives (the pool's priority, applied to one worker, changes no unit)
-    monkeypatch.setattr(executor, "in_order", lambda jobs, todo: todo)
+    monkeypatch.setattr(executor, "in_order", lambda jobs, todo, stack=1: [[u] for u in todo])
     plain = executor.run(c, tmp_path / "plain", log=lambda *_: None)
     by = lambda s: {(u["trial"], u["level"], u["control"]): u["final_test_accuracy"] for u in s.summaries()}
     assert by(store) == by(plain)

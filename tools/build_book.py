@@ -209,7 +209,7 @@ def progress_watcher(repo: Path, ch: dict, profile: str):
 
 def execute_chapters(repo: Path, chapters: list[dict], src: Path, cache: Path,
                      profile_override: str | None, force: bool, workers: int = 1,
-                     executor: str = "local") -> list[dict]:
+                     executor: str = "local", stack: int = 1) -> list[dict]:
     """Execute (or take from the cache) every chapter; returns what each cost: chapter, profile, how,
     seconds, networks trained."""
     import papermill as pm
@@ -233,6 +233,8 @@ def execute_chapters(repo: Path, chapters: list[dict], src: Path, cache: Path,
         params["workers"] = workers
         if executor != "local":  # the chapters' `executor` parameter: ray trains each network as a Ray task
             params["executor"] = executor
+        if stack > 1:  # the chapters' `stack` parameter: networks of one schedule as one computation (a GPU)
+            params["stack"] = stack
         log(f"executing {ch['stem']}.ipynb  -f {ch['params']} -p profile {profile}")
         t0 = time.time()
         try:
@@ -387,7 +389,8 @@ def external_scripts(html: Path) -> list[str]:
 
 
 def build(repo: Path = REPO, out: Path | None = None, profile: str | None = None,
-          force: bool = False, npm_cache: Path | None = None, workers: int = 1, executor: str = "local") -> Path:
+          force: bool = False, npm_cache: Path | None = None, workers: int = 1, executor: str = "local",
+          stack: int = 1) -> Path:
     repo = repo.resolve()
     out = (out or repo / "_build").resolve()
     src = out / "src"
@@ -395,7 +398,7 @@ def build(repo: Path = REPO, out: Path | None = None, profile: str | None = None
     log(f"{len(pages)} page(s), {len(chapters)} chapter notebook(s); staging in {src}")
     stage_sources(repo, src)
     fill_bookwide_scorecard(src)
-    costs = execute_chapters(repo, chapters, src, out / "exec-cache", profile, force, workers, executor)
+    costs = execute_chapters(repo, chapters, src, out / "exec-cache", profile, force, workers, executor, stack)
     fetch_js(npm_cache or REPO / "_build" / "npm-cache", src / "_widgets" / "_static")
     html = out / "html"
     jupyter_book_build(src, out / "jb", html)
@@ -422,9 +425,13 @@ def main(argv: list[str] | None = None) -> int:
                     help="training processes per chapter (the notebooks' `workers` parameter; README, Speed)")
     ap.add_argument("--executor", choices=["local", "ray"], default="local",
                     help="ray: train each network as a Ray task (the notebooks' `executor` parameter; README, Ray)")
+    ap.add_argument("--stack", type=int, default=1,
+                    help="networks of one schedule trained as one computation (the notebooks' `stack` parameter; "
+                         "for a GPU: README, GPU)")
     args = ap.parse_args(argv)
     try:
-        build(args.repo, args.out, args.profile, args.force, workers=args.workers, executor=args.executor)
+        build(args.repo, args.out, args.profile, args.force, workers=args.workers, executor=args.executor,
+              stack=args.stack)
     except (BuildError, subprocess.CalledProcessError) as exc:
         print(f"[build_book] ERROR: {exc}", file=sys.stderr)
         return 1

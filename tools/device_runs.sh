@@ -5,7 +5,8 @@
 #   bash tools/device_runs.sh SECONDS SPEC [SPEC ...]
 #   SPEC = params/<file>.yaml:<profile>:<recorded name>[:<source's recorded name>]   (the last for a transfer)
 # Environment: OUT (default _build/device_runs), PY (default .venv/bin/python, else python3), DEVICE (default
-# cuda; cpu dry-runs it), RESULTS (default /tmp/device_results). Back here: tar xzf recorded.tgz -C book/recorded,
+# cuda; cpu dry-runs it), RESULTS (default /tmp/device_results), STACK (networks trained as one computation,
+# `run --stack`: default 8 on cuda, 1 on cpu). Back here: tar xzf recorded.tgz -C book/recorded,
 # then commit; each unit's summary names the device, machine and code version it trained with.
 set -u
 cd "$(dirname "$0")/.."
@@ -14,6 +15,7 @@ shift
 out=${OUT:-_build/device_runs}
 results=${RESULTS:-/tmp/device_results}
 device=${DEVICE:-cuda}
+if [ "$device" = cuda ]; then stack=${STACK:-8}; else stack=${STACK:-1}; fi
 if [ -z "${PY:-}" ]; then
   if [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=python3; fi
 fi
@@ -21,7 +23,7 @@ mkdir -p "$out" "$results" "$out/recorded"
 export PYTHONUNBUFFERED=1 MPLBACKEND=Agg
 deadline=$(( $(date +%s) + budget ))
 log="$out/device_runs.log"
-echo "start $(date -u +%FT%TZ) device $device code $(git rev-parse --short HEAD 2>/dev/null)" > "$log"
+echo "start $(date -u +%FT%TZ) device $device stack $stack code $(git rev-parse --short HEAD 2>/dev/null)" > "$log"
 export_one() {  # params profile name [--source]: the recording, or nothing when no unit is stored
   "$PY" -m lt_core results "$1" --profile "$2" --set "device=$device" --results "$results" ${4:-} \
     --export "$out/recorded/$3" >> "$log" 2>&1
@@ -35,7 +37,7 @@ for spec in "$@"; do
   left=$(( deadline - $(date +%s) - 60 ))  # a minute kept for the exports and the archive
   if [ "$left" -gt 10 ]; then
     timeout --signal=TERM "$left" "$PY" -m lt_core run "$params" --profile "$profile" --set "device=$device" \
-      --results "$results" --quiet >> "$log" 2>&1
+      --results "$results" --stack "$stack" --quiet >> "$log" 2>&1
     echo "$spec: run exit status $?" >> "$log"
   else
     echo "$spec: no time left to train" >> "$log"

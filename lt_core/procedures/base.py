@@ -15,7 +15,10 @@ each, stored in a folder of its own. It says
     resume_tensors(unit)  the stored tensors (masks) a recorded run keeps of the unit;
     check(), outline()    what can be checked before data are loaded; the line `status` prints;
     run_unit(unit, store, data, on_step)
-                          train the unit and store it (summary last: that marks it done).
+                          train the unit and store it (summary last: that marks it done);
+    stack_key(unit), run_units(units, store, data, on_step)
+                          optional: which units can train as one stacked computation, and training them so
+                          (`run --stack N`; IMP's, lt_core/training/stacked.py); by default each alone.
 
 Everything the executors add (one process, `--workers`, status, resume after a kill, the results
 tables, resuming a recorded run on a fresh machine) works for a procedure that implements these.
@@ -100,6 +103,16 @@ class Procedure:
 
     def run_unit(self, unit: Unit, store, data, on_step=None) -> None:
         raise NotImplementedError
+
+    def stack_key(self, unit: Unit):
+        """Units of one experiment with equal keys (not None) may be trained together by `run_units`, as one
+        stacked computation (`run --stack N`, for a GPU); None, the default: the unit trains alone."""
+        return None
+
+    def run_units(self, units: list[Unit], store, data, on_step=None) -> None:
+        """Train and store units of one stack_key; a procedure that stacks overrides this."""
+        for unit in units:
+            self.run_unit(unit, store, data, on_step)
 
 
 PROCEDURES: dict[str, type[Procedure]] = {}

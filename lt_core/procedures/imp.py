@@ -33,6 +33,8 @@ from __future__ import annotations
 import hashlib
 import time
 
+from dataclasses import dataclass, field
+
 import torch
 
 from ..checks import check_rules, one_of
@@ -42,7 +44,7 @@ from ..nets import models
 from ..provenance import provenance, start_weights_sha256
 from ..sparsity import early_bird, pruning, stability
 from ..sparsity.masks import Mask
-from ..training import interpolation
+from ..training import interpolation, stacked
 from ..training.loop import DeviceData, check_batches, train
 from .base import Procedure, Unit, register
 
@@ -121,6 +123,22 @@ def plan(cfg: Experiment) -> list[float]:
                           f"{stuck - 1} (density {100 * densities[stuck - 1]:.3g}%: a round removes no weight), "
                           f"so use levels <= {stuck - 1}")
     return densities
+
+
+@dataclass
+class Start:
+    """A unit ready to train (Trial.prepare): its mask and initialised model, the sha256 of that start, the
+    iteration it starts at, its data seed, what the dense network keeps (theta_k, the twins' starts) and a
+    ticket's mask trajectory (watch appends to it)."""
+    mask: Mask
+    model: torch.nn.Module
+    start_weights: str
+    start: int
+    data_seed: int
+    rewind: tuple[int, ...] = ()
+    twins: tuple[int, ...] = ()
+    watch: tuple | None = None
+    trajectory: list = field(default_factory=list)
 
 
 class Trial:
@@ -207,30 +225,38 @@ class Trial:
             mask = pruning.random_like(mask, generator)
         return mask, model
 
-    def run_unit(self, unit: Unit) -> None:
+    def prepare(self, unit: Unit) -> "Start":
+        """What a unit trains from and how (its model and mask, where it starts, its batches, what it keeps)."""
         cfg = self.cfg
+        mask, model = self.unit_start(unit)
+        start = Start(mask, model, start_weights_sha256(model), start_iteration(cfg, unit),  # theta_0, theta_k
+                      self.twin_seed if unit.control == "twin" else self.data_seed)         # or a reinit's draw
+        if cfg.mask_every and unit.control == "ticket":  # (iteration, the mask the next round would prune to)
+            names = list(model.prunable)
+            start.watch = (cfg.mask_every, lambda step, state: start.trajectory.append(
+                (step, pruning.magnitude({n: state[n] for n in names}, mask, self.spec))))
+        if unit.level == 0 and unit.control == "ticket":  # the dense network keeps theta_k and the twins' starts
+            start.rewind = (cfg.rewind_iteration,) if cfg.rewind_iteration else ()
+            start.twins = tuple(cfg.twin_iterations)
+        return start
+
+    def run_unit(self, unit: Unit) -> None:
         if unit.control == "barrier":
             return self.run_barrier(unit)
-        mask, model = self.unit_start(unit)
-        start_weights = start_weights_sha256(model)  # theta_0, theta_k or a reinit's draw
-        start = start_iteration(cfg, unit)
-        data_seed = self.twin_seed if unit.control == "twin" else self.data_seed
-        trajectory: list[tuple[int, Mask]] = []  # (iteration, the mask the next round would prune to)
-        watch = None
-        if cfg.mask_every and unit.control == "ticket":
-            names = list(model.prunable)
-            watch = (cfg.mask_every, lambda step, state: trajectory.append(
-                (step, pruning.magnitude({n: state[n] for n in names}, mask, self.spec))))
+        s = self.prepare(unit)
         started = time.perf_counter()
-        dense = unit.level == 0 and unit.control == "ticket"  # keeps theta_k and the later twins' starts
-        rewind = (cfg.rewind_iteration,) if dense and cfg.rewind_iteration else ()
-        twins = tuple(cfg.twin_iterations) if dense else ()
-        result = train(model, mask, self.data, cfg, data_seed=data_seed, keep_iterations=rewind + twins,
-                       on_step=self.on_step, watch=watch, start_iteration=start)
-        seconds = time.perf_counter() - started
-        for k in rewind:
+        result = train(s.model, s.mask, self.data, self.cfg, data_seed=s.data_seed, keep_iterations=s.rewind + s.twins,
+                       on_step=self.on_step, watch=s.watch, start_iteration=s.start)
+        self.finish(unit, s, result, time.perf_counter() - started)
+
+    def finish(self, unit: Unit, s: "Start", result, seconds: float, stacked: int = 1) -> None:
+        """Store a trained unit: theta_k and the twins' starts (the dense network), its tensors, its summary.
+        stacked > 1: it trained in one computation with stacked - 1 others (lt_core/training/stacked.py),
+        and `seconds` is its share of their time."""
+        cfg, mask, model = self.cfg, s.mask, s.model
+        for k in s.rewind:
             self.store.save_trial_tensor(self.trial, "rewind", result.kept_states[k])
-        for k in twins:
+        for k in s.twins:
             self.store.save_trial_tensor(self.trial, f"state_{k}", result.kept_states[k])
         tensors = {"mask": dict(mask)}
         if unit.control == "ticket":
@@ -238,14 +264,16 @@ class Trial:
         if unit.control in ("ticket", "twin") and "twin" in cfg.controls:  # what the barrier unit interpolates
             tensors["state"] = result.final_state
         settled = self.early_mask(unit.level, unit.draw)[1] if unit.control == "early" else {}
-        if trajectory:
-            tensors["trajectory"] = {str(step): dict(m) for step, m in trajectory}
-            settled = settling(trajectory, cfg.settle_threshold, cfg.settle_window, mask)
+        if s.trajectory:
+            tensors["trajectory"] = {str(step): dict(m) for step, m in s.trajectory}
+            settled = settling(s.trajectory, cfg.settle_threshold, cfg.settle_window, mask)
         if cfg.stability_distance and unit.level > 0:
             settled.update(self.distance_to_dense(result.final_state, mask))
-        summary = unit_summary(unit, mask, result.rows, seconds=seconds, steps=cfg.iterations - start,
-                               seed=self.seed, data_seed=data_seed, device=str(self.data.x_train.device),
-                               start_iteration=start, start_weights_sha256=start_weights, **settled)
+        if stacked > 1:
+            settled["stacked"] = stacked
+        summary = unit_summary(unit, mask, result.rows, seconds=seconds, steps=cfg.iterations - s.start,
+                               seed=self.seed, data_seed=s.data_seed, device=str(self.data.x_train.device),
+                               start_iteration=s.start, start_weights_sha256=s.start_weights, **settled)
         self.store.save_unit(unit, result.rows, summary, tensors)
 
     @staticmethod
@@ -328,6 +356,7 @@ class ImpProcedure(Procedure):
     def __init__(self, cfg: Experiment):
         super().__init__(cfg)
         self._trials: dict[tuple, Trial] = {}
+        self._unstackable: str | None = None  # stacked.refusal's reason, "" if the network stacks
 
     def check(self) -> None:
         plan(self.cfg)
@@ -378,3 +407,27 @@ class ImpProcedure(Procedure):
 
     def run_unit(self, unit: Unit, store, data, on_step=None) -> None:
         self.trial(store, unit.trial, data, on_step).run_unit(unit)
+
+    def stack_key(self, unit: Unit):
+        """Units of equal key may train as one stacked computation: every trained unit that starts at the same
+        iteration, of any trial (each keeps its own batches), unless the network cannot be stacked (dropout,
+        batch norm: stacked.refusal) or the unit watches its masks as it trains (mask_every tickets)."""
+        if self._unstackable is None:
+            self._unstackable = stacked.refusal(new_model(self.cfg, 0), self.cfg) or ""
+        if self._unstackable or unit.control == "barrier" or (self.cfg.mask_every and unit.control == "ticket"):
+            return None
+        return start_iteration(self.cfg, unit)
+
+    def run_units(self, units_: list[Unit], store, data, on_step=None) -> None:
+        """Train units of one stack_key as one computation (lt_core/training/stacked.py); each is stored as
+        run_unit stores it, with `stacked` (how many trained together) and its share of their seconds."""
+        trials = [self.trial(store, u.trial, data, on_step) for u in units_]
+        starts = [t.prepare(u) for t, u in zip(trials, units_)]
+        began = time.perf_counter()
+        keep = sorted({k for s in starts for k in s.rewind + s.twins})
+        results = stacked.train_stacked([s.model for s in starts], [s.mask for s in starts], data, self.cfg,
+                                        data_seeds=[s.data_seed for s in starts], start_iteration=starts[0].start,
+                                        keep_iterations=tuple(keep), on_step=on_step)
+        seconds = (time.perf_counter() - began) / len(units_)
+        for t, u, s, result in zip(trials, units_, starts, results):
+            t.finish(u, s, result, seconds, stacked=len(units_))

@@ -4,7 +4,8 @@ The executor knows only the procedure contract (lt_core/procedures/base.py). It 
 every experiment its units need (`Procedure.sources`, recursively), lists the units not stored yet, sources
 first, and trains them: here one after another in the order one pool worker would take them (`in_order`:
 of the units whose needs are trained, the first by the procedure's `priority`, IMP's tickets before their
-controls), or in `workers` processes (lt_core/runs/pool.py) each as soon as its needs are stored. Resuming after a kill is the same call: a unit
+controls; with `stack` N, up to N ready units of one schedule at a time as one computation, for a GPU),
+or in `workers` processes (lt_core/runs/pool.py) each as soon as its needs are stored. Resuming after a kill is the same call: a unit
 is done when its summary is stored and verifies, so whatever finished stays and the rest is trained.
 
 Repair. A unit whose files do not verify (lt_core/runs/store.py: damaged, or trained on other data) is trained
@@ -84,10 +85,13 @@ def _repair_line(experiment: str, damaged: dict[Unit, State], dependents: set[Un
             f"({first}{more})")
 
 
-def in_order(all_jobs: dict[str, Job], todo: list[Unit]) -> list[Unit]:
+def in_order(all_jobs: dict[str, Job], todo: list[Unit], stack: int = 1) -> list[list[Unit]]:
     """`todo` in the order one worker of the pool trains it (pool.ready_units: of the units whose needs are
-    stored or already trained, the first by its procedure's `priority`). A run stopped early in one process
-    has then lost what it would have lost in several: controls before a level's ticket."""
+    stored or already trained, the first by its procedure's `priority`), in groups trained together: with
+    stack > 1 the first ready unit takes up to stack - 1 more ready units of its experiment and its
+    procedure's `stack_key` (IMP: the other trials' tickets, then the level's controls), else one each.
+    A run stopped early in one process has then lost what it would have lost in several: controls before a
+    level's ticket."""
     procedures = {name: job.procedure for name, job in all_jobs.items()}
     waiting, unfinished, order = list(todo), set(todo), []
     while waiting:
@@ -95,9 +99,16 @@ def in_order(all_jobs: dict[str, Job], todo: list[Unit]) -> list[Unit]:
         if not ready:
             raise RuntimeError(f"{len(waiting)} units wait for units that are neither stored nor to be trained, "
                                f"e.g. {waiting[0]}: a bug in the procedure's needs")
-        order.append(ready[0])
-        waiting.remove(ready[0])
-        unfinished.discard(ready[0])
+        first = ready[0]
+        group = [first]
+        key = procedures[first.experiment].stack_key(first.own()) if stack > 1 else None
+        if key is not None:
+            group += [u for u in ready[1:] if u.experiment == first.experiment
+                      and procedures[u.experiment].stack_key(u.own()) == key][:stack - 1]
+        order.append(group)
+        for unit in group:
+            waiting.remove(unit)
+            unfinished.discard(unit)
     return order
 
 
@@ -113,16 +124,23 @@ def unit_threads(workers: int = 1, executor: str = "local", cpus_per_unit: int =
 
 def run(cfg: Experiment, root=None, *, progress: bool = False, log=print, workers: int = 1,
         procedure: Procedure | None = None, executor: str = "local", address: str | None = None,
-        cpus_per_unit: int = 1, gpus_per_unit: float = 0.0) -> RunStore:
+        cpus_per_unit: int = 1, gpus_per_unit: float = 0.0, stack: int = 1) -> RunStore:
     """Train every unit of `cfg` (and of the experiments it needs) that the stores do not have yet; return
     the experiment's store. workers > 1 trains them in that many processes sharing the CPU threads
     (lt_core/runs/pool.py says when that pays); executor "ray" trains them as Ray tasks of `cpus_per_unit`
     CPUs and `gpus_per_unit` GPUs each, on a local Ray or the cluster at `address`
-    (lt_core/runs/ray_executor.py). `procedure` defaults to the one `cfg.procedure` names."""
+    (lt_core/runs/ray_executor.py). stack > 1 trains up to that many ready units of one schedule as one
+    computation in this process (in_order; lt_core/training/stacked.py: for a GPU). `procedure` defaults to
+    the one `cfg.procedure` names."""
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:  # papermill -p workers "2"
         raise ValueError(f"workers={workers!r}: use a whole number, 1 (one process) or more")
     if executor not in EXECUTORS:
         raise ValueError(f"executor={executor!r}: use one of {', '.join(EXECUTORS)}")
+    if isinstance(stack, bool) or not isinstance(stack, int) or stack < 1:
+        raise ValueError(f"stack={stack!r}: use a whole number, 1 (each network alone) or more")
+    if stack > 1 and (workers > 1 or executor == "ray"):
+        raise ValueError("stack trains its networks together in this process (a GPU's): use it with workers 1 "
+                         "and executor local")
     if executor == "ray" and workers > 1:
         raise ValueError("executor ray schedules its own workers: leave workers at 1 (cpus_per_unit sets the threads)")
     procedure = procedure or procedure_for(cfg)
@@ -153,7 +171,8 @@ def run(cfg: Experiment, root=None, *, progress: bool = False, log=print, worker
     for job in all_jobs.values():
         job.store.write_config()
     device = resolve_device(cfg.device)
-    where = f"in {workers} processes " if workers > 1 else "as Ray tasks " if executor == "ray" else ""
+    where = f"in {workers} processes " if workers > 1 else "as Ray tasks " if executor == "ray" else \
+        f"up to {stack} stacked " if stack > 1 else ""
     log(f"{cfg.experiment}: {len(todo)} of {total} units to train on {device} {where}-> {store.dir}")
     if executor == "ray":
         from . import ray_executor  # Ray is optional: imported only when asked for
@@ -172,12 +191,16 @@ def run(cfg: Experiment, root=None, *, progress: bool = False, log=print, worker
         bar = tqdm(total=steps, unit="step", unit_scale=True, smoothing=0.05)
     step_hook = (lambda done: bar.update(1)) if bar is not None else None
     data = ExperimentData()
-    for unit in in_order(all_jobs, todo):
-        job = all_jobs[unit.experiment]
+    for group in in_order(all_jobs, todo, stack):
+        unit, job = group[0], all_jobs[group[0].experiment]
         if bar is not None:
+            more = f" and {len(group) - 1} more, stacked" if len(group) > 1 else ""
             bar.set_description(f"{unit.experiment or cfg.experiment} trial {unit.trial} level {unit.level} "
-                                f"{unit.control}")
-        job.procedure.run_unit(unit.own(), job.store, data(job.procedure.cfg), step_hook)
+                                f"{unit.control}{more}")
+        if len(group) > 1:
+            job.procedure.run_units([u.own() for u in group], job.store, data(job.procedure.cfg), step_hook)
+        else:
+            job.procedure.run_unit(unit.own(), job.store, data(job.procedure.cfg), step_hook)
     if bar is not None:
         bar.close()
     return store

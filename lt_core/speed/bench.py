@@ -24,7 +24,8 @@ and engine interleaved within a repeat so that they share the machine's noise):
                crop + flip, L1 on the batch-norm scales) through the engine, evaluation excluded: what a run
                of Early-Bird's structured search costs here; not in the default cases.
   batched      N LeNet-300-100 levels (a dense network and pruned ones, as a ticket and its controls) trained
-               as one stacked computation (lt_core/speed/batched.py) against N separate engine runs.
+               as one stacked computation (lt_core/training/stacked.py, `run --stack N`) against N separate
+               engine runs.
   edge_popup   per net (LeNet-300-100, Conv-2) at batch 128: an edge-popup step (scores through the per-layer
                top-k, lt_core/training/supermask.py) against a dense SGD step of the same net, on random data,
                both in the layout the engine uses (channels_last for conv nets on a CPU).
@@ -71,7 +72,8 @@ from ..sparsity.masks import Mask
 from ..training import loop as engine
 from ..training.fast import sparse, sparse_input
 from ..training.loop import DeviceData
-from . import batched, ceilings
+from ..training import stacked
+from . import ceilings
 
 LENET_STEP_FLOP = 67e6  # forward + weight gradients + input gradients of layers 2-3, batch 60
 LENET_FORWARD_FLOP = 2 * (784 * 300 + 300 * 100 + 100 * 10)  # per example: what evaluation costs
@@ -408,7 +410,7 @@ def batched_case(data, args) -> dict:
                 engine.train(model, mask, data, cfg, data_seed=1)
             times["separate"].append(time.perf_counter() - start)
             start = time.perf_counter()
-            batched.train_stacked(nets(), masks, data, cfg, data_seed=1)
+            stacked.train_stacked(nets(), masks, data, cfg, data_seeds=[1] * n)
             times["stacked"].append(time.perf_counter() - start)
         sps = {k: round(n * args.steps / statistics.median(v), 1) for k, v in times.items()}
         out[f"n{n}"] = {"network_steps_per_s": sps, "ratio_stacked_vs_separate": round(sps["stacked"] / sps["separate"], 2)}

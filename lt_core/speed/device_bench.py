@@ -5,10 +5,10 @@ Measured on `--device` (auto: CUDA when torch sees one, else this CPU, labelled)
 --repeats:
   lenet   LeNet-300-100 through the engine, one network at a time, --steps iterations with evaluation every
           100 (the paper's protocol; validation and test sets of 5,000 and 10,000 images with real data), and N
-          networks stacked as one computation (lt_core/speed/batched.py: a ticket and its controls share the
-          batches), at each N of --stack; per network, scaled to Frankle & Carbin's 50,000 iterations.
-  conv2   Conv-2 training steps alone, one network at a time (evaluation excluded), scaled to its 20,000
-          iterations: an estimate of networks an hour that leaves out evaluation, labelled as such.
+          networks stacked as one computation (lt_core/training/stacked.py, what `run --stack N` trains
+          with), at each N of --stack; per network, scaled to Frankle & Carbin's 50,000 iterations.
+  conv2   Conv-2 training steps alone, one network at a time and N stacked (evaluation excluded), scaled to
+          its 20,000 iterations: an estimate of networks an hour that leaves out evaluation, labelled as such.
 Why stacking: on a GPU one batch-60 LeNet step is far below the device's capacity and kernel launches bound it
 (lt_core/book/report.py's 1,000-3,000 steps a second); N networks in one launch share that bound.
 """
@@ -25,7 +25,7 @@ from ..sparsity import pruning
 from ..sparsity.masks import Mask
 from ..training import loop as engine
 from ..training.loop import DeviceData, resolve_device
-from . import batched
+from ..training import stacked
 
 LENET_PAPER_STEPS, CONV2_PAPER_STEPS = 50_000, 20_000
 
@@ -62,8 +62,8 @@ def lenet(data: DeviceData, args, device: torch.device) -> dict:
                             "networks_per_hour_at_50000": round(3600 / (single * LENET_PAPER_STEPS / args.steps), 1)}
     for n in args.stack:
         masks = [ones] + [pruning.oneshot(w, ones, spec, level) for level in range(1, n)]
-        run = lambda: batched.train_stacked([models.build("lenet_300_100", seed=k) for k in range(n)], masks, data,
-                                            cfg, data_seed=1)
+        run = lambda: stacked.train_stacked([models.build("lenet_300_100", seed=k) for k in range(n)], masks, data,
+                                            cfg, data_seeds=[1] * n)
         run()
         per_network = statistics.median(_timed(device, run) for _ in range(args.repeats)) / n
         out[f"stacked_{n}"] = {"seconds_per_network": round(per_network, 3),
@@ -73,23 +73,35 @@ def lenet(data: DeviceData, args, device: torch.device) -> dict:
 
 
 def conv2(data: DeviceData, args, device: torch.device) -> dict:
-    """Conv-2's training steps a second on the device, one network, and the networks an hour that implies."""
+    """Conv-2's training steps a second on the device, one network and N stacked, and the networks an hour
+    that implies."""
     steps = max(args.conv_steps, 4)
     cfg = make({"model": "conv2", "dataset": "cifar10", "lr": 0.0002, "iterations": steps, "eval_every": 10**6})
     marks = {}
-    ones = Mask.ones_like(models.build("conv2", seed=0, in_shape=(3, 32, 32)))
+    build = lambda seed: models.build("conv2", seed=seed, in_shape=(3, 32, 32))
+    ones = Mask.ones_like(build(0))
+    mark = lambda done: (_sync(device), marks.setdefault(done, time.perf_counter()))
 
-    def run():
+    def per_step(train) -> float:  # steps 2..n-1: no start-up, no evaluation at the start or the end
         marks.clear()
-        engine.train(models.build("conv2", seed=0, in_shape=(3, 32, 32)), ones, data, cfg, data_seed=1,
-                     on_step=lambda done: (_sync(device), marks.setdefault(done, time.perf_counter())))
-        return (marks[steps - 1] - marks[1]) / (steps - 2)  # steps 2..n-1: no start-up, no final evaluation
+        train()
+        return (marks[steps - 1] - marks[1]) / (steps - 2)
 
-    run()
-    per_step = statistics.median(run() for _ in range(args.repeats))
-    return {"steps": steps, "steps_per_s": round(1 / per_step, 1),
-            "networks_per_hour_at_20000_estimate": round(3600 / (per_step * CONV2_PAPER_STEPS), 1),
-            "estimate": "training steps alone, evaluation excluded"}
+    one = lambda: per_step(lambda: engine.train(build(0), ones, data, cfg, data_seed=1, on_step=mark))
+    one()
+    single = statistics.median(one() for _ in range(args.repeats))
+    out = {"steps": steps, "steps_per_s": round(1 / single, 1),
+           "networks_per_hour_at_20000_estimate": round(3600 / (single * CONV2_PAPER_STEPS), 1),
+           "estimate": "training steps alone, evaluation excluded"}
+    for n in args.stack:
+        run = lambda: per_step(lambda: stacked.train_stacked([build(k) for k in range(n)], [ones] * n, data, cfg,
+                                                             data_seeds=[1] * n, on_step=mark))
+        run()
+        per_network = statistics.median(run() for _ in range(args.repeats)) / n
+        out[f"stacked_{n}"] = {"network_steps_per_s": round(1 / per_network, 1),
+                               "networks_per_hour_at_20000_estimate": round(3600 / (per_network * CONV2_PAPER_STEPS), 1),
+                               "ratio_vs_one_at_a_time": round(single / per_network, 2)}
+    return out
 
 
 def case(load_splits, args) -> dict:

@@ -254,6 +254,25 @@ def state_copy(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
 
+def streams(cfg, n: int, data_seed: int, device: torch.device, start_iteration: int = 0):
+    """A network's batches and augmentation generator, advanced past the first `start_iteration` steps'
+    draws: step s then gets the uninterrupted run's batch s (late resetting continues the schedule)."""
+    batches, generator = Batches(n, cfg.batch_size, data_seed, device), torch.Generator().manual_seed(data_seed + 1)
+    for _ in range(start_iteration):
+        batches.next()
+        if cfg.augment:
+            augment_draws(cfg.batch_size, generator)
+    return batches, generator
+
+
+def measures_test(cfg, step: int, improved: bool, n_val: int) -> bool:
+    """Whether an evaluation at `step` measures the test split too. The early stop is the first iteration of
+    minimum validation loss (imp.early_stop), so the test split is needed only where the validation loss is
+    strictly below all before it, and at the end; cfg.test_curves=False evaluates it only there (for a conv
+    net, half the cost of training again)."""
+    return cfg.test_curves or improved or step == cfg.iterations or not n_val
+
+
 @dataclass
 class RunResult:
     rows: list[tuple[int, str, float, float]]
@@ -293,13 +312,8 @@ def train(model: nn.Module, mask: Mask, data: DeviceData, cfg, *, data_seed: int
     l1 = ([layer.weight for layer in fast.layers] if fast else [model.get_parameter(n) for n in mask]) \
         if cfg.l1_penalty else []
     bn = [m.weight for m in model.modules() if isinstance(m, nn.BatchNorm2d)] if scale_l1 else []
-    batches = Batches(len(data.y_train), cfg.batch_size, data_seed, device)
-    aug_generator = torch.Generator().manual_seed(data_seed + 1)
+    batches, aug_generator = streams(cfg, len(data.y_train), data_seed, device, start_iteration)
     torch.manual_seed(data_seed)  # dropout draws from the global generator
-    for _ in range(start_iteration):  # the stream's first k batches: step s gets the uninterrupted run's batch s
-        batches.next()
-        if cfg.augment:
-            augment_draws(cfg.batch_size, aug_generator)
 
     rows: list[tuple[int, str, float, float]] = []
 
@@ -309,9 +323,6 @@ def train(model: nn.Module, mask: Mask, data: DeviceData, cfg, *, data_seed: int
         return measured(model, fast, data, split)
 
     def log(step: int) -> None:
-        # The early stop is the first iteration of minimum validation loss (imp.early_stop), so the test
-        # split is needed only where the validation loss is strictly below all before it, and at the end;
-        # cfg.test_curves=False evaluates it only there (for a conv net, half the cost of training again).
         improved = False
         if len(data.y_val):
             loss, acc = measure("val")
@@ -320,8 +331,7 @@ def train(model: nn.Module, mask: Mask, data: DeviceData, cfg, *, data_seed: int
             best_val[0] = min(best_val[0], loss)
             if improved and cfg.train_accuracy:  # the early stop's weights, for its train accuracy at the end
                 best[:] = [step, snapshot()]
-        wanted = cfg.test_curves or improved or step == cfg.iterations or not len(data.y_val)
-        if len(data.y_test) and wanted:
+        if len(data.y_test) and measures_test(cfg, step, improved, len(data.y_val)):
             rows.append((step, "test", *measure("test")))
 
     def snapshot() -> dict[str, torch.Tensor]:
