@@ -136,6 +136,35 @@ def test_a_recorded_transfer_and_its_source_resume_on_a_fresh_machine(tiny, tmp_
         recorded.resume_all(target(lr=0.5), [tmp_path / "rec_target"], tmp_path / "c")
 
 
+def test_a_source_trained_again_into_another_network_takes_the_transfers_trained_from_it_out(tiny, tmp_path):
+    """Resuming a transfer and its source: the source's level 0 trains again (theta_k is never recorded) for
+    the transfer's missing unit. Where it comes out another network than the recording's (here: the recording says so), the transferred
+    units stored from the recorded theta_k are taken out of the transfer's store with the source's own
+    readers, and the run stops in one line; run again, they train from this theta_k."""
+    from lt_core.runs import recorded
+    from test_resume import _with_recorded_weights
+    import shutil
+    c = target(controls=["transfer"])
+    executor.run(c, tmp_path / "a", log=lambda *_: None)
+    proc = procedure_for(c)
+    shutil.rmtree(RunStore(c, tmp_path / "a").dir / Unit(0, 2, "transfer").path)  # stopped before it
+    recorded.export(c, tmp_path / "rec_target", tmp_path / "a")
+    recorded.export(proc.source, tmp_path / "rec_source", tmp_path / "a")
+    dense = Unit(0, 0, "ticket")
+    _with_recorded_weights(tmp_path / "rec_source", dense, "f" * 64)
+    recorded.resume_all(c, [tmp_path / "rec_source", tmp_path / "rec_target"], tmp_path / "b", log=lambda *_: None)
+    store, expected = RunStore(c, tmp_path / "b"), RunStore(proc.source, tmp_path / "b").unit_dir(dense)
+    transferred = [u for u in proc.units() if proc.reads_weights(u) and store.done(u)]  # from theta_k
+    assert Unit(0, 1, "transfer") in transferred and (expected / "expected_weights.json").exists()
+    with pytest.raises(ConfigError, match=r"another network than the one .* taken out of the run stores \(\d+ of "
+                       r"another experiment\)"):
+        executor.run(c, tmp_path / "b", log=lambda *_: None)
+    assert not any(store.done(u) for u in transferred)  # trained from the recorded theta_k: taken out
+    executor.run(c, tmp_path / "b", log=lambda *_: None)
+    assert all(store.done(u) for u in proc.units())
+    assert all("resumed_from" not in store.summary(u) for u in transferred)
+
+
 def test_a_fresh_output_layer_is_re_initialised_and_unpruned_though_its_shape_fits(tiny, tmp_path):
     """output_layer: fresh (classes of other meaning, ten on both sides): every other layer transfers."""
     c = target(control_levels=[2], output_layer="fresh")

@@ -217,7 +217,16 @@ def resume_all(cfg: Experiment, folders: list, root=None, log=print, other_machi
     for digest, folder in chosen.items():
         source, name = known[digest]
         reads = {need.own() for u in missing for need in procedure.reads_weights(u) if need.experiment == name}
-        resume(source, folder, root, log, also_retrain=reads, other_machine=other_machine, threads=threads)
+        # this experiment's stored units trained from the source's weights (a transfer's tickets from its
+        # theta_k): readers of those units too, in another store, if the source trains them again
+        elsewhere: dict[Unit, list[str]] = {}
+        for unit in procedure.units():
+            if store.done(unit):
+                for need in procedure.reads_weights(unit, masks_known=True):
+                    if need.experiment == name:
+                        elsewhere.setdefault(need.own(), []).append(str(store.unit_dir(unit)))
+        resume(source, folder, root, log, also_retrain=reads, other_machine=other_machine, threads=threads,
+               readers_elsewhere=elsewhere)
 
 
 def _recorded_digest(folder: Path) -> str:
@@ -238,7 +247,8 @@ def _machine(row) -> tuple[str, str, str]:
     return str(row.get("cpu")), str(row.get("torch")), str(threads)
 
 
-def _same_machine_or_refuse(folder: Path, procedure, rows: dict, kept: set, retrain: set, threads: int) -> None:
+def _same_machine_or_refuse(folder: Path, procedure, rows: dict, kept: set, retrain: set, threads: int,
+                            elsewhere: dict | None = None) -> None:
     """Refuse to resume where a recorded unit that kept (imported) units started from or were measured
     against must be trained again (with `threads` torch threads) on another kind of machine than the one
     that trained it: its weights would differ (another CPU kind or thread count sums in another order, and an
@@ -246,7 +256,7 @@ def _same_machine_or_refuse(folder: Path, procedure, rows: dict, kept: set, retr
     with another network's weights."""
     from .. import provenance
     here = (provenance.cpu_kind(), torch.__version__, str(threads))
-    readers = {}
+    readers = {need: list(paths) for need, paths in (elsewhere or {}).items()}  # another experiment's units
     for unit in kept:
         for need in procedure.reads_weights(unit, masks_known=True):
             readers.setdefault(need, []).append(unit)
@@ -263,40 +273,44 @@ def _same_machine_or_refuse(folder: Path, procedure, rows: dict, kept: set, retr
 
 
 def _expect_recorded_weights(folder: Path, procedure, store: RunStore, rows: dict, complete: set,
-                             retrain: set) -> None:
+                             retrain: set, elsewhere: dict | None = None) -> None:
     """For each unit to train again that recorded units were trained from: the recorded sha256 of its weights,
     which its training must give again (RunStore.expect_weights; recordings before it have none). A unit this
-    store already holds is compared now: resuming beside another network than the recorded one is refused."""
+    store already holds is compared now: resuming beside another network than the recorded one is refused.
+    `elsewhere`: unit -> folders of another experiment's stored units trained from it (a transfer's)."""
     job, expected = {"": Job(procedure, store)}, []
     for unit in sorted(retrain):
         recorded_sha = rows[unit].get("final_weights_sha256")
         readers = sorted(trained_from(job, {unit}) & complete)
-        if not isinstance(recorded_sha, str) or not readers:
+        others = (elsewhere or {}).get(unit, [])
+        if not isinstance(recorded_sha, str) or not (readers or others):
             continue
         if not store.done(unit):
-            expected.append((unit, recorded_sha, readers))
+            expected.append((unit, recorded_sha, readers, others))
             continue
         stored_sha = store.summary(unit).get("final_weights_sha256")
         if stored_sha is not None and stored_sha != recorded_sha:
             raise ConfigError(
                 f"{folder}: this run store's {unit.path} is another network than the recorded one (weights "
-                f"sha256 {stored_sha[:12]} against {recorded_sha[:12]}), and {len(readers)} recorded units were "
+                f"sha256 {stored_sha[:12]} against {recorded_sha[:12]}), and {len(readers) + len(others)} recorded units were "
                 "trained from the recorded one: run without --resume-from to train them from this store's, or "
                 "pass --other-machine to keep the recorded ones beside it")
-    for unit, recorded_sha, readers in expected:  # written once nothing is refused
-        store.expect_weights(unit, recorded_sha, readers, str(folder))
+    for unit, recorded_sha, readers, others in expected:  # written once nothing is refused
+        store.expect_weights(unit, recorded_sha, readers, str(folder), others)
 
 
 def resume(cfg: Experiment, folder: str | Path, root=None, log=print,
            also_retrain: set[Unit] = frozenset(), other_machine: bool = False,
-           threads: int | None = None) -> dict[str, list[Unit]]:
+           threads: int | None = None, readers_elsewhere: dict | None = None) -> dict[str, list[Unit]]:
     """Put the recorded run in `folder` into the run store of `cfg` (units it already holds are left as
     they are). Returns {"imported": [...], "retrain": [...]}: the recorded units stored now, and the
     recorded units left to train again because a missing unit reads their weights (or another experiment's
     does: `also_retrain`) or their masks were not recorded. `executor.run` then trains these and every unit
     the recording lacks. Refused (ConfigError, nothing stored) where a unit the kept ones read would train
     again on another CPU kind, torch or thread count (`threads`: what it will train with, default this
-    process's) than it was trained on, unless `other_machine`."""
+    process's) than it was trained on, unless `other_machine`. `readers_elsewhere`: unit -> folders of
+    another experiment's stored units trained from its weights (resume_all's, for a transfer's source),
+    checked and, on another network, taken out as this run's own readers are."""
     folder = Path(folder)
     curves, summary, doc = load_recorded(folder)
     if doc.get("digest") != cfg.digest():
@@ -318,8 +332,8 @@ def resume(cfg: Experiment, folder: str | Path, root=None, log=print,
                 frontier.append(need)
     if not other_machine:
         _same_machine_or_refuse(folder, procedure, rows, complete - retrain, retrain,
-                                torch.get_num_threads() if threads is None else threads)
-        _expect_recorded_weights(folder, procedure, store, rows, complete, retrain)
+                                torch.get_num_threads() if threads is None else threads, readers_elsewhere)
+        _expect_recorded_weights(folder, procedure, store, rows, complete, retrain, readers_elsewhere)
     for unit in sorted(retrain):  # trained again from the recorded masks, not from pruning anew
         if not store.done(unit):
             for kind in procedure.resume_tensors(unit):

@@ -174,10 +174,13 @@ class RunStore:
         atomic_write(self.unit_dir(unit) / SUMMARY, json.dumps(doc, indent=1, sort_keys=True))
         self._compare_expected(unit, doc.get("final_weights_sha256"))
 
-    def expect_weights(self, unit: Unit, sha256: str, readers: list[Unit], recording: str) -> None:
+    def expect_weights(self, unit: Unit, sha256: str, readers: list[Unit], recording: str,
+                       elsewhere: list[str] = ()) -> None:
         """Before `unit` trains again: the weights the recording's `readers` (stored units trained from it)
-        were trained from. `save_unit` compares them with what the training gives."""
-        doc = {"final_weights_sha256": sha256, "readers": [u.path for u in readers], "recording": recording}
+        and `elsewhere` (folders of another experiment's stored units trained from it: a transfer's) were
+        trained from. `save_unit` compares them with what the training gives."""
+        doc = {"final_weights_sha256": sha256, "readers": [u.path for u in readers], "recording": recording,
+               "elsewhere": list(elsewhere)}
         atomic_write(self.unit_dir(unit) / EXPECTED, json.dumps(doc, indent=1, sort_keys=True))
 
     def compare_expected(self) -> None:
@@ -201,11 +204,19 @@ class RunStore:
         readers = [_unit_of(Path(p)) for p in expected["readers"]]
         for reader in readers:  # they stay in the recording; a run trains them again from this network
             self.discard(reader)
+        elsewhere = [Path(p) for p in expected.get("elsewhere", [])]
+        for folder in elsewhere:  # another experiment's units (a transfer's), as its store's discard does
+            if folder.exists():
+                with writing(folder):
+                    shutil.rmtree(folder)
+        readers += elsewhere
         path.unlink()
         raise ConfigError(
             f"{unit.path} trained again is another network than the one {expected['recording']} records "
             f"(weights sha256 {str(sha256)[:12]} against {expected['final_weights_sha256'][:12]}), so the "
-            f"{len(readers)} recorded units trained from it are taken out of this run store: run again without "
+            f"{len(readers)} recorded units trained from it are taken out of "
+            f"{'the run stores (' + str(len(elsewhere)) + ' of another experiment)' if elsewhere else 'this run store'}"
+            ": run again without "
             "--resume-from to train them from this network, or with it and --other-machine to keep the recorded "
             "ones beside it")
 
