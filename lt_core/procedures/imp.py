@@ -411,7 +411,7 @@ class ImpProcedure(Procedure):
     def stack_key(self, unit: Unit):
         """Units of equal key may train as one stacked computation: every trained unit that starts at the same
         iteration, of any trial (each keeps its own batches), unless the network cannot be stacked (dropout,
-        batch norm: stacked.refusal) or the unit watches its masks as it trains (mask_every tickets)."""
+        train_accuracy: stacked.refusal) or the unit watches its masks as it trains (mask_every tickets)."""
         if self._unstackable is None:
             self._unstackable = stacked.refusal(new_model(self.cfg, 0), self.cfg) or ""
         if self._unstackable or unit.control == "barrier" or (self.cfg.mask_every and unit.control == "ticket"):

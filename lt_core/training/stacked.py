@@ -4,7 +4,7 @@ Why: on a GPU one LeNet-300-100 step at batch 60 is microseconds of arithmetic b
 launches, so the device idles. N networks whose parameters are stacked along a new leading axis take the
 launches of one: `torch.func.vmap` over `functional_call` turns each linear layer into one batched product
 and each convolution into one grouped convolution. On a 2-core CPU the engine's own paths are faster
-(`bench --cases batched`: 0.65-0.86x), so stacking is an option of the run, never its default.
+(`bench --cases batched`: 0.47x for LeNet-300-100), so stacking is an option of the run, never its default.
 
 What a stacked network keeps of `loop.train`, so that each stores what it would have stored alone:
 - its own batches and augmentation draws (its `data_seed`), and its start iteration's place in them;
@@ -14,8 +14,9 @@ What a stacked network keeps of `loop.train`, so that each stores what it would 
 - its rows: validation at every evaluation, the test split where its own validation loss is a new minimum,
   at the end, or always with test_curves (the test split is evaluated for all N when any one wants it and
   kept only where train() would have kept it); `keep_iterations` states.
-What cannot be stacked trains alone (`refusal` says why): dropout (its draws come from one global stream),
-batch norm (running statistics), cfg.train_accuracy, and anything of train()'s keywords beyond these.
+Batch norm stacks too: its running statistics are stacked buffers that each training step updates network by
+network, and evaluation reads them. What cannot be stacked trains alone (`refusal` says why): dropout (its
+draws come from one global stream), cfg.train_accuracy, and anything of train()'s keywords beyond these.
 The numbers equal separate runs of the plain path up to summation order (tests/test_stacked.py).
 """
 
@@ -36,8 +37,6 @@ from .loop import DeviceData, RunResult, augment, eval_chunk, lr_at, make_optimi
 
 def refusal(model: nn.Module, cfg) -> str | None:
     """Why `model` under `cfg` cannot be trained in a stack (None: it can)."""
-    if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
-        return "batch norm keeps running statistics per network"
     if cfg.dropout or any(isinstance(m, nn.Dropout) and m.p for m in model.modules()):
         return "dropout draws from one global random stream"
     if cfg.train_accuracy:
@@ -56,24 +55,27 @@ class _Stack:
             model.to(device)
             mask.apply(model)
         self.n, self.names = len(models), list(models[0].state_dict())
-        params, buffers = stack_module_state(models)  # leaves that require grad, on the models' device
-        if buffers:
-            raise ValueError(f"stacked training keeps no buffers; this model has {', '.join(buffers)}")
-        self.params = params
+        # parameters: leaves that require grad; buffers (batch norm's running statistics), which a training
+        # forward pass updates in place, network by network, as it would each network's own
+        self.params, self.buffers = stack_module_state(models)
         self.masks = {}  # name -> float (N, ...) where some network prunes the tensor
         for name in masks[0]:
             m = torch.stack([mask[name] for mask in masks]).to(device)
             if not bool(m.all()):
                 self.masks[name] = m.float()
         self.prunable = list(masks[0])
-        base = copy.deepcopy(models[0]).to("meta").eval()  # eval: no dropout or batch norm is stacked anyway
-        one = lambda p, x: functional_call(base, p, (x,))
-        self.forward = vmap(one, in_dims=(0, 0))          # each network its own batch
-        self.forward_shared = vmap(one, in_dims=(0, None))  # one evaluation chunk for all
+        training, evaluating = copy.deepcopy(models[0]).to("meta").train(), copy.deepcopy(models[0]).to("meta").eval()
+        self._train = vmap(lambda p, b, x: functional_call(training, (p, b), (x,)), in_dims=(0, 0, 0))
+        self._eval = vmap(lambda p, b, x: functional_call(evaluating, (p, b), (x,)), in_dims=(0, 0, None))
         self.chunk = eval_chunk(models[0])
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, batch, classes): network i on its own batch x[i], in training mode."""
+        return self._train(self.params, self.buffers, x)
+
     def state(self, k: int) -> dict[str, torch.Tensor]:
-        return {name: self.params[name][k].detach().to("cpu", copy=True) for name in self.names}
+        state = {**self.params, **self.buffers}
+        return {name: state[name][k].detach().to("cpu", copy=True) for name in self.names}
 
     @torch.no_grad()
     def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> list[tuple[float, float]]:
@@ -83,7 +85,7 @@ class _Stack:
         loss = torch.zeros(self.n, device=x.device)
         correct = torch.zeros(self.n, device=x.device, dtype=torch.long)
         for start in range(0, len(y), self.chunk):
-            logits, target = self.forward_shared(self.params, x[start:start + self.chunk]), y[start:start + self.chunk]
+            logits, target = self._eval(self.params, self.buffers, x[start:start + self.chunk]), y[start:start + self.chunk]
             loss += F.cross_entropy(logits.transpose(1, 2), target.expand(self.n, -1), reduction="none").sum(1)
             correct += (logits.argmax(2) == target).sum(1)
         return [(l / len(y), c / len(y)) for l, c in zip(loss.tolist(), correct.tolist())]
@@ -141,7 +143,7 @@ def train_stacked(models: list[nn.Module], masks: list[Mask], data: DeviceData, 
         y = data.y_train.index_select(0, idx).view(net.n, cfg.batch_size)
         if cfg.augment:
             x = torch.stack([augment(x[k], data.black, generator) for k, (_, generator) in enumerate(streams)])
-        logits = net.forward(net.params, x)
+        logits = net.forward(x)
         # the sum of the N mean losses: the parameters are disjoint, so each network gets its own gradient
         loss = F.cross_entropy(logits.transpose(1, 2), y, reduction="none").mean(1).sum()
         optimizer.zero_grad(set_to_none=True)
