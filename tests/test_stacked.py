@@ -183,3 +183,20 @@ def test_every_chapter_takes_stack_as_a_parameter_and_passes_it_to_its_run():
         assert any(line.startswith("stack = 1") for line in "".join(parameters["source"]).splitlines()), path.name
         calls = [c for c in cells if "results_root, log=" in "".join(c["source"])]
         assert calls and all("stack=stack" in "".join(c["source"]) for c in calls), path.name
+
+
+def test_a_transfer_run_with_stack_stores_what_it_stores_without(tiny, tmp_path):
+    """Transferred tickets and their controls all start at 0: with stack they train together and store the
+    units, masks, starting weights and accuracies of a run without it."""
+    from test_transfer import target
+    c = target()
+    alone, together = (executor.run(c, tmp_path / name, log=lambda *_: None, stack=stack)
+                       for name, stack in (("alone", 1), ("together", 8)))
+    by = lambda s: {(u["trial"], u["level"], u["control"]): u for u in s.summaries()}
+    a, b = by(alone), by(together)
+    assert a.keys() == b.keys() and all(b[k]["stacked"] > 1 and "stacked" not in a[k] for k in a)
+    for key in a:
+        assert abs(a[key]["final_test_accuracy"] - b[key]["final_test_accuracy"]) <= 1 / 60, key
+        assert a[key]["start_weights_sha256"] == b[key]["start_weights_sha256"] or key[2] != "transfer", key
+        unit = imp.Unit(*key)
+        assert torch.equal(alone.load_tensor(unit, "mask")["fc2.weight"], together.load_tensor(unit, "mask")["fc2.weight"])

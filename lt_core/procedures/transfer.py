@@ -32,6 +32,7 @@ from ..config import EXTENT, ConfigError, Experiment, Imp, make, section
 from ..provenance import start_weights_sha256
 from ..sparsity import pruning
 from ..sparsity.masks import Mask
+from ..training import stacked
 from ..training.loop import train
 from .base import Procedure, Unit, register, store_name
 from .imp import derive_seed, new_model, unit_summary
@@ -104,6 +105,7 @@ class TransferProcedure(Procedure):
         super().__init__(cfg)
         self.source = source_config(cfg)
         self.source_name = store_name(self.source)
+        self._unstackable: str | None = None  # stacked.refusal's reason, "" if the network stacks
 
     def check(self) -> None:
         source, target = new_model(self.source, 0), new_model(self.cfg, 0)
@@ -186,14 +188,33 @@ class TransferProcedure(Procedure):
         return {n for n, _ in model.named_parameters() if n.rsplit(".", 1)[0] in layers}
 
     def run_unit(self, unit: Unit, store, data, on_step=None) -> None:
-        cfg, seed = self.cfg, derive_seed(self.cfg.seed, unit.trial)
-        data_seed = derive_seed(seed, "data") % (2**31)
-        mask, model = self.start(unit, store)
-        start_weights = start_weights_sha256(model)  # the source's theta_k (with a fresh output layer) or a draw
-        started = time.perf_counter()
-        result = train(model, mask, data, cfg, data_seed=data_seed, on_step=on_step)
-        seconds = time.perf_counter() - started
-        summary = unit_summary(unit, mask, result.rows, seconds=seconds, steps=cfg.iterations, seed=seed,
-                               data_seed=data_seed, device=str(data.x_train.device), source=self.source_name,
-                               start_weights_sha256=start_weights)
-        store.save_unit(unit, result.rows, summary, {"mask": dict(mask)})
+        self.run_units([unit], store, data, on_step)
+
+    def stack_key(self, unit: Unit):
+        """Every unit starts at iteration 0 on its trial's batches: all may train as one stacked computation
+        (`run --stack N`), unless the network cannot be stacked (stacked.refusal)."""
+        if self._unstackable is None:
+            self._unstackable = stacked.refusal(new_model(self.cfg, 0), self.cfg) or ""
+        return None if self._unstackable else 0
+
+    def run_units(self, units: list[Unit], store, data, on_step=None) -> None:
+        """Train units alone (one) or as one stacked computation (several; lt_core/training/stacked.py) and
+        store each with its summary (`stacked` and its share of the seconds when several)."""
+        cfg = self.cfg
+        seeds = [derive_seed(cfg.seed, u.trial) for u in units]
+        data_seeds = [derive_seed(seed, "data") % (2**31) for seed in seeds]
+        starts = [self.start(u, store) for u in units]
+        start_weights = [start_weights_sha256(model) for _, model in starts]  # theta_k (a fresh output layer) or a draw
+        began = time.perf_counter()
+        if len(units) == 1:
+            results = [train(starts[0][1], starts[0][0], data, cfg, data_seed=data_seeds[0], on_step=on_step)]
+        else:
+            results = stacked.train_stacked([m for _, m in starts], [mask for mask, _ in starts], data, cfg,
+                                            data_seeds=data_seeds, on_step=on_step)
+        seconds = (time.perf_counter() - began) / len(units)
+        for unit, (mask, _), result, seed, data_seed, sha in zip(units, starts, results, seeds, data_seeds, start_weights):
+            extra = {"stacked": len(units)} if len(units) > 1 else {}
+            summary = unit_summary(unit, mask, result.rows, seconds=seconds, steps=cfg.iterations, seed=seed,
+                                   data_seed=data_seed, device=str(data.x_train.device), source=self.source_name,
+                                   start_weights_sha256=sha, **extra)
+            store.save_unit(unit, result.rows, summary, {"mask": dict(mask)})
