@@ -249,10 +249,10 @@ class Trial:
                        on_step=self.on_step, watch=s.watch, start_iteration=s.start)
         self.finish(unit, s, result, time.perf_counter() - started)
 
-    def finish(self, unit: Unit, s: "Start", result, seconds: float, stacked: int = 1) -> None:
+    def finish(self, unit: Unit, s: "Start", result, seconds: float, together: int = 1) -> None:
         """Store a trained unit: theta_k and the twins' starts (the dense network), its tensors, its summary.
-        stacked > 1: it trained in one computation with stacked - 1 others (lt_core/training/stacked.py),
-        and `seconds` is its share of their time."""
+        together > 1: it trained in one computation with together - 1 others (lt_core/training/stacked.py),
+        and `seconds` is its share of their time (the summary's `stacked`)."""
         cfg, mask, model = self.cfg, s.mask, s.model
         for k in s.rewind:
             self.store.save_trial_tensor(self.trial, "rewind", result.kept_states[k])
@@ -269,8 +269,8 @@ class Trial:
             settled = settling(s.trajectory, cfg.settle_threshold, cfg.settle_window, mask)
         if cfg.stability_distance and unit.level > 0:
             settled.update(self.distance_to_dense(result.final_state, mask))
-        if stacked > 1:
-            settled["stacked"] = stacked
+        if together > 1:
+            settled["stacked"] = together
         summary = unit_summary(unit, mask, result.rows, seconds=seconds, steps=cfg.iterations - s.start,
                                seed=self.seed, data_seed=s.data_seed, device=str(self.data.x_train.device),
                                start_iteration=s.start, start_weights_sha256=s.start_weights, **settled)
@@ -430,4 +430,4 @@ class ImpProcedure(Procedure):
                                         keep_iterations=tuple(keep), on_step=on_step)
         seconds = (time.perf_counter() - began) / len(units_)
         for t, u, s, result in zip(trials, units_, starts, results):
-            t.finish(u, s, result, seconds, stacked=len(units_))
+            t.finish(u, s, result, seconds, together=len(units_))
