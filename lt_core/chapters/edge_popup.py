@@ -37,6 +37,8 @@ RECORDED = {
     ("lenet_300_100", "kaiming_normal"): "edge_popup_lenet_kaiming_normal",
     ("lenet_300_100", "glorot_normal"): "edge_popup_lenet_glorot_normal",
     ("conv2", "signed_kaiming_constant_scaled"): "edge_popup_conv2_signed_constant_scaled",
+    # its k = 0.9, recorded apart (2026-12-03, another machine): in one folder the five k's masks pass 2 MB
+    ("conv2", "signed_kaiming_constant_scaled", 0.9): "edge_popup_conv2_signed_constant_scaled_k09",
     ("conv2", "kaiming_normal"): "edge_popup_conv2_kaiming_normal",
     ("conv4", "signed_kaiming_constant_scaled"): "edge_popup_conv4_signed_constant_scaled",
 }
