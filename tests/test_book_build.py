@@ -169,3 +169,25 @@ def test_progress_watcher_knows_every_procedure():
     watcher = tool.progress_watcher(ROOT, {"params_path": ROOT / "params" / "edge_popup_lenet.yaml"}, "smoke")
     assert type(watcher).__name__ == "Watcher" and watcher.total == 2
     assert tool.progress_watcher(ROOT, {"params_path": ROOT / "_config.yml"}, "smoke").__enter__() is None
+
+
+def test_a_chapter_executes_again_when_it_is_asked_to_train_another_way(tmp_path):
+    """The execution cache is keyed on how a chapter trains as well as on what it is: `make book STACK=16`
+    after `make book` executes the chapter again (its page shows `stack: 16`), and the same call twice
+    takes the cached execution."""
+    tool = _tool()
+    repo = _scratch_repo(tmp_path / "repo")
+    _, chapters = tool.resolve_entries(repo)
+    src, cache = tmp_path / "src", tmp_path / "cache"
+
+    def how(**kw):
+        return [c["how"] for c in tool.execute_chapters(repo, chapters, src, cache, None, False, **kw)]
+
+    assert how() == ["executed"]
+    assert how() == ["cached"]
+    assert how(stack=16) == ["executed"]
+    assert "stack = 16" in (src / "book" / "widget_demo.ipynb").read_text()
+    assert how(stack=16) == ["cached"]
+    assert how(workers=2) == ["executed"]
+    assert how(executor="ray") == ["executed"]
+    assert how() == ["executed"]  # the cache holds one execution a chapter and profile: the last one

@@ -13,8 +13,8 @@ Steps
      book/_static -> _static (small hand-written css/js, loaded on every page).
   3. execute each chapter:  papermill book/X.ipynb <out>/src/book/X.ipynb -f params/<p>.yaml
      -p profile <profile>, with the repo root as working directory.  Executed copies are cached
-     in <out>/exec-cache keyed by the notebook, params file, profile, lt_core sources and
-     requirements.lock; --force re-executes.  The page shows papermill's injected-parameters cell
+     in <out>/exec-cache keyed by the notebook, params file, profile, lt_core sources, recorded runs,
+     requirements.lock and how it trains (--workers, --executor, --stack); --force re-executes.  The page shows papermill's injected-parameters cell
      (the values actually used) and drops the notebook's default parameters cell (`remove-cell`).
      While a chapter trains, a line per network it stores (lt_core.book.progress); at the end, what
      each chapter cost.
@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import base64
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -165,9 +166,13 @@ def stage_sources(repo: Path, src: Path) -> None:
 
 
 # --------------------------------------------------------------------------- execution
-def exec_key(repo: Path, ch: dict, profile: str) -> str:
+def exec_key(repo: Path, ch: dict, profile: str, how: dict | None = None) -> str:
+    """What a chapter's execution depends on. `how` is how it trains (workers, executor, stack): the numbers
+    agree within one thread against two, but the page shows those parameters, and `make book STACK=16` on a
+    GPU after a build on the CPU should execute there, not show the CPU's execution as if it had."""
     h = hashlib.sha256()
     h.update(profile.encode())
+    h.update(json.dumps(how or {}, sort_keys=True).encode())
     for path in [ch["nb"], ch["params_path"], repo / "requirements.lock"]:
         h.update(path.name.encode())
         h.update(path.read_bytes() if path.exists() else b"")
@@ -220,7 +225,7 @@ def execute_chapters(repo: Path, chapters: list[dict], src: Path, cache: Path,
         profile = profile_override or ch.get("profile") or DEFAULT_PROFILE
         target = src / f"{ch['stem']}.ipynb"
         target.parent.mkdir(parents=True, exist_ok=True)
-        key = exec_key(repo, ch, profile)
+        key = exec_key(repo, ch, profile, {"workers": workers, "executor": executor, "stack": stack})
         cached = cache / (ch["stem"].replace("/", "__") + f".{profile}.ipynb")
         keyfile = cached.with_suffix(".key")
         if not force and cached.exists() and keyfile.exists() and keyfile.read_text() == key:
