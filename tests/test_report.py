@@ -88,3 +88,25 @@ def test_a_recorded_runs_command_comes_from_its_closest_profile():
         "python -m lt_core run params/transfer_lenet.yaml --profile cpu --set trials=1"
     changed = {**stored, "lr": 0.002}
     assert report.shortest_command("params/transfer_lenet.yaml", changed).endswith("--set lr=0.002 --set trials=1")
+
+
+def test_cells_show_floats_at_the_precision_their_size_needs():
+    frame = pd.DataFrame({"ticket": [98.00999999999999, 4533.0, -0.263], "barrier": [4.349999999999998, 0.41943607306265684, 1e-4],
+                          "note": ["a", None, "c"]})
+    html = report.Table(frame)._repr_html_()
+    for text in ("98.01", "4533", "-0.263", "4.35", "0.4194", "0.0001"):
+        assert f">{text}</td>" in html, text
+    assert "98.0099" not in html and "4533.0" not in html and ">nan<" not in html and ">None<" not in html
+
+
+def test_the_finished_span_names_the_last_day_when_it_is_another():
+    same = pd.Series(["2026-12-01T18:38:05+00:00", "2026-12-01T23:10:00+00:00"])
+    assert report.finished_span(same) == "2026-12-01T18:38 .. 23:10 UTC"
+    days = pd.Series(["2026-12-03T17:34:00+00:00", "2026-12-01T18:38:05+00:00"])
+    assert report.finished_span(days) == "2026-12-01T18:38 .. 2026-12-03T17:34 UTC"
+
+
+def test_the_scale_warning_names_the_profile_not_the_paper():
+    smoke = config.load(REPO / PARAMS, "smoke")
+    warning = report.scale_warning(PARAMS, smoke, smoke.trials)
+    assert "the `paper` profile:" in warning and "(the paper:" not in warning

@@ -61,7 +61,13 @@ def _named_index(frame: pd.DataFrame) -> bool:
 
 
 def _cell(value) -> str:
-    return "" if value is None or (isinstance(value, float) and pd.isna(value)) else str(value)
+    """A cell's text: blank for a missing value; a float at the precision its size needs (98.01, 0.4194,
+    4533), not the binary fraction's 17 digits (98.00999999999999) that sums and differences leave."""
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return ""
+    if isinstance(value, float):
+        return f"{value:.2f}".rstrip("0").rstrip(".") if abs(value) >= 1 else f"{value:.4g}"
+    return str(value)
 
 
 def _paper(params: str) -> config.Experiment:
@@ -130,10 +136,11 @@ def _trials(summary: pd.DataFrame) -> int:
 
 
 def runs_table(params: str, recorded: tuple | None, execution: tuple) -> Table:
-    """The paper's scale, the recorded run's and this execution's side by side. `recorded` and `execution`
+    """The `paper` profile's scale (the params file's settings at the paper's scale, where the paper states
+    them), the recorded run's and this execution's side by side. `recorded` and `execution`
     are (label, stored configuration dict, summary) or None."""
     paper = _paper(params)
-    rows = [{"run": "paper", "trials": paper.trials, "iterations per network": f"{paper.iterations:,}",
+    rows = [{"run": "paper profile", "trials": paper.trials, "iterations per network": f"{paper.iterations:,}",
              "networks": networks(paper), "training hours (sum over networks)": "", "machine": ""}]
     for entry in (recorded, execution):
         if entry is None:
@@ -152,8 +159,8 @@ def scale_warning(params: str, cfg: config.Experiment, trials: int) -> str:
     paper = _paper(params)
     if trials >= STABLE_TRIALS and cfg.iterations >= paper.iterations:
         return ""
-    return (f"Warning: {trials} trial(s) of {cfg.iterations:,} iterations (the paper: {paper.trials} of "
-            f"{paper.iterations:,}) is too small a scale for these verdicts to be stable; quote the recorded run.")
+    return (f"Warning: {trials} trial(s) of {cfg.iterations:,} iterations (the `paper` profile: "
+            f"{paper.trials} of {paper.iterations:,}) is too small a scale for these verdicts to be stable; quote the recorded run.")
 
 
 def recorded_runs_table(names, describe, words: dict[str, str] | None = None) -> tuple[pd.DataFrame, list[str]]:
@@ -175,10 +182,17 @@ def recorded_runs_table(names, describe, words: dict[str, str] | None = None) ->
         spent = cost(summary, stored)
         rows.append({"recorded run": name, **columns, "trials": int(summary.trial.nunique()), "networks": len(summary),
                      "CPU hours": round(spent["cpu_hours"], 2), "machine": ", ".join(spent["kinds"]),
-                     "finished": f"{str(summary.finished.min())[:16]} .. {str(summary.finished.max())[11:16]} UTC"})
+                     "finished": finished_span(summary.finished)})
         params = f"params/{stored['experiment']}.yaml"
         commands.append(f"{name}: " + (shortest_command(params, stored) + suffix + (words or {}).get(name, "") if (REPO / params).is_file()
                                        else "trained by the run that names it as its source (a transfer's)"))
     columns = list(dict.fromkeys(k for row in rows for k in row))  # a run not in this checkout: blank cells,
     rows = [{k: row.get(k, "") for k in columns} for row in rows]   # so whole numbers stay whole
     return pd.DataFrame(rows).set_index("recorded run"), commands
+
+
+def finished_span(finished: pd.Series) -> str:
+    """When a run's networks finished, first to last: '2026-12-01T18:38 .. 23:10 UTC' within a day,
+    '2026-12-01T18:38 .. 2026-12-03T17:34 UTC' across days (a time alone would read as ending before it began)."""
+    first, last = str(finished.min())[:16], str(finished.max())[:16]
+    return f"{first} .. {last[11:] if last[:10] == first[:10] else last} UTC"
