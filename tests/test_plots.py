@@ -38,8 +38,8 @@ def test_nearest_levels_picks_paper_densities(tables):
 
 
 def test_random_sparse_curves(tables):
-    curves, _ = tables
-    fig = plots.random_sparse_curves(curves, PAPER_DENSITIES)
+    _, summary = tables
+    fig = plots.random_sparse_curves(summary, PAPER_DENSITIES)
     assert isinstance(fig, Figure) and len(fig.axes) == 2
     for ax in fig.axes:
         assert ax.get_xscale() == "log" and ax.xaxis_inverted()
@@ -47,6 +47,18 @@ def test_random_sparse_curves(tables):
         assert len(random.get_xdata()) == 6  # dense anchor + the 5 random levels requested
     # early-stop iteration of random sparse nets grows as they get sparser (synthetic truth)
     assert np.all(np.diff(fig.axes[0].lines[0].get_ydata()) > 0)
+
+
+def test_random_sparse_curves_read_each_networks_early_stop_from_its_summary(tables):
+    """A recording's curves keep every fifth evaluation; Figure 1 shows the summary's early stop, the one the
+    scorecard reads (the dense star at its mean), not one found again on the thinned curves."""
+    _, summary = tables
+    summary = summary.copy()
+    dense = (summary.control == "ticket") & (summary.level == 0)
+    summary.loc[dense, "early_stop_iteration"] = 1234.0
+    fig = plots.random_sparse_curves(summary, PAPER_DENSITIES)
+    star = [ln for ln in fig.axes[0].lines if ln.get_label() == "dense (100%)"][0]
+    assert list(star.get_ydata()) == [1234.0]
 
 
 def test_accuracy_during_training(tables):
@@ -75,6 +87,12 @@ def test_early_stop_vs_density(tables):
         assert ax.get_xticklabels()[0].get_text() == "100.0%"
     ticket = fig.axes[0].lines[0]
     assert len(ticket.get_xdata()) == 19
+    # one legend, under the panels, naming each control once and the paper's marks
+    assert all(ax.get_legend() is None for ax in fig.axes) and len(fig.legends) == 1
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels == ["ticket", "reinit", "random", "oneshot"]
+    marked = plots.early_stop_vs_density(summary, marks=lenet_mnist.PAPER_MARKS)
+    assert [t.get_text() for t in marked.legends[0].get_texts()][-1] == "paper, relative to our dense"
 
 
 def test_early_stop_vs_density_subset_of_controls():

@@ -110,3 +110,9 @@ def test_the_scale_warning_names_the_profile_not_the_paper():
     smoke = config.load(REPO / PARAMS, "smoke")
     warning = report.scale_warning(PARAMS, smoke, smoke.trials)
     assert "the `paper` profile:" in warning and "(the paper:" not in warning
+
+
+def test_a_run_recorded_before_the_cpu_model_was_names_its_platform():
+    summary = pd.DataFrame({"seconds": [60.0], "machine": ["x86_64 vm"], "trial": [0]})
+    assert report.cost(summary, {"iterations": 100})["kinds"] == ["x86_64 vm (CPU model not recorded)"]
+    assert report.cost(summary.drop(columns="machine"), {"iterations": 100})["kinds"] == ["not recorded"]

@@ -27,18 +27,6 @@ def density_label(d: float) -> str:
     return f"{100 * d:.1f}%"
 
 
-def early_stops(curves: pd.DataFrame) -> pd.DataFrame:
-    """Per run: iteration of minimum validation loss and test accuracy there (as in `summary`)."""
-    keys = ["experiment", "trial", "level", "density", "control", "draw"]
-    keys = [k for k in keys if k in curves.columns]
-    val = curves[curves.split == "val"]
-    best = val.loc[val.groupby(keys, sort=False)["loss"].idxmin(), keys + ["iteration"]]
-    test = curves.loc[curves.split == "test", keys + ["iteration", "accuracy"]]
-    out = best.merge(test, on=keys + ["iteration"], how="left")
-    return out.rename(columns={"iteration": "early_stop_iteration",
-                               "accuracy": "early_stop_test_accuracy"})
-
-
 def per_trial(table: pd.DataFrame, control: str, extra=()) -> pd.DataFrame:
     """Rows of one control plus the dense run, with reinit draws averaged within each trial.
 
@@ -132,9 +120,11 @@ def paper_marks(ax, frame: pd.DataFrame, column: str, marks) -> None:
         ax.annotate(text, (density, y), textcoords="offset points", xytext=(4, 6), fontsize=8)
 
 
-def random_sparse_curves(curves: pd.DataFrame, densities=None, run: str = "") -> Figure:
-    """Figure 1: random sparse subnetworks' early-stop iteration and accuracy vs density."""
-    runs = per_trial(early_stops(curves), "random")
+def random_sparse_curves(summary: pd.DataFrame, densities=None, run: str = "") -> Figure:
+    """Figure 1: random sparse subnetworks' early-stop iteration and accuracy vs density, from each network's
+    summary (its early stop found on every evaluation), not from the curves: a recording keeps every fifth
+    evaluation of them, and an early stop found there is another one."""
+    runs = per_trial(summary, "random")
     if densities is not None:  # keep the dense anchor plus the levels nearest to the request
         runs = runs[runs.level.isin(nearest_levels(runs, densities) + [0])]
     fig, axes = _figure(2)
@@ -193,8 +183,8 @@ def early_stop_vs_density(summary: pd.DataFrame, run: str = "", marks=()) -> Fig
         paper_marks(ax, tickets, col, marks)
         density_axis(ax, summary.density, ticks_per_span=4)  # three panels side by side: narrow
         ax.set_ylabel(title)
-        if col != ES_PANELS[0][0] and any(m[0] == col for m in marks or ()):
-            ax.legend(fontsize=7, loc="lower left")
-    axes[0].legend(fontsize=7)
+    # one legend under the panels: inside them it covered the lines (the early-stop panel has no empty corner)
+    handles = {h.get_label(): h for ax in axes for h in ax.get_legend_handles_labels()[0]}
+    fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncol=len(handles), fontsize=8)
     _title(fig, "mean over trials, band = min-max (reinit draws averaged first)", run)
     return fig

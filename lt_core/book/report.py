@@ -116,6 +116,8 @@ def cost(summary: pd.DataFrame, stored: dict) -> dict:
     a GPU estimate (labelled as such) from the steps they trained."""
     seconds = float(pd.to_numeric(summary.get("seconds"), errors="coerce").sum()) if "seconds" in summary else float("nan")
     kinds = sorted(summary.cpu.dropna().unique()) if "cpu" in summary else []
+    if not kinds and "machine" in summary:  # recorded before the CPU model was: the platform, said so
+        kinds = [f"{m} (CPU model not recorded)" for m in sorted(summary.machine.dropna().unique())]
     threads = sorted(int(t) for t in summary.threads.dropna().unique()) if "threads" in summary else []
     steps = len(summary) * int(stored["iterations"])
     rate = GPU_STEPS_PER_SECOND.get(stored.get("model"))
