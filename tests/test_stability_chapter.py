@@ -166,3 +166,125 @@ def test_claims_on_a_tiny_run_with_twins(tiny, tmp_path):
     ticket = summary[(summary.control == "ticket") & (summary.level == 2)].early_stop_test_accuracy.iloc[0]
     reinit = summary[(summary.control == "reinit") & (summary.level == 2)].early_stop_test_accuracy.iloc[0]
     assert gap.value == pytest.approx(100 * (reinit - ticket))
+
+
+def lenet_rows(trial: int, distances: dict[int, float], early: dict[int, float] | None = None,
+               final: dict[int, float] | None = None, reinit: dict[int, float] | None = None) -> pd.DataFrame:
+    """A LeNet run's rows for one trial, made up: level -> the ticket's distance / norm (levels >= 1), with
+    a barrier unit at each sparse level; `early` and `final`: level -> the ticket's early-stop and final test
+    accuracy (level 0 the dense network's); `reinit`: level -> a reinit control's early-stop accuracy."""
+    early = early or {0: 0.98, **{level: 0.98 for level in distances}}
+    final = final or early
+    rows = [dict(trial=trial, level=0, control="ticket", draw=0, density=1.0, early_stop_test_accuracy=early[0],
+                 final_test_accuracy=final[0], stability_distance=float("nan"), stability_norm=float("nan"))]
+    for level, d in distances.items():
+        rows.append(dict(trial=trial, level=level, control="ticket", draw=0, density=0.8 ** level,
+                         early_stop_test_accuracy=early[level], final_test_accuracy=final[level],
+                         stability_distance=d, stability_norm=1.0))
+        rows.append(dict(trial=trial, level=level, control="barrier", draw=0, density=0.8 ** level,
+                         error_barrier=0.001, copies_distance=1.0, copies_norm=2.0))
+        rows.append(dict(trial=trial, level=level, control="twin", draw=0, density=0.8 ** level, start_iteration=0,
+                         final_test_accuracy=final[level], stability_distance=d, stability_norm=1.0))
+        if reinit and level in reinit:
+            rows.append(dict(trial=trial, level=level, control="reinit", draw=0, density=0.8 ** level,
+                             early_stop_test_accuracy=reinit[level], stability_distance=1.0, stability_norm=1.0))
+    return pd.DataFrame(rows)
+
+
+def test_later_reset_stabler_compares_k_within_a_trial():
+    """Trial 1 has runs at k = 0 and 500 only: the headline (k = 0 to 2,000) is read within trial 0, so it
+    lies in the per-trial range (before, it set trial 0's k = 2,000 against both trials' k = 0: -0.30, outside
+    -0.25 to -0.20), and the page's note says which k each trial compares."""
+    k0 = pd.concat([lenet_rows(0, {1: 0.8, 2: 0.8}), lenet_rows(1, {1: 0.9, 2: 0.9})])
+    k500 = pd.concat([lenet_rows(0, {1: 0.6, 2: 0.6}), lenet_rows(1, {1: 0.7, 2: 0.7})])
+    k2000 = lenet_rows(0, {1: 0.55, 2: 0.55})
+    summary = st.combined([("a", k0, "LeNet-300-100", 0), ("b", k500, "LeNet-300-100", 500),
+                           ("c", k2000, "LeNet-300-100", 2000)])
+    measured = st.later_reset_stabler(summary)
+    assert measured.value == pytest.approx(-0.25) and measured.parts["falling"]
+    assert "k 0 to 2,000 within trial 0: -0.250" in measured.shown and "k 0: 0.850" in measured.shown
+    claim = next(c for c in st.claims() if c.id == "later-reset-stabler")
+    assert sc.spread(claim, summary)["over trials"] == "-0.250 to -0.200"
+    notes = st.trial_notes(summary)
+    assert "trial 1 has runs at k = 0 and 500" in notes and "(2,000 in trial 0, 500 in trial 1)" in notes
+    # a later k that rises in the one trial that has it is no fall, though its mean sits below k = 0's
+    rising = st.combined([("a", k0, "LeNet-300-100", 0),
+                          ("b", lenet_rows(0, {1: 0.85, 2: 0.85}), "LeNet-300-100", 500)])
+    assert st.later_reset_stabler(rising).value == pytest.approx(0.05)
+    assert st.later_reset_rule(st.later_reset_stabler(rising)) == sc.NOT
+
+
+def test_the_matching_note_names_the_accuracy_each_trial_is_read_at():
+    """imp-lenet-stable's matching reads the early stop; the note gives each trial's count there and at the
+    end of training (the barrier tables' accuracy)."""
+    t0 = lenet_rows(0, {3: 0.5, 6: 0.4}, early={0: 0.9795, 3: 0.9772, 6: 0.98}, final={0: 0.98, 3: 0.981, 6: 0.98})
+    t1 = lenet_rows(1, {3: 0.5, 6: 0.4})
+    summary = st.combined([("a", pd.concat([t0, t1]), "LeNet-300-100", 0)])
+    measured = st.imp_lenet_stable(summary)
+    assert measured.parts == {"matching": 2, "levels": 2}  # the mean over trials: -0.115 points at level 3
+    assert "at the early stop" in measured.shown
+    per_trial = st.imp_lenet_stable(summary[summary.trial == 0])
+    assert per_trial.parts["matching"] == 1 and st.imp_lenet_rule(per_trial) == sc.PARTLY
+    notes = st.trial_notes(summary)
+    assert "trial 0: 1 of 2 (its ticket at P_m 51.2% is -0.23 points from it), trial 1: 2 of 2; so 1 of 2" in notes
+    assert "it would be trial 0: 2 of 2, trial 1: 2 of 2." in notes
+    assert st.barriers(summary).columns[7:9].tolist() == ["ticket % at end", "twin % at end"]
+    one = st.imp_lenet_stable(st.combined([("a", t1[t1.level <= 3], "LeNet-300-100", 0)]))
+    assert "over 1 level (P_m 51.2%);" in one.shown
+
+
+def test_texts_without_a_run_or_with_one_control_level():
+    empty = st.combined([])
+    assert "none" not in st.resnet_dense_stable(empty).shown
+    assert "no dense ResNet-20 run" in st.resnet_dense_stable(empty).shown
+    assert "none" not in st.resnet_late_resetting(empty).shown
+    only_0 = st.combined([(st.RESNET, resnet_rows({0: 9.0}), "ResNet-20", 0)])
+    assert "recorded at k = 0 only so far" in st.resnet_dense_stable(only_0).shown
+    one = st.combined([("a", lenet_rows(0, {6: 0.4}, early={0: 0.98, 6: 0.98}, reinit={6: 0.9725}),
+                        "LeNet-300-100", 0)])
+    gap = st.reinit_until_80(one)
+    assert gap.value == pytest.approx(-0.75)
+    assert gap.shown == ("reinit minus ticket: -0.75 points at P_m 26.2%, the one control level: nearest 20% "
+                         "and sparsest")
+
+
+def test_the_paper_profile_differs_from_the_paper_nowhere():
+    """PAPER_SETTINGS' rates as the configuration holds them (a mapping): the settings table of
+    params/stability_lenet.yaml's paper profile marks no parameter as differing, rates included."""
+    from lt_core import config
+    from lt_core.book import chapter
+    from lt_core.provenance import REPO
+    table = chapter.settings(config.load(REPO / "params" / "stability_lenet.yaml", "paper"), st.PAPER_SETTINGS)
+    assert table.loc["rates", "paper"] == "{fc: 0.2, output: 0.1}"
+    assert table.loc["rates", "differs"] == "" and (table.differs == "").all()
+
+
+def test_the_recorded_runs_table_names_the_layers_rates_and_the_twins_not_trained():
+    stored = {"model": "resnet20", "rates": {"conv": 0.2}, "controls": ["ticket", "twin"], "levels": 0,
+              "twin_iterations": [100, 2000], "iterations": 3000, "rewind_iteration": 0, "control_levels": []}
+    summary = resnet_rows({0: 9.0, 100: 5.0}).assign(start_iteration=lambda f: f.start_iteration.fillna(0))
+    _, columns, suffix = st.describe(summary, stored)
+    assert columns["what"] == ("the dense network and its twins from k = 0, 100 (the twin from 2,000 planned, "
+                               "not trained yet)")
+    assert suffix == "  # also trains the twin from k = 2,000, not recorded"
+    lenet = {**stored, "model": "lenet_300_100", "rates": {"fc": 0.2, "output": 0.1}, "levels": 15,
+             "control_levels": [3], "controls": ["ticket", "twin"]}
+    _, columns, suffix = st.describe(summary.assign(level=0), lenet)
+    assert "in rounds of fc 20%, output 10%; at levels 3: twin" in columns["what"] and suffix == ""
+
+
+def test_the_mixed_resume_reads_its_distances_and_the_execution_figure_has_one_panel():
+    twice = pd.DataFrame([
+        dict(run=st.TRAINED_TWICE[0][1], level=3, control="ticket", **{"again - first (points)": 0.24,
+             "first distance / norm": 1.12, "again distance / norm": 1.27}),
+        dict(run=st.TRAINED_TWICE[1][1], level=3, control="ticket", **{"again - first (points)": -1.11,
+             "first distance / norm": 0.49, "again distance / norm": 0.92})])
+    assert st.mixed_resume(twice) == ("1.11 points below the Xeon's ticket, at a distance / norm of 0.92 from its own "
+                                      "dense network: farther than the Xeon's k = 500 ticket (0.49), nearer than the "
+                                      "k = 0 ticket at that level (1.12 on the Xeon, 1.27 on the EPYC)")
+    assert st.mixed_resume(twice.iloc[:1]) == ""
+    from lt_core.chapters import stability_plots as stp
+    summary = st.combined([("execution", pd.concat([lenet_rows(0, {1: 0.5})]).assign(
+        alphas=lambda f: [[0.0, 1.0]] * len(f), path_test_errors=lambda f: [[0.02, 0.02]] * len(f)),
+        "LeNet-300-100", 0)])
+    assert len(stp.paths(summary, "x", resnet=False).axes) == 1 and len(stp.paths(summary, "x").axes) == 2

@@ -26,11 +26,15 @@ def _level(summary: pd.DataFrame, control: str) -> pd.DataFrame:
     return summary[summary.control == control].set_index(["trial", "level"])
 
 
+END_ACCURACY = ("ticket % at end", "twin % at end")  # barriers' accuracy columns: the path's ends
+
+
 def barriers(summary: pd.DataFrame) -> pd.DataFrame:
     """One row per barrier unit: density, k (where its twin started), barrier in points, stable, the copies'
-    final test accuracy (%) and their distance relative to the ticket's weights."""
-    columns = ["trial", "level", "draw", "density %", "k", "error barrier (points)", "stable", "ticket %",
-               "twin %", "copies' distance / norm"]
+    test accuracy (%) at the end of training (the final weights the path joins: the barrier's ends, not the
+    early stop) and their distance relative to the ticket's weights."""
+    columns = ["trial", "level", "draw", "density %", "k", "error barrier (points)", "stable", *END_ACCURACY,
+               "copies' distance / norm"]
     cut = summary[summary.control == "barrier"].set_index(["trial", "level", "draw"])
     if cut.empty:
         return pd.DataFrame(columns=columns)
@@ -41,8 +45,8 @@ def barriers(summary: pd.DataFrame) -> pd.DataFrame:
         "density %": 100 * cut.density,
         "k": twins.start_iteration.astype(int),
         "error barrier (points)": 100 * cut.error_barrier.astype(float),
-        "ticket %": 100 * ticket_acc.to_numpy(),
-        "twin %": 100 * twins.final_test_accuracy,
+        END_ACCURACY[0]: 100 * ticket_acc.to_numpy(),
+        END_ACCURACY[1]: 100 * twins.final_test_accuracy,
         "copies' distance / norm": cut.copies_distance.astype(float) / cut.copies_norm.astype(float),
     }, index=cut.index)
     out.insert(3, "stable", out["error barrier (points)"] < STABLE_POINTS)
@@ -69,7 +73,7 @@ def pruning_stability(summary: pd.DataFrame) -> pd.DataFrame:
     out = cut[["trial", "level", "control"]].copy()
     out["density %"] = 100 * cut.density
     out["distance / norm"] = cut.stability_distance.astype(float) / cut.stability_norm.astype(float)
-    out["accuracy %"] = 100 * cut[ACC]
+    out["accuracy % at early stop"] = 100 * cut[ACC]
     return out.sort_values(["trial", "level", "control"]).reset_index(drop=True)
 
 
@@ -136,19 +140,32 @@ def lenet_stable_at_init(summary, curves=None) -> sc.Measured:
     return sc.Measured(value, f"dense LeNet-300-100, k = 0: barrier {value:.2f} points")
 
 
+MATCHING_POINTS = 0.2  # Frankle et al. 2020 [S]: a subnetwork is matching within 0.2 points of the dense network
+
+
+def matching(run: pd.DataFrame, levels, accuracy: str = ACC) -> tuple[int, float, int]:
+    """Of the tickets at `levels` (one run, mean over its trials), how many are within MATCHING_POINTS of the
+    dense network's `accuracy` (the early stop's by default; final_test_accuracy: at the end of training),
+    the lowest of their gaps to it in points and the level of that gap."""
+    tickets = run[run.control == "ticket"].groupby("level")[accuracy].mean()
+    gaps = {int(level): 100 * float(tickets[level] - tickets.get(0)) for level in levels}
+    worst = min(gaps, key=gaps.get)
+    return sum(g >= -MATCHING_POINTS for g in gaps.values()), gaps[worst], worst
+
+
 def imp_lenet_stable(summary, curves=None) -> sc.Measured:
     run = select(summary, "LeNet-300-100", 0)
     rows = _mean_barriers(run)
     sparse = rows[rows.level > 0]
     if sparse.empty:
         return sc._missing("no sparse LeNet level with twins at k = 0")
-    tickets = run[run.control == "ticket"].groupby("level")[ACC].mean()
-    dense, worst = tickets.get(0), float(sparse["error barrier (points)"].max())
-    matching = int(sum(100 * (tickets[level] - dense) >= -0.2 for level in sparse.level))
-    return sc.Measured(worst, f"largest barrier {worst:.2f} points over {len(sparse)} levels (P_m "
-                              f"{sparse['density %'].max():.0f}% to {sparse['density %'].min():.1f}%); "
-                              f"{matching} of {len(sparse)} within 0.2 points of the dense network",
-                       {"matching": matching, "levels": len(sparse)})
+    worst = float(sparse["error barrier (points)"].max())
+    matched = matching(run, sparse.level)[0]
+    where = (f"{len(sparse)} levels (P_m {sparse['density %'].max():.0f}% to {sparse['density %'].min():.1f}%)"
+             if len(sparse) > 1 else f"1 level (P_m {sparse['density %'].iloc[0]:.1f}%)")
+    return sc.Measured(worst, f"largest barrier {worst:.2f} points over {where}; {matched} of {len(sparse)} within "
+                              f"{MATCHING_POINTS} points of the dense network at the early stop",
+                       {"matching": matched, "levels": len(sparse)})
 
 
 def imp_lenet_rule(m) -> str:
@@ -159,9 +176,11 @@ def imp_lenet_rule(m) -> str:
 
 def resnet_dense_stable(summary, curves=None) -> sc.Measured:
     rows = _mean_barriers(select(summary, "ResNet-20", runs=RESNET)).query("level == 0").sort_values("k")
+    if rows.empty:
+        return sc._missing("no dense ResNet-20 run with twins in these tables")
     if len(rows) < 2 or 0 not in set(rows.k):
         return sc._missing("the dense ResNet-20's barriers are recorded at k = "
-                           f"{', '.join(f'{k:,}' for k in rows.k) or 'none'} so far")
+                           f"{', '.join(f'{k:,}' for k in rows.k)} only so far")
     shown = ", ".join(f"k {k:,}: {b:.1f}" for k, b in zip(rows.k, rows["error barrier (points)"]))
     stable = rows[rows["error barrier (points)"] < STABLE_POINTS]
     first = int(stable.k.min()) if len(stable) else -1
@@ -179,20 +198,87 @@ def resnet_dense_rule(m) -> str:
     return sc.NOT if m.parts["largest_k"] >= 2000 else sc.UNMEASURED
 
 
-def later_reset_stabler(summary, curves=None) -> sc.Measured:
+def distances_by_k(summary: pd.DataFrame) -> pd.DataFrame:
+    """The LeNet tickets' distance / norm to the trained dense network (levels >= 1), mean over levels: one
+    row per trial, one column per rewind iteration k; NaN where a trial has no run at that k."""
     lenet = select(summary, "LeNet-300-100")
-    means = {}
-    for k in sorted(lenet.rewind.unique()) if len(lenet) else []:
-        run = lenet[(lenet.rewind == k) & (lenet.control == "ticket") & (lenet.level > 0)]
-        if "stability_distance" in run and run.stability_distance.notna().any():
-            means[int(k)] = float((run.stability_distance.astype(float) / run.stability_norm.astype(float)).mean())
-    if len(means) < 2:
+    if "stability_distance" not in lenet:
+        return pd.DataFrame()
+    run = lenet[(lenet.control == "ticket") & (lenet.level > 0) & lenet.stability_distance.notna()]
+    if run.empty:
+        return pd.DataFrame()
+    run = run.assign(relative=run.stability_distance.astype(float) / run.stability_norm.astype(float),
+                     rewind=run.rewind.astype(int))
+    return run.pivot_table(index="trial", columns="rewind", values="relative", aggfunc="mean")
+
+
+def _change(table: pd.DataFrame, a: int, b: int) -> tuple[float, list[int]]:
+    """The distance at k = b less at k = a, within each trial that has both, mean over those trials (and
+    the trials); the two k's means over their own trials where no trial has both."""
+    both = table[[a, b]].dropna()
+    if len(both):
+        return float((both[b] - both[a]).mean()), [int(t) for t in both.index]
+    return float(table[b].mean() - table[a].mean()), []
+
+
+def later_reset_stabler(summary, curves=None) -> sc.Measured:
+    table = distances_by_k(summary)
+    if table.shape[1] < 2:
         return sc._missing("fewer than two LeNet runs with the stability distance")
-    ks = sorted(means)
-    falling = all(means[b] <= means[a] for a, b in zip(ks, ks[1:]))
-    change = means[ks[-1]] - means[ks[0]]
+    ks = sorted(table.columns)
+    falling = all(_change(table, a, b)[0] <= 0 for a, b in zip(ks, ks[1:]))
+    change, trials = _change(table, ks[0], ks[-1])  # within a trial: a trial without the latest k stays out
+    within = (f"trial{'s' if len(trials) > 1 else ''} {', '.join(map(str, trials))}" if trials
+              else "no trial has both")
     return sc.Measured(change, "tickets' distance / norm, mean over levels: " +
-                       ", ".join(f"k {k:,}: {means[k]:.3f}" for k in ks), {"falling": falling}, "{:+.3f}")
+                       ", ".join(f"k {k:,}: {table[k].mean():.3f}" for k in ks) +
+                       f"; k {ks[0]:,} to {ks[-1]:,} within {within}: {change:+.3f}", {"falling": falling}, "{:+.3f}")
+
+
+def trial_notes(summary: pd.DataFrame) -> str:
+    """What the scorecard's per-trial columns compare for two claims, in a sentence each (the page's note
+    under the verdicts): imp-lenet-stable's matching per trial at the early stop (the claim's accuracy) and
+    at the end of training (the barrier tables'), and the k later-reset-stabler compares in each trial."""
+    notes = []
+    run = select(summary, "LeNet-300-100", 0)
+    sparse = sorted(int(v) for v in run[(run.control == "barrier") & (run.level > 0)].level.unique()) if len(run) \
+        else []
+    trials = sorted(int(t) for t in run.trial.unique()) if len(run) else []
+    if sparse and len(trials) > 1:
+        density = run[run.control == "ticket"].groupby("level").density.mean()
+        whole = {}  # accuracy -> per trial, whether every level matches
+
+        def per_trial(accuracy):
+            parts = []
+            for t in trials:
+                n, gap, level = matching(run[run.trial == t], sparse, accuracy)
+                whole.setdefault(accuracy, []).append(n == len(sparse))
+                parts.append(f"trial {t}: {n} of {len(sparse)}" + (
+                    f" (its ticket at P_m {100 * density[level]:.1f}% is {gap:+.2f} points from it)"
+                    if n < len(sparse) else ""))
+            return ", ".join(parts)
+        early, end = per_trial(ACC), per_trial("final_test_accuracy")
+        notes.append(f"imp-lenet-stable counts a ticket as matching when its test accuracy at the early stop (the "
+                     f"book's accuracy throughout) is within {MATCHING_POINTS} points of its trial's dense network; "
+                     f"per trial, {early}; so {sum(whole[ACC])} of {len(trials)} trials match at every level on "
+                     f"their own. At the end of training (the accuracy of the barrier tables, whose paths join the "
+                     f"final weights) it would be {end}.")
+    table = distances_by_k(summary)
+    if table.shape[1] >= 2 and len(table) > 1:
+        first = min(table.columns)
+        has = {int(t): [int(k) for k in row.dropna().index] for t, row in table.iterrows()}
+        latest = {t: max(ks) for t, ks in has.items() if first in ks and max(ks) > first}
+        if len(set(latest.values())) > 1:
+            listed_k = lambda ks: ", ".join(f"{k:,}" for k in ks[:-1]) + f" and {ks[-1]:,}"
+            top = max(latest.values())
+            notes.append("later-reset-stabler: " + "; ".join(f"trial {t} has runs at k = {listed_k(ks)}"
+                                                             for t, ks in has.items()) +
+                         ". Each trial alone compares k = 0 with its own latest k (" +
+                         ", ".join(f"{k:,} in trial {t}" for t, k in latest.items()) +
+                         f"), so the trials' range is not of one comparison; the headline is the change from k = 0 "
+                         f"to {top:,} within the trial{'s' if sum(v == top for v in latest.values()) > 1 else ''} "
+                         f"that {'have' if sum(v == top for v in latest.values()) > 1 else 'has'} both.")
+    return " ".join(notes)
 
 
 def later_reset_rule(m) -> str:
@@ -210,9 +296,11 @@ def reinit_until_80(summary, curves=None) -> sc.Measured:
     near = (density[per.index] - 0.2).abs().idxmin()
     sparsest = per.index.max()
     gap = lambda level: 100 * float(per.loc[level, "reinit"] - per.loc[level, "ticket"])
-    return sc.Measured(gap(sparsest), f"reinit minus ticket: {gap(near):+.2f} points at P_m "
-                                      f"{100 * density[near]:.0f}%, {gap(sparsest):+.2f} at {100 * density[sparsest]:.1f}%",
-                       {"near_20": gap(near)}, "{:+.2f}")
+    shown = (f"reinit minus ticket: {gap(near):+.2f} points at P_m {100 * density[near]:.0f}%, {gap(sparsest):+.2f} "
+             f"at {100 * density[sparsest]:.1f}%" if near != sparsest else
+             f"reinit minus ticket: {gap(near):+.2f} points at P_m {100 * density[near]:.1f}%, the one control "
+             "level: nearest 20% and sparsest")
+    return sc.Measured(gap(sparsest), shown, {"near_20": gap(near)}, "{:+.2f}")
 
 
 def reinit_rule(m) -> str:
@@ -318,11 +406,42 @@ def recorded_two_machines() -> pd.DataFrame:
     return two_machines(first, now, masks)
 
 
+def mixed_resume(twice: pd.DataFrame) -> str:
+    """How the `_mixed` resume's level-3 ticket (the Xeon's mask on the EPYC's W_500) came out, from
+    two_machines' table: its accuracy against the Xeon's and its distance to its own dense network beside
+    the Xeon's k = 500 ticket's and the k = 0 tickets' at that level. '' where a run is missing."""
+    def unit(run, level=3):
+        rows = twice[(twice.run == run) & (twice.level == level) & (twice.control == "ticket")]
+        return rows.iloc[0] if len(rows) else None
+    mixed, reset = unit(TRAINED_TWICE[1][1]), unit(TRAINED_TWICE[0][1])
+    if mixed is None or reset is None:
+        return ""
+    change = mixed["again - first (points)"]
+    return (f"{abs(change):.2f} points {'below' if change < 0 else 'above'} the Xeon's ticket, at a distance / norm "
+            f"of {mixed['again distance / norm']:.2f} from its own dense network: farther than the Xeon's k = 500 "
+            f"ticket ({mixed['first distance / norm']:.2f}), nearer than the k = 0 ticket at that level "
+            f"({reset['first distance / norm']:.2f} on the Xeon, {reset['again distance / norm']:.2f} on the EPYC)")
+
+
+def recorded_twins() -> tuple[list[int], list[int]]:
+    """The k of the recorded dense ResNet-20's twins (RESNET), and those its configuration plans but the
+    recording has not trained yet."""
+    from ..runs import recorded as recorded_runs
+    rec = recorded_runs.recorded(RESNET)
+    if rec is None:
+        return [], []
+    twins = sorted(int(k) for k in rec[1][rec[1].control == "twin"].start_iteration)
+    return twins, [int(k) for k in rec[2]["config"].get("twin_iterations", ()) if int(k) not in twins]
+
+
 def resnet_late_resetting(summary, curves=None) -> sc.Measured:
     ks = sorted(int(k) for k in select(summary, runs=RESNET_IMP).rewind.unique()) if "rewind" in summary else []
+    if not ks:
+        return sc._missing("no ResNet-20 IMP run in these tables; the claim needs one reset to k = 0 and one "
+                           "rewound to a later k")
     if len(ks) < 2 or 0 not in ks:
         return sc._missing("ResNet-20 IMP is recorded rewound to k = "
-                           f"{', '.join(f'{k:,}' for k in ks) or 'none'} so far; the claim needs k = 0 and a later k")
+                           f"{', '.join(f'{k:,}' for k in ks)} only so far; the claim needs k = 0 and a later k")
     table = late_resetting(summary)
     early, late, reinit = column("ticket", ks[0]), column("ticket", ks[-1]), column("reinit", ks[0])
     dense = table.loc[0, early] if 0 in table.index else float("nan")
@@ -373,11 +492,12 @@ def claims() -> list[sc.Claim]:
                  "trained weights end nearer the full network's", "later resetting, stabler tickets "
                  "(abstract, Stabilizing the LTH)", later_reset_stabler, later_reset_rule,
                  "the tickets' distance to the trained dense network on their survivors over its norm there, "
-                 "mean over levels, per k (LeNet); reproduced if it falls with every later k, partly if the "
-                 "latest is below k = 0's"),
+                 "mean over levels, per k (LeNet), compared within a trial: the change from k = 0 to the latest k "
+                 "in the trials that have both; reproduced if it falls with every later k (each step within the "
+                 "trials that have both k), partly if the latest is below k = 0's"),
         sc.Claim("reinit-until-80", "Random reinitialisation keeps up with the ticket until about 80% is "
-                 "pruned, then falls behind", "comparable to ~80% pruned, tickets hold far beyond (seed "
-                 "summary) [S]", reinit_until_80, reinit_rule, "reinit minus ticket at the control level "
+                 "pruned, then falls behind", "comparable to ~80% pruned, tickets hold far beyond "
+                 "(a summary of the paper, not its text; unconfirmed) [S]", reinit_until_80, reinit_rule, "reinit minus ticket at the control level "
                  "nearest P_m 20% and at the sparsest (LeNet, k = 0, early-stop test accuracy, mean over "
                  "trials); reproduced if within 0.5 points at 20% and over 0.5 below at the sparsest"),
         sc.Claim("resnet-late-resetting", "At lr 0.1, ResNet-20's IMP finds winning tickets only with late "
@@ -402,26 +522,32 @@ def bookwide_tables():
     return curves, summary, f"recorded, {len(summary)} networks and paths; " + "; ".join(parts)
 
 
-# Frankle & Carbin's LeNet-300-100 protocol and Frankle et al. 2020's 30 interpolation points
+# Frankle & Carbin's LeNet-300-100 protocol and Frankle et al. 2020's 30 interpolation points; rates as the
+# configuration holds them, a mapping (pairs would read as differing in the settings table)
 PAPER_SETTINGS = {"dataset": "mnist", "model": "lenet_300_100", "init": "glorot_normal", "optimizer": "adam",
-                  "lr": 0.0012, "batch_size": 60, "iterations": 50000, "val_size": 5000,
-                  "rates": (("fc", 0.2), ("output", 0.1)), "interpolation_points": 30}
+                  "lr": 0.0012, "batch_size": 60, "iterations": 50000, "val_size": 5000, "pruning": "layerwise",
+                  "rates": {"fc": 0.2, "output": 0.1}, "interpolation_points": 30}
 
 
 def describe(summary, stored):
     """The recorded-run table's own columns (lt_core/book/report.recorded_runs_table)."""
     twins = sorted(int(k) for k in summary[summary.control == "twin"].start_iteration)  # recorded, not planned
     net = "ResNet-20 (CIFAR-10)" if stored["model"] == "resnet20" else "LeNet-300-100 (MNIST)"
-    rounds = ", ".join(f"{100 * r:.0f}%" for r in sorted(set(stored["rates"].values())))
+    rounds = ", ".join(f"{layer} {100 * r:.0f}%" for layer, r in stored["rates"].items())
     controls = ", ".join(c for c in stored["controls"] if c != "ticket")
-    what = (f"the dense network and its twins from k = {', '.join(f'{k:,}' for k in twins)}"
+    # the dense run's twins its configuration plans but the recording has not trained yet (its command would)
+    untrained = [] if stored["levels"] else [int(k) for k in stored.get("twin_iterations", ()) if int(k) not in twins]
+    later, plural = ", ".join(f"{k:,}" for k in untrained), "s" if len(untrained) > 1 else ""
+    what = (f"the dense network and its twins from k = {', '.join(f'{k:,}' for k in twins)}" +
+            (f" (the twin{plural} from {later} planned, not trained yet)" if untrained else "")
             if not stored["levels"] else
             f"IMP rewound to k = {stored['rewind_iteration']:,} in rounds of {rounds}; at levels "
             f"{', '.join(map(str, stored['control_levels']))}: {controls}")
     reached = int(summary.level.max()) if len(summary) else 0
     levels = f"0..{stored['levels']}" + (f" (0..{reached} so far)" if reached < stored["levels"] else "")
+    suffix = f"  # also trains the twin{plural} from k = {later}, not recorded" if untrained else ""
     return summary, {"network": net, "what": what, "levels": levels,
-                     "steps": f"{int(stored['iterations']):,}"}, ""
+                     "steps": f"{int(stored['iterations']):,}"}, suffix
 
 
 def recorded_runs_table(names=tuple(NETS)) -> tuple[pd.DataFrame, list[str]]:

@@ -22,12 +22,16 @@ def _empty(ax, what="no run in this checkout"):
     ax.text(0.5, 0.5, what, ha="center", va="center", transform=ax.transAxes, fontsize=8)
 
 
-def paths(summary: pd.DataFrame, run_label: str = "") -> Figure:
+def paths(summary: pd.DataFrame, run_label: str = "", resnet: bool = True) -> Figure:
     """Left: test error along the line from the ticket (alpha 0) to its twin (alpha 1), LeNet at k = 0,
-    one line per level with twins; right: the dense ResNet-20's paths, one line per k (trial 0)."""
-    fig = Figure(figsize=(9.4, 3.5), layout="constrained")
-    left, right = fig.subplots(1, 2)
-    for ax, run, by in ((left, select(summary, "LeNet-300-100", 0), "level"), (right, select(summary, "ResNet-20", runs=RESNET), "k")):
+    one line per level with twins; right: the dense ResNet-20's paths, one line per k (trial 0). Without
+    `resnet` (an execution that trains LeNet alone), the LeNet panel only."""
+    fig = Figure(figsize=(9.4, 3.5) if resnet else (5.2, 3.5), layout="constrained")
+    left, right = fig.subplots(1, 2) if resnet else (fig.subplots(), None)
+    panels = [(left, select(summary, "LeNet-300-100", 0), "level")]
+    if resnet:
+        panels.append((right, select(summary, "ResNet-20", runs=RESNET), "k"))
+    for ax, run, by in panels:
         table = barriers(run) if len(run) else None
         if table is not None and by == "k":
             table = table[table.level == 0]  # the dense network's twins
@@ -44,7 +48,8 @@ def paths(summary: pd.DataFrame, run_label: str = "") -> Figure:
         ax.set_ylabel("test error (%)", fontsize=8)
         ax.legend(fontsize=6.5, ncol=2)
     left.set_title("LeNet-300-100, k = 0: ticket and twin per level", fontsize=9)
-    right.set_title("dense ResNet-20: twins from iteration k", fontsize=9)
+    if right is not None:
+        right.set_title("dense ResNet-20: twins from iteration k", fontsize=9)
     fig.suptitle(f"Error along the straight line between two copies{': ' + run_label if run_label else ''}", fontsize=9)
     return fig
 
