@@ -101,7 +101,61 @@ def test_what_transfers_splits_the_mask_from_its_weights():
     row = table.loc["MNIST -> Fashion-MNIST"]
     assert row["ticket - mask on fresh weights (the weights)"] == pytest.approx(1.5)
     assert row["mask on fresh weights - random (the mask)"] == pytest.approx(1.0)
-    assert row.levels == 2 and row.trials == 2
+    assert row["levels: ticket - own"] == row["levels: fresh weights"] == 2 and row.trials == 2
+
+
+def test_what_transfers_counts_the_levels_each_mean_covers():
+    """The fresh-weight controls train at every second level: their means cover fewer levels than the
+    ticket's against its own, and the table says how many each."""
+    extra = {(4, "transfer"): 0.90}  # P_m 41%: outside the span
+    acc = {**moved(0.90, 0.905, 0.89, 0.88), (10, "transfer"): 0.905}
+    DENSITIES[10] = 0.108
+    try:
+        summary = tr.combine([target("mnist", "fashion_mnist", {**acc, **extra}),
+                              source("mnist", {0: 0.98, 8: 0.982, 12: 0.98}),
+                              source("fashion_mnist", {**OWN, 10: 0.905})])
+        row = tr.what_transfers(summary).loc["MNIST -> Fashion-MNIST"]
+    finally:
+        del DENSITIES[10]
+    assert row["levels: ticket - own"] == 3 and row["levels: fresh weights"] == 2
+
+
+def test_a_source_two_targets_name_is_one_run_in_the_tables():
+    """MNIST's source IMP run is loaded for MNIST -> Fashion-MNIST and again for Adam -> SGD: its own
+    tickets (and their curves, the slider's line) appear once, not twice."""
+    own = source("mnist", {0: 0.98, 8: 0.982, 12: 0.98})
+    once, twice = tr.combine([own]), tr.combine([own, own])
+    assert len(twice) == len(once)
+    curves = own[0].assign(split="test", iteration=0)
+    assert len(tr.combine_curves([(curves, own[1]), (curves, own[1])])) == len(tr.combine_curves([(curves, own[1])]))
+    other = source("mnist", {0: 0.98, 8: 0.982, 12: 0.98}, optimizer="sgd")  # another run: kept
+    assert len(tr.combine([own, other])) == 2 * len(once)
+
+
+def test_the_settings_table_names_the_papers_networks():
+    """The paper's networks are VGG-19 and ResNet-50 (a secondary source's reading), not LeNet: the settings
+    table says so and marks the row as differing."""
+    from lt_core import config
+    from lt_core.book import chapter
+    table = chapter.settings(config.load(REPO / "params/transfer_lenet.yaml", "smoke"), tr.PAPER_SETTINGS)
+    assert "VGG-19" in table.loc["model", "paper"] and "ResNet-50" in table.loc["model", "paper"]
+    assert table.loc["model", "differs"] == "yes" and table.loc["model", "this run"] == "lenet_300_100"
+
+
+def test_the_beats_random_claim_quotes_the_replications_transferred_ticket():
+    """The ReScience replication (paper-claims.md section 5): CIFAR-10's own ticket 80.60, the CIFAR-100 ticket
+    transferred to it 77.87, a random ticket 10, at 99.88% pruned."""
+    paper = next(c for c in tr.claims() if c.id == "beats-random").paper_value
+    assert "77.87%" in paper and "80.60%" in paper and "10%" in paper and "ReScience" in paper
+    assert "80.6% against" not in paper
+
+
+def test_the_sweep_is_in_the_recorded_runs_table_as_dense_networks():
+    summary = pd.DataFrame({"trial": [0], "level": [0], "control": ["ticket"]})
+    stored = {"procedure": "imp", "experiment": "transfer_sgd_sweep", "dataset": "mnist", "optimizer": "sgd",
+              "lr": 0.003, "levels": 0, "iterations": 20000}
+    _, columns, _ = tr.describe(summary, stored)
+    assert columns["what"] == "dense network, sgd, lr 0.003 (the SGD sweep)" and columns["levels"] == "0"
 
 
 def test_figures_and_tables_draw_full_and_empty_tables():
@@ -164,7 +218,13 @@ def test_the_output_layer_comparison_pairs_the_variants_level_by_level():
     row = effect.loc["MNIST -> Fashion-MNIST"]
     assert row["fresh - transferred, P_m 22% to 1.5%"] == 0.33 and row["fresh - transferred, dense"] == 1.0
     assert row["|this machine - recorded run|, every level"] == 1.0 and row["levels"] == 4 and row["trials"] == 1
+    assert row["fresh - transferred, sparsest"] == -5.0
     assert "+0.33 points" in tro.sentence(effect) and "(1 trial each way)" in tro.sentence(effect)
+    assert "within the 1.00 points by which another machine's theta_k alone moves" in tro.sentence(effect)
+    assert "and at the sparsest level (MNIST -> Fashion-MNIST -5.00 points)" in tro.sentence(effect)
+    assert tro.trials_phrase(rows, recorded) == "the first 1 of the 2 trials"
+    assert tro.trials_phrase(rows, recorded[recorded.trial == 0]) == "the one trial"
+    assert tro.trials_phrase(rows.iloc[:0], recorded) == ""
     assert row["sparsest P_m %, transferred / fresh"] == "1.80 / 2.10" and "P_m 2.10% against 1.80%" in tro.sentence(effect) and "22% to 1.5%" in tro.sentence(effect)
     assert tro.effect(rows.iloc[:0], recorded).empty and tro.sentence(pd.DataFrame()).startswith("not recorded")
     assert tro.level_table(rows[rows.output_layer == "fresh"], recorded, "mnist", "fashion_mnist").empty

@@ -226,21 +226,38 @@ def _gaps(summary: pd.DataFrame, against: str) -> pd.Series:
     return (100 * gap.groupby(early.ratio.to_numpy()).mean()).dropna()
 
 
+def searched_ratios(summary: pd.DataFrame) -> list[float]:
+    """The pruning ratios the structured search computed masks for (its rows' `ratios`), in order."""
+    found = {float(entry["ratio"]) for _, r in structured(summary)[lambda s: s.control == "search"].iterrows()
+             for entry in listed(r.get("ratios")) or []}
+    return sorted(found)
+
+
 def ticket_claim(against: str, what: str):
-    """A measure of the trained early ticket against `against` at every ratio: the smallest gap (pts)."""
+    """A measure of the trained early ticket against `against` at every ratio whose tickets are trained: the
+    smallest gap (pts); the ratios searched whose tickets are not trained are named as not measured."""
     def measure(summary: pd.DataFrame, curves=None):
         gaps = _gaps(summary, against)
         if gaps.empty:
             return sc._missing(NO_TICKETS)
         shown = "; ".join(f"{r:.0%} removed {g:+.2f} pts" for r, g in gaps.items())
-        return sc.Measured(float(gaps.min()), f"the early ticket minus {what}: {shown}",
-                           {"held": int((gaps >= -sc.HOLD).sum()), "ratios": len(gaps)}, "{:+.2f}")
+        untrained = [r for r in searched_ratios(summary) if not any(math.isclose(r, g) for g in gaps.index)]
+        if untrained:
+            shown += "; " + ", ".join(f"{r:.0%}" for r in untrained) + " removed: not measured (not trained)"
+        trials = int(structured(summary)[lambda s: s.control == "early"].trial.nunique())
+        return sc.Measured(float(gaps.min()), f"the early ticket minus {what}: {shown} ({trials} trial"
+                                              f"{'s' * (trials != 1)})",
+                           {"held": int((gaps >= -sc.HOLD).sum()), "ratios": len(gaps),
+                            "untrained": len(untrained)}, "{:+.2f}")
     return measure
 
 
 def ticket_rule(m) -> str:
-    """Reproduced when the early ticket is within HOLD points below (or above) at every ratio, partly at some."""
-    return sc.REPRODUCED if m.parts["held"] == m.parts["ratios"] else sc.PARTLY if m.parts["held"] else sc.NOT
+    """Reproduced when the early ticket is within HOLD points below (or above) at every ratio searched, partly
+    at some, or at every one trained while a ratio searched is not trained (not measured there)."""
+    if m.parts["held"] == m.parts["ratios"]:
+        return sc.PARTLY if m.parts.get("untrained") else sc.REPRODUCED
+    return sc.PARTLY if m.parts["held"] else sc.NOT
 
 
 def describe(summary, stored):

@@ -19,6 +19,9 @@ DRAW_STYLE = {END: ("tab:blue", "-", "ticket drawn at the end (IMP)"),
               SETTLED: ("tab:red", "-", "drawn where the mask settled")}
 FIXED = ["tab:olive", "tab:purple", "tab:pink", "tab:cyan"]  # draws at fixed iterations, earliest first
 REINIT = ("tab:orange", "--", "end mask, fresh weights (reinit)")
+# where the rule fired on a heat map: a white star edged in black, which neither the colour map nor the book's
+# 128-colour palette PNGs (lt_core/book/views.figure_png) can swallow, as they did a red dot
+FIRED = {"marker": "*", "ls": "none", "ms": 13, "mfc": "white", "mec": "black", "mew": 1.0, "label": "rule fired"}
 
 
 def _style(name: str, order: list[str]):
@@ -83,7 +86,7 @@ def channel_matrices(rows: pd.DataFrame, ratios=(0.3, 0.5, 0.7), threshold: floa
         at = settle[(settle.trial == trial) & np.isclose(settle.ratio, ratio)] if len(settle) else settle
         if len(at) and not np.isnan(at.settled_iteration.iloc[0]):
             e = iterations.index(int(at.settled_iteration.iloc[0]))
-            ax.plot([e], [e], marker="o", color="tab:red", ms=6, label="rule fired")
+            ax.plot([e], [e], **FIRED)
             ax.legend(fontsize=7, loc="upper left")
         ax.set_xlabel("epoch" if per_epoch else "iteration", fontsize=8)
         ax.set_title(f"{ratio:.0%} of the channels removed", fontsize=8)
@@ -91,15 +94,18 @@ def channel_matrices(rows: pd.DataFrame, ratios=(0.3, 0.5, 0.7), threshold: floa
     if image is not None:
         fig.colorbar(image, ax=list(axes), shrink=0.8, label="fraction of all channels that differ")
     fig.suptitle(f"Channel-mask distance matrices, ResNet-20 on CIFAR-10 (trial {trial}); white: distance "
-                 f"{threshold}; dashed: the first learning-rate drop", fontsize=9)
+                 f"{threshold}; dashed: the first learning-rate drop; star: where the rule fired", fontsize=9)
     return fig
 
 
 def distances(summary: pd.DataFrame, threshold: float = 0.1, trial: int = 0) -> Figure:
     """Left: each round's mask against the final one, by iteration, one line per P_m (colour), the settle
-    point marked. Right: against the mask one interval before, with the threshold."""
+    point marked. Right: against the mask one interval before, with the threshold. Only the levels trained
+    are drawn (as in `settle_table`): not the mask the last ticket's training points to."""
     traj = trajectories(summary)
-    traj = traj[traj.trial == trial]
+    # the levels trained: the last ticket's trajectory is the mask of a level that was not, which the settle
+    # tables leave out too
+    traj = traj[(traj.trial == trial) & traj.density.notna()]
     fig = Figure(figsize=(9.4, 3.4), layout="constrained")
     left, right = fig.subplots(1, 2)
     if traj.empty:
@@ -110,7 +116,7 @@ def distances(summary: pd.DataFrame, threshold: float = 0.1, trial: int = 0) -> 
     settled = summary[(summary.control == "ticket") & (summary.trial == trial)].set_index("level")
     for color, level in zip(colors, levels):
         line = traj[traj.level == level]
-        name = f"P_m {density_label(line.density.iloc[0])}" if not np.isnan(line.density.iloc[0]) else f"level {level}"
+        name = f"P_m {density_label(line.density.iloc[0])}"
         left.plot(line.iteration, line.to_final, color=color, lw=1.1, label=name)
         right.plot(line.iteration, line.to_previous, color=color, lw=1.1)
         at = settled.get("mask_settled_iteration", pd.Series(dtype=float)).get(level - 1)

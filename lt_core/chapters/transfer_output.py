@@ -94,8 +94,8 @@ def level_table(rows: pd.DataFrame, rec_summary: pd.DataFrame, source: str, targ
 
 
 def effect(rows: pd.DataFrame, rec_summary: pd.DataFrame, runs=RUNS, span=SPARSE) -> pd.DataFrame:
-    """Per direction (points): fresh less transferred output layer, mean over the sparse levels (`span`) and
-    at the dense level; and the mean absolute difference between this machine's output-transferred tickets
+    """Per direction (points): fresh less transferred output layer, mean over the sparse levels (`span`), at
+    the dense level and at the sparsest; and the mean absolute difference between this machine's output-transferred tickets
     and the recorded run's over the same trials, over every level (another machine's theta_k, the same
     masks)."""
     found = []
@@ -111,6 +111,7 @@ def effect(rows: pd.DataFrame, rec_summary: pd.DataFrame, runs=RUNS, span=SPARSE
         found.append({"transfer": label(source, target), "trials": len(trials), "levels": int(gap.notna().sum()),
                       f"fresh - transferred, P_m {100 * span[1]:.0f}% to {100 * span[0]:.1f}%": round(float(sparse.mean()), 2),
                       "fresh - transferred, dense": round(float(gap.get(0, math.nan)), 2),
+                      "fresh - transferred, sparsest": round(float(gap.dropna().iloc[-1]), 2),
                       "sparsest P_m %, transferred / fresh": f"{100 * table.density.iloc[-1]:.2f} / "
                                                              f"{100 * table.density_fresh.iloc[-1]:.2f}",
                       "|this machine - recorded run|, every level": round(float(machine), 2)})
@@ -125,6 +126,32 @@ def sentence(table: pd.DataFrame) -> str:
     parts = "; ".join(f"{name} {row[sparse]:+.2f} points" for name, row in table.iterrows())
     trials = int(table.trials.min())
     sparsest = table["sparsest P_m %, transferred / fresh"].iloc[0].split(" / ")
+    machine = table["|this machine - recorded run|, every level"]
+    size = (table[sparse].abs() <= machine)
+    word = "within" if size.all() else "beyond" if not size.any() else "about the size of"
+    at_end = table["fresh - transferred, sparsest"]
+    largest = all(row["fresh - transferred, sparsest"] >= row[sparse] for _, row in table.iterrows())
     return (f"a fresh output layer moves the transferred ticket by {parts} on average over "
-            f"{sparse.split(', ', 1)[1]} ({trials} trial{'s' * (trials > 1)} each way); unpruned, it also "
-            f"leaves more weights (P_m {sparsest[1]}% against {sparsest[0]}% at the sparsest level)")
+            f"{sparse.split(', ', 1)[1]} ({trials} trial{'s' * (trials > 1)} each way), {word} the "
+            f"{' / '.join(f'{m:.2f}' for m in machine)} points by which another machine's theta_k alone moves the "
+            f"same tickets (mean over every level); {'largest' if largest else 'and'} at the sparsest level "
+            f"({'; '.join(f'{name} {g:+.2f}' for name, g in at_end.items())} points), where, unpruned, it also "
+            f"leaves more weights (P_m {sparsest[1]}% against {sparsest[0]}%)")
+
+
+def trials_phrase(rows: pd.DataFrame, rec_summary: pd.DataFrame, runs=RUNS) -> str:
+    """Which of the recorded transfer runs' trials the comparison trained again ('both trials', 'the first 1
+    of the 2 trials'), the fewest over directions; '' without the comparison."""
+    shares = []
+    for source, target in runs:
+        again = len(_trials(rows, source, target))
+        mine = direction(rec_summary, source, target) if rec_summary is not None and len(rec_summary) else rec_summary
+        of = int(mine[mine.control == "transfer"].trial.nunique()) if mine is not None and len(mine) else 0
+        if again:
+            shares.append((again, of))
+    if not shares:
+        return ""
+    again, of = min(shares)
+    if again >= of:
+        return "both trials" if of == 2 else "the one trial" if of == 1 else f"all {of} trials"
+    return f"the first {again} of the {of} trials"
