@@ -139,3 +139,58 @@ def test_pixel_regions_split_constant_and_other_pixels():
 def test_accuracy_figure_says_when_a_network_has_no_run():
     fig = epp.accuracy_vs_keep(ep.combine([], []), "conv2")
     assert "no edge-popup run" in " ".join(t.get_text() for t in fig.axes[0].texts)
+
+
+def test_the_paper_column_marks_what_a_third_party_read_off_figure_3_as_unconfirmed():
+    """paper-claims.md section 4: the CIFAR-10 numbers, the best k range, the closing gap and the order of the
+    inits are a third party's reading of Figure 3, unconfirmed; the ImageNet number is the paper's."""
+    claims = {c.id: c for c in ep.claims()}
+    for cid in ("best-k", "conv2-gap", "init-order", "deeper-closes-gap"):
+        assert "third party" in claims[cid].paper_value and "unconfirmed" in claims[cid].paper_value, cid
+    assert "unconfirmed" not in claims["imagenet-wide-resnet"].paper_value
+
+
+def test_the_init_order_claim_names_the_inits_it_measures_in_their_order():
+    order = ep.init_order.__defaults__[0]
+    text = next(c for c in ep.claims() if c.id == "init-order").text
+    assert [part.strip().lower() for part in text.replace(">=", ">").split(">")] == [ep.INITS[i].lower() for i in order]
+
+
+def test_the_settings_table_leaves_out_the_training_fields_edge_popup_does_not_read():
+    cfg = config.load("params/edge_popup_lenet.yaml", "smoke")
+    table = ep.settings(cfg)
+    assert not set(ep.UNUSED) & set(table.index)
+    assert table.loc["schedule", "this run"] == "cosine" and table.loc["lr", "paper"] == "0.1"
+
+
+def test_a_recorded_run_stopped_before_all_its_k_says_so_after_its_command():
+    rows, stored = ep_run("conv2", "kaiming_normal", {0.5: 0.6}, keep=[0.5, 0.3])
+    assert ep._untrained(rows, stored) == ("  # recorded: k = 0.5 only (stopped before k = 0.3, which this "
+                                           "command trains too)")
+    whole, stored = ep_run("conv2", "kaiming_normal", {0.5: 0.6, 0.3: 0.5}, keep=[0.5, 0.3])
+    assert ep._untrained(whole, stored) == ""
+
+
+def test_the_page_names_the_learning_rates_the_recorded_conv_runs_trained_at():
+    from lt_core.runs import recorded as recorded_runs
+    if recorded_runs.recorded(ep.DENSE["conv2 sgd"]) is None:
+        pytest.skip("the recorded dense Conv-2 is not in this checkout")
+    dense = config.load("params/conv_dense_sgd.yaml", "cpu").lr
+    scores = config.load("params/edge_popup_conv.yaml", "cpu").lr
+    assert ep.dense_lrs() == {"scores": f"{scores:g}", "dense": f"{dense:g}"}
+
+
+def test_the_mask_figure_alt_text_holds_for_the_recorded_run():
+    """Fig. 11's alt text: at k = 0.7 the border (the constant pixels) is brighter than the rest, at 0.5 the
+    map is uniform, from 0.3 down the rest (the centre) is brighter than the border."""
+    from lt_core.chapters import lenet_mnist as lenet
+    from lt_core.data import datasets
+    masks = ep.recorded_first_layers(ep.RECORDED[("lenet_300_100", "signed_kaiming_constant_scaled")])
+    if not masks:
+        pytest.skip("the recorded LeNet run's masks are not in this checkout")
+    constant = lenet.constant_pixels(datasets.load("mnist", val_size=5000, split_seed=0))["mask"].numpy()
+    table = ep.pixel_regions(masks, constant)
+    const, other = table["constant pixels kept %"], table["other pixels kept %"]
+    assert const[0.7] > other[0.7] + 5
+    assert abs(const[0.5] - other[0.5]) < 5
+    assert all(const[k] < other[k] - 3 for k in (0.3, 0.1, 0.05))

@@ -117,3 +117,28 @@ def test_hans_masks_are_set_beside_the_imp_ticket_of_the_nearest_density():
     assert table.loc[2, "Han's mask on theta_0 %"] == pytest.approx(98.25) and table.loc[2, "IMP reinit %"] == 97.0
     assert table.loc[1, "IMP level"] == 5 and np.isnan(table.loc[1, "IMP reinit %"])
     assert pf.against_imp(summary, None).empty
+
+
+def test_the_margin_note_says_when_a_verdict_rests_on_trial_noise():
+    l1 = lambda acc, t: run({(0, "dense"): 0.979, (2, "finetune"): acc}, {2: 0.95}, trials=(t,))[0]
+    # L2's fine-tuned net at level 2: 0.981 (trial 0), 0.982 (trial 1); L1's: 0.9815, 0.9795 (run adds 0.001 t)
+    noisy = pf.combine([run(L2, {2: 0.90}), (pd.concat([l1(0.9815, 0), l1(0.9785, 1)]),
+                                             {**STORED, "weight_decay": 0, "l1_penalty": 1e-4})])
+    note = pf.margin_note(pf.claims(), noisy)
+    assert note.startswith("l2-after-retraining reads reproduced by its rule on a margin of +0.10 pts; "
+                           "1 of 2 trials agree (-0.05 pts to +0.25 pts over trials)")
+    assert "within trial-to-trial noise" in note
+    clear = pf.combine([run(L2, {2: 0.90}), run({(0, "dense"): 0.979, (2, "finetune"): 0.970}, {2: 0.95},
+                                                weight_decay=0, l1_penalty=1e-4)])
+    note = pf.margin_note(pf.claims(), clear)
+    assert "2 of 2 trials agree" in note and "larger than the spread" in note
+    assert pf.margin_note(pf.claims(), pf.combine([run(L2, {2: 0.9})])) == "l2-after-retraining is not measured here."
+
+
+def test_the_mask_figure_alt_text_holds_for_the_recorded_runs():
+    """Fig. 16's alt text: Han's two masks are dark at the border beside the centre, the ticket's border is not."""
+    pictures = pf.mask_pictures()
+    if len(pictures) < 3:
+        pytest.skip("the recorded masks are not in this checkout")
+    ratio = {label.split(",")[0]: pf.regions(m)[1] / pf.regions(m)[0] for label, m in pictures.items()}
+    assert ratio["Han: iterative"] > 5 and ratio["Han: one-shot"] > 5 and ratio["IMP ticket (F&C)"] < 3

@@ -211,34 +211,41 @@ def deeper_closes_gap(shallow: str = "conv2", deep: str = "conv4", init: str = "
     return measure
 
 
+# the paper column's mark for what a third party read off Figure 3 (paper-claims.md section 4: unconfirmed)
+FIG3 = "(read off Fig. 3 by a third party, unconfirmed)"
+
+
 def not_measured(why: str):
     return lambda summary, curves: sc._missing(why)
 
 
 
 def claims() -> list[sc.Claim]:
-    """Ramanujan et al. (2020), paper-claims.md section 4; the CIFAR-10 numbers are read off Figure 3 (by a
-    third party; the text gives no table), the ImageNet ones are the paper's and the README's."""
+    """Ramanujan et al. (2020), paper-claims.md section 4; the CIFAR-10 numbers, the best k range, the closing
+    gap and the order of the inits are a third party's reading of Figure 3 (the text gives no table) and are
+    marked unconfirmed there, and so in the paper column (FIG3); the ImageNet ones are the paper's and the
+    README's."""
     return [
         sc.Claim("best-k", "The best subnetwork keeps k between 30% and 70% of each layer's weights "
-                 "(Conv-2, scaled signed constant)", "k in [0.3, 0.7] (read off Fig. 3)",
+                 "(Conv-2, scaled signed constant)", f"k in [0.3, 0.7] {FIG3}",
                  best_k("conv2", "signed_kaiming_constant_scaled"), best_k_rule,
                  "k of the highest test accuracy at the end, mean over trials; reproduced if in [0.3, 0.7] and "
                  "not at the edge of the sweep (else partly: the peak may lie beyond), partly if the best k "
                  "inside is within 1 point of it; needs k values inside and outside"),
         sc.Claim("conv2-gap", "An untrained Conv-2 subnetwork comes within about 2 points of the trained "
-                 "dense Conv-2", "77.5% vs 79.5% (read off Fig. 3)",
+                 "dense Conv-2", f"77.5% vs 79.5% {FIG3}",
                  gap_to_dense("conv2", "signed_kaiming_constant_scaled"), gap_rule(-2.0),
                  "best edge-popup accuracy over k minus the better trained dense Conv-2 (Frankle & Carbin's "
-                 "Adam protocol at its early stop, or the edge-popup SGD recipe at its end); reproduced "
-                 "within 2 points of the paper's -2, partly within 5"),
-        sc.Claim("init-order", "Signed constant >= scaled Kaiming normal > Kaiming normal > Xavier normal",
-                 "that order (Fig. 3, unconfirmed)", init_order("lenet_300_100"), init_order_rule,
+                 "Adam protocol at its early stop, or SGD with the scores' recipe but its own learning rate, "
+                 "at its end); reproduced within 2 points of the paper's -2, partly within 5"),
+        sc.Claim("init-order", "Scaled signed constant >= scaled Kaiming normal > Kaiming normal > Xavier normal",
+                 f"signed constant >= scaled Kaiming normal > Kaiming normal > Xavier normal {FIG3}",
+                 init_order("lenet_300_100"), init_order_rule,
                  "best accuracy over k per init, measured on LeNet-300-100 (the paper's order is on its conv "
                  "nets); reproduced if the order holds (>= within 0.1 point), partly if both scaled inits "
                  "beat both unscaled and Kaiming beats Xavier"),
         sc.Claim("deeper-closes-gap", "Deeper random networks close the gap to the trained network "
-                 "(Conv-2 to Conv-4)", "gap ~-2 -> ~-0.5 pts (read off Fig. 3)", deeper_closes_gap(),
+                 "(Conv-2 to Conv-4)", f"gap ~-2 -> ~-0.5 pts {FIG3}", deeper_closes_gap(),
                  lambda m: sc.scale(m.value, 0.75),
                  "Conv-4's gap minus Conv-2's (points), each the best over the k both were run at; reproduced if "
                  "it closes by >= 0.75 (half the paper's 1.5), partly if it closes at all"),
@@ -324,6 +331,29 @@ PAPER_SETTINGS = {
     "procedure": "edge_popup", "optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 0.0001,
     "batch_size": 128, "schedule": "cosine", "val_size": 0,
 }
+# the shared training fields edge-popup does not read: its scores' rate follows `schedule` alone
+# (lt_core/training/supermask.py: cfg.lr, cosine-annealed or constant)
+UNUSED = ("lr_schedule", "lr_drops", "lr_drop_factor", "warmup_iterations")
+
+
+def settings(cfg) -> pd.DataFrame:
+    """The run's settings against the paper's (lt_core/book/chapter.settings), without the fields edge-popup
+    does not read (UNUSED): a `lr_schedule steps` beside `schedule cosine` would read as two schedules."""
+    from ..book.chapter import settings as table
+    return table(cfg, PAPER_SETTINGS).drop(index=list(UNUSED), errors="ignore")
+
+
+def dense_lrs(dense=DENSE, recorded=RECORDED) -> dict[str, str]:
+    """The learning rates of the recorded conv runs: {"scores": the edge-popup runs', "dense": the SGD-trained
+    dense nets'} (each the distinct values, as text), so the page says what its baselines were trained at."""
+    found = {"scores": set(), "dense": set()}
+    for kind, names in (("scores", [n for key, n in recorded.items() if key[0] != "lenet_300_100"]),
+                        ("dense", [n for key, n in dense.items() if key.endswith(" sgd")])):
+        for name in names:
+            rec = recorded_runs.recorded(name)
+            if rec is not None:
+                found[kind].add(float(rec[2]["config"]["lr"]))
+    return {kind: ", ".join(f"{lr:g}" for lr in sorted(lrs)) or "not recorded" for kind, lrs in found.items()}
 
 
 def recorded_runs_table(names) -> tuple[pd.DataFrame, list[str]]:
@@ -341,8 +371,19 @@ def recorded_runs_table(names) -> tuple[pd.DataFrame, list[str]]:
             "k": "" if dense else ", ".join(f"{k:g}" for k in sorted(summary.keep, reverse=True)),
             "steps": f"{int(stored['iterations']):,}",
             "epochs": f"{stored['iterations'] * stored['batch_size'] / _train_size(stored):.0f}",
-        }, (" --set levels=0" if dense and stored.get("levels") else "")
+        }, (" --set levels=0" if dense and stored.get("levels") else "" if dense else _untrained(summary, stored))
     return table(names, describe)
+
+
+def _untrained(summary: pd.DataFrame, stored: dict) -> str:
+    """A shell comment after a recorded run's command when its recording holds fewer k than the command names
+    (a run stopped early): the command trains those too."""
+    held = {round(float(k), 6) for k in summary.keep}
+    missing = [k for k in sorted(stored.get("keep", ()), reverse=True) if round(float(k), 6) not in held]
+    if not missing:
+        return ""
+    return (f"  # recorded: k = {', '.join(f'{k:g}' for k in sorted(held, reverse=True))} only (stopped before "
+            f"k = {', '.join(f'{k:g}' for k in missing)}, which this command trains too)")
 
 
 def bookwide_tables():

@@ -220,6 +220,28 @@ def claims() -> list[sc.Claim]:
     ]
 
 
+def margin_note(claims: list[sc.Claim], summary: pd.DataFrame, claim_id: str = "l2-after-retraining") -> str:
+    """A sentence for the page beside a verdict: the claim's margin, how many trials agree, the range over
+    trials, and whether that margin is within trial-to-trial noise (the trials' range spans zero, or is
+    wider than the margin). The rule gives the verdict; this says how much it rests on."""
+    claim = next(c for c in claims if c.id == claim_id)
+    m, verdict = sc.judge(claim, summary)
+    if math.isnan(m.value):
+        return f"{claim_id} is not measured here."
+    per = [sc.judge(claim, summary[summary.trial == t]) for t in sorted(summary.trial.unique())]
+    per = [(t, v) for t, v in per if not math.isnan(t.value)]
+    head = f"{claim_id} reads {verdict} by its rule on a margin of {m.fmt.format(m.value)}"
+    if len(per) < 2:
+        return head + ", from one trial: how far trials differ is not measured."
+    lo, hi = min(t.value for t, _ in per), max(t.value for t, _ in per)
+    agree = sum(v == verdict for _, v in per)
+    spread = f"{agree} of {len(per)} trials agree ({m.fmt.format(lo)} to {m.fmt.format(hi)} over trials)"
+    if (lo < 0 < hi) or abs(m.value) < hi - lo:
+        return (f"{head}; {spread}. That margin is within trial-to-trial noise: the verdict follows the rule, "
+                "but another trial could turn it.")
+    return f"{head}; {spread}. The margin is larger than the spread over trials."
+
+
 def mask_pictures(model: str = "lenet_300_100", trial: int = 0) -> dict[str, np.ndarray]:
     """Label -> first-layer mask: the fine-tuned network's at the last level of the recorded L2 run, one-shot
     pruning's there, and the IMP ticket's at the nearest density (Han et al.'s Figure 4 beside the ticket)."""
