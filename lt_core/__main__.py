@@ -150,7 +150,7 @@ def parser() -> argparse.ArgumentParser:
                            help="train in N processes sharing the CPU threads (default 1; README, Speed)")
             c.add_argument("--stack", type=int, default=1, metavar="N",
                            help="train up to N ready networks of one schedule as one computation in this "
-                                "process: for a GPU (default 1; README, GPU)")
+                                "process: for a GPU (default 1; README, Speed: 'Stacking')")
             c.add_argument("--executor", choices=["local", "ray"], default="local",
                            help="local: this process (or --workers); ray: one Ray task per network (README, Ray)")
             c.add_argument("--address", default=None, metavar="ADDR",

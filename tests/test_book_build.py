@@ -191,3 +191,9 @@ def test_a_chapter_executes_again_when_it_is_asked_to_train_another_way(tmp_path
     assert how(workers=2) == ["executed"]
     assert how(executor="ray") == ["executed"]
     assert how() == ["executed"]  # the cache holds one execution a chapter and profile: the last one
+    # what a chapter reads besides its own row: another experiment's params file, the repository URL
+    (repo / "params" / "other.yaml").write_text("start: 1\n")
+    assert how() == ["executed"]
+    with open(repo / "_config.yml", "a") as f:
+        f.write("\n# edited\n")
+    assert how() == ["executed"] and how() == ["cached"]

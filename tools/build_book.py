@@ -13,8 +13,9 @@ Steps
      book/_static -> _static (small hand-written css/js, loaded on every page).
   3. execute each chapter:  papermill book/X.ipynb <out>/src/book/X.ipynb -f params/<p>.yaml
      -p profile <profile>, with the repo root as working directory.  Executed copies are cached
-     in <out>/exec-cache keyed by the notebook, params file, profile, lt_core sources, recorded runs,
-     requirements.lock and how it trains (--workers, --executor, --stack); --force re-executes.  The page shows papermill's injected-parameters cell
+     in <out>/exec-cache keyed by the notebook, every params file, profile, lt_core sources, recorded
+     runs, _config.yml, requirements.lock and how it trains (--workers, --executor, --stack); --force
+     re-executes.  The page shows papermill's injected-parameters cell
      (the values actually used) and drops the notebook's default parameters cell (`remove-cell`).
      While a chapter trains, a line per network it stores (lt_core.book.progress); at the end, what
      each chapter cost.
@@ -173,11 +174,13 @@ def exec_key(repo: Path, ch: dict, profile: str, how: dict | None = None) -> str
     h = hashlib.sha256()
     h.update(profile.encode())
     h.update(json.dumps(how or {}, sort_keys=True).encode())
-    for path in [ch["nb"], ch["params_path"], repo / "requirements.lock"]:
+    for path in [ch["nb"], ch["params_path"], repo / "requirements.lock", repo / "_config.yml"]:
         h.update(path.name.encode())
         h.update(path.read_bytes() if path.exists() else b"")
-    # the code, and the recorded runs a chapter shows beside its own execution
-    for folder, pattern in ((repo / "lt_core", "*.py"), (repo / "book" / "recorded", "*")):
+    # the code, the recorded runs a chapter shows beside its own execution, and every params file: a chapter
+    # configures more experiments than its chapters.yml row names (the transfer chapter five), and
+    # _config.yml above gives the repository URL the provenance tables link to
+    for folder, pattern in ((repo / "lt_core", "*.py"), (repo / "book" / "recorded", "*"), (repo / "params", "*.yaml")):
         for path in sorted(p for p in folder.rglob(pattern) if p.is_file()) if folder.is_dir() else []:
             h.update(path.relative_to(repo).as_posix().encode())
             h.update(path.read_bytes())
@@ -432,7 +435,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="ray: train each network as a Ray task (the notebooks' `executor` parameter; README, Ray)")
     ap.add_argument("--stack", type=int, default=1,
                     help="networks of one schedule trained as one computation (the notebooks' `stack` parameter; "
-                         "for a GPU: README, GPU)")
+                         "for a GPU: README, Speed: 'Stacking')")
     args = ap.parse_args(argv)
     try:
         build(args.repo, args.out, args.profile, args.force, workers=args.workers, executor=args.executor,
