@@ -166,8 +166,9 @@ def scale_warning(params: str, cfg: config.Experiment, trials: int) -> str:
 
 
 def recorded_runs_table(names, describe, words: dict[str, str] | None = None) -> tuple[pd.DataFrame, list[str]]:
-    """A chapter's committed runs, one row each, and the command that trains each (resumable; a chapter adds a comment where a recording holds less than it trains;
-    `--resume-from book/recorded/<name>` restores one without training). `describe(summary, stored)` gives
+    """A chapter's committed runs, one row each, and the command that trains each (resumable; a chapter adds
+    a comment where a recording holds less than its command trains; `--resume-from book/recorded/<name>`
+    restores one without training). `describe(summary, stored)` gives
     the chapter's own columns: (the rows of the summary the run is counted by, {column: value}, words to
     append to its command); `words` (name -> words) what a run's command adds beyond its parameters (a
     resume it was trained with); the table adds trials, networks, CPU hours, machine and dates."""
