@@ -6,6 +6,7 @@ import pytest
 
 from lt_core.book import scorecard as sc
 from lt_core.chapters import stability as st
+from lt_core.chapters import stability_runs as sr
 from lt_core.runs import executor
 from lt_core.runs.results import load as load_results
 
@@ -52,7 +53,7 @@ def test_the_resnet_claim_places_the_onset_and_waits_for_its_k():
     assert st.resnet_dense_rule(unsettled) == sc.UNMEASURED  # unstable so far, 2,000 not yet recorded
     assert st.barriers(summary).k.tolist() == [0, 100, 500]
     assert st.resnet_dense_stable(st.combined([])).value != st.resnet_dense_stable(st.combined([])).value  # NaN
-    plan = st.compute_plan(summary)
+    plan = sr.compute_plan(summary)
     assert plan.loc[plan.index[0], "CPU hours (estimated)"] == round(28 * 100 / 3600, 1)
     assert plan["networks recorded"].sum() == 0  # no IMP run among these rows
 
@@ -113,11 +114,11 @@ def test_two_machines_pairs_only_the_units_trained_again():
     first = pd.DataFrame([row(0, 0.8197, "t0", "Xeon"), row(1, 0.8378, "t1", "Xeon"), row(3, 0.8541, "t3", "Xeon")])
     again = pd.DataFrame([row(0, 0.8233, "u0", "EPYC"), row(1, 0.8378, "t1", "Xeon"), row(3, 0.8430, "u3", "EPYC"),
                           row(4, 0.84, "u4", "EPYC")])
-    table = st.two_machines({"run": first, "other": first}, {"run": again})
+    table = sr.two_machines({"run": first, "other": first}, {"run": again})
     assert table.level.tolist() == [0, 3] and table.k.tolist() == [0, 500] and set(table.run) == {"run"}
     assert table["again - first (points)"].tolist() == pytest.approx([0.36, -1.11])
     assert table["first CPU"].tolist() == ["Xeon", "Xeon"] and table["again CPU"].tolist() == ["EPYC", "EPYC"]
-    assert st.two_machines({}, {"run": again}).empty
+    assert sr.two_machines({}, {"run": again}).empty
     assert table["first s"].tolist() == [1100.0, 1100.0] and table["again s"].tolist() == [1200.0, 1200.0]
     assert table["shared survivors %"].isna().all()  # no masks given
     # masks: a pruned tensor and an unpruned one (all kept in both: left out of the share)
@@ -125,17 +126,17 @@ def test_two_machines_pairs_only_the_units_trained_again():
     whole = torch.ones(4, dtype=torch.bool)
     a = {"conv": torch.tensor([1, 1, 0, 0, 1, 1], dtype=torch.bool), "fc": whole}
     b = {"conv": torch.tensor([1, 0, 1, 0, 1, 1], dtype=torch.bool), "fc": whole}
-    assert st.shared_survivors(a, a) == 1.0 and st.shared_survivors(a, b) == 0.75
+    assert sr.shared_survivors(a, a) == 1.0 and sr.shared_survivors(a, b) == 0.75
     masks = {"run": ({"trial_00/level_03/ticket/mask": a}, {"trial_00/level_03/ticket/mask": b})}
-    shared = st.two_machines({"run": first}, {"run": again}, masks)["shared survivors %"].tolist()
+    shared = sr.two_machines({"run": first}, {"run": again}, masks)["shared survivors %"].tolist()
     assert shared[0] != shared[0] and shared[1] == 75.0  # the dense level has no mask here: NaN
     # the compute plan counts every training given, the replaced ones included
     summary = late_runs({1: (0.8, None)}, {1: (0.8, None)})  # 4 networks of 100 s
     every = pd.concat([summary, pd.DataFrame({"seconds": [1100.0, 1100.0]})], ignore_index=True)
-    row = st.compute_plan(summary, every).iloc[1]
+    row = sr.compute_plan(summary, every).iloc[1]
     assert row["networks recorded"] == 4 and row["trainings"] == 6
     assert row["CPU hours spent"] == round((400 + 2200) / 3600, 1)
-    assert st.compute_plan(summary).iloc[1]["CPU hours spent"] == round(400 / 3600, 1)
+    assert sr.compute_plan(summary).iloc[1]["CPU hours spent"] == round(400 / 3600, 1)
 
 
 def test_the_late_resetting_figure_draws_each_control_and_k():
@@ -263,13 +264,13 @@ def test_the_recorded_runs_table_names_the_layers_rates_and_the_twins_not_traine
     stored = {"model": "resnet20", "rates": {"conv": 0.2}, "controls": ["ticket", "twin"], "levels": 0,
               "twin_iterations": [100, 2000], "iterations": 3000, "rewind_iteration": 0, "control_levels": []}
     summary = resnet_rows({0: 9.0, 100: 5.0}).assign(start_iteration=lambda f: f.start_iteration.fillna(0))
-    _, columns, suffix = st.describe(summary, stored)
+    _, columns, suffix = sr.describe(summary, stored)
     assert columns["what"] == ("the dense network and its twins from k = 0, 100 (the twin from 2,000 planned, "
                                "not trained yet)")
     assert suffix == "  # also trains the twin from k = 2,000, not recorded"
     lenet = {**stored, "model": "lenet_300_100", "rates": {"fc": 0.2, "output": 0.1}, "levels": 15,
              "control_levels": [3], "controls": ["ticket", "twin"]}
-    _, columns, suffix = st.describe(summary.assign(level=0), lenet)
+    _, columns, suffix = sr.describe(summary.assign(level=0), lenet)
     assert "in rounds of fc 20%, output 10%; at levels 3: twin" in columns["what"] and suffix == ""
 
 
@@ -279,10 +280,10 @@ def test_the_mixed_resume_reads_its_distances_and_the_execution_figure_has_one_p
              "first distance / norm": 1.12, "again distance / norm": 1.27}),
         dict(run=st.TRAINED_TWICE[1][1], level=3, control="ticket", **{"again - first (points)": -1.11,
              "first distance / norm": 0.49, "again distance / norm": 0.92})])
-    assert st.mixed_resume(twice) == ("1.11 points below the Xeon's ticket, at a distance / norm of 0.92 from its own "
+    assert sr.mixed_resume(twice) == ("1.11 points below the Xeon's ticket, at a distance / norm of 0.92 from its own "
                                       "dense network: farther than the Xeon's k = 500 ticket (0.49), nearer than the "
                                       "k = 0 ticket at that level (1.12 on the Xeon, 1.27 on the EPYC)")
-    assert st.mixed_resume(twice.iloc[:1]) == ""
+    assert sr.mixed_resume(twice.iloc[:1]) == ""
     from lt_core.chapters import stability_plots as stp
     summary = st.combined([("execution", pd.concat([lenet_rows(0, {1: 0.5})]).assign(
         alphas=lambda f: [[0.0, 1.0]] * len(f), path_test_errors=lambda f: [[0.02, 0.02]] * len(f)),
