@@ -38,6 +38,12 @@ SOURCES = {"mnist": "transfer_source_mnist", "fashion_mnist": "transfer_source_f
 # a ticket found on a tenth of MNIST trained on all of it (params/transfer_lenet_subset.yaml), and its source
 OPTIMIZER_PAIRS = tuple(("mnist", "mnist", *pair) for pair in OPTIMIZERS)
 SUBSET = {"target": "transfer_lenet_subset_mnist", "source": "transfer_source_mnist_tenth"}
+# the output-layer comparison (transfer_output): (source data, target data) -> {output layer: book/recorded/<name>}
+OUTPUT_LAYER = {("mnist", "fashion_mnist"): {"transfer": "transfer_lenet_mnist_fmnist_epyc",
+                                             "fresh": "transfer_lenet_mnist_fmnist_fresh"},
+                ("fashion_mnist", "mnist"): {"transfer": "transfer_lenet_fmnist_mnist_epyc",
+                                             "fresh": "transfer_lenet_fmnist_mnist_fresh"}}
+OUTPUT_LAYER_NAMES = [name for runs in OUTPUT_LAYER.values() for name in runs.values()]
 ACC = "early_stop_test_accuracy"
 SPARSE = (0.015, 0.22)  # the P_m range the verdicts average over: where tickets and random tickets part
 
@@ -342,8 +348,7 @@ def bookwide_tables():
     keys = ["source_data", "target_data", "source_optimizer", "optimizer", "train_fraction"]
     parts = ", ".join(f"{label(*key[:4])}{' (a tenth)' if key[4] < 1 else ''} {g.trial.nunique()} trial(s)"
                       for key, g in moved.groupby(keys, sort=False))
-    from .transfer_output import NAMES as OUTPUT_LAYER
-    extra = sum(len(rec[1]) for rec in map(recorded_runs.recorded, [*OUTPUT_LAYER, *SWEEP]) if rec is not None)
+    extra = sum(len(rec[1]) for rec in map(recorded_runs.recorded, [*OUTPUT_LAYER_NAMES, *SWEEP]) if rec is not None)
     total = f"{len(summary) + extra} networks ({len(summary)} in these verdicts' runs, {extra} in the " \
             "output-layer comparison and the SGD sweep)" if extra else f"{len(summary)} networks"
     return None, summary, f"recorded, LeNet-300-100: {parts}; {total}"

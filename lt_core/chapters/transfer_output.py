@@ -19,14 +19,9 @@ import pandas as pd
 from ..runs import recorded as recorded_runs
 from ..runs.results import whole_trials
 from . import transfer
+from .transfer import OUTPUT_LAYER as RUNS
+from .transfer import OUTPUT_LAYER_NAMES as NAMES
 from .transfer import SOURCES, SPARSE, combine, direction, label
-
-# (source data, target data) -> {output layer: book/recorded/<name>}
-RUNS = {("mnist", "fashion_mnist"): {"transfer": "transfer_lenet_mnist_fmnist_epyc",
-                                     "fresh": "transfer_lenet_mnist_fmnist_fresh"},
-        ("fashion_mnist", "mnist"): {"transfer": "transfer_lenet_fmnist_mnist_epyc",
-                                     "fresh": "transfer_lenet_fmnist_mnist_fresh"}}
-NAMES = [name for runs in RUNS.values() for name in runs.values()]
 
 
 def recorded_runs_table(names) -> tuple[pd.DataFrame, list[str]]:

@@ -63,7 +63,6 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from .. import provenance
 from ..config import make
-from ..data import datasets
 from ..nets import models, products
 from ..procedures import imp
 from ..runs import executor
@@ -74,6 +73,7 @@ from ..training.fast import sparse, sparse_input
 from ..training.loop import DeviceData
 from ..training import stacked
 from . import ceilings
+from .inputs import splits
 
 LENET_STEP_FLOP = 67e6  # forward + weight gradients + input gradients of layers 2-3, batch 60
 LENET_FORWARD_FLOP = 2 * (784 * 300 + 300 * 100 + 100 * 10)  # per example: what evaluation costs
@@ -150,22 +150,6 @@ def run_engine(model, mask, data, cfg, *, fast=True, train_only=False, scale_l1:
 @functools.lru_cache(maxsize=None)  # the lenet and batched cases share MNIST: prepared once
 def load(name: str, quick: bool, synthetic: bool) -> DeviceData:
     return DeviceData.prepare(splits(name, quick, synthetic), torch.device("cpu"))
-
-
-def splits(name: str, quick: bool, synthetic: bool) -> datasets.Splits:
-    if synthetic:  # random data of the right shapes: tests run the bench without the datasets
-        shape = (1, 28, 28) if name == "mnist" else (3, 32, 32)
-        g, n = torch.Generator().manual_seed(0), 600
-        x = torch.randint(0, 256, (3 * n, *shape), generator=g, dtype=torch.uint8)
-        y = torch.randint(0, 10, (3 * n,), generator=g)
-        s = datasets.Splits(name, x[:n], y[:n], x[n:2 * n], y[n:2 * n], x[2 * n:], y[2 * n:],
-                            torch.full((shape[0],), 0.5), torch.full((shape[0],), 0.3))
-    else:
-        s = datasets.load(name)
-        if quick:
-            s = datasets.Splits(name, s.x_train[:3000], s.y_train[:3000], s.x_val[:1000], s.y_val[:1000],
-                                s.x_test[:1000], s.y_test[:1000], s.mean, s.std)
-    return s
 
 
 def peak_rss_mb() -> float:

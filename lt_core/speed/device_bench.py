@@ -110,7 +110,7 @@ def conv2(data: DeviceData, args, device: torch.device) -> dict:
 
 
 def case(load_splits, args) -> dict:
-    """The device case: `load_splits(name)` gives a data set's splits (bench.py's, real or synthetic)."""
+    """The device case: `load_splits(name)` gives a data set's splits (inputs.splits: real or synthetic)."""
     device = resolve_device(args.device)
     out = {"device": str(device), "device_name": torch.cuda.get_device_name(device) if device.type == "cuda"
            else "cpu (no GPU: these are this CPU's figures)", "stack": list(args.stack)}

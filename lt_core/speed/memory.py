@@ -26,7 +26,7 @@ from ..nets import models
 from ..sparsity.masks import Mask
 from ..training import loop as engine
 from ..training.loop import DeviceData
-from . import bench
+from .inputs import splits as splits_of
 
 MB = 1024 * 1024
 FIXED_MMAP_THRESHOLD = 1 << 20  # bytes: blocks of 1 MB and more are mapped (a ResNet-20 activation is 2-8 MB)
@@ -64,7 +64,7 @@ def phases(model_name: str = "resnet20", steps: int = 60, quick: bool = False, s
         _reset_peak()
 
     mark("python, torch and lt_core imported")
-    splits = bench.splits("cifar10", quick, synthetic)  # the bench's data: real, or random of CIFAR's shape
+    splits = splits_of("cifar10", quick, synthetic)  # the bench's data: real, or random of CIFAR's shape
     mark("CIFAR-10 read as uint8 (datasets keeps its copy)")
     data = DeviceData.prepare(splits, torch.device("cpu"))
     mark("the splits normalised to float32 (DeviceData.prepare)")
