@@ -291,7 +291,7 @@ def test_the_trained_tickets_score_eb_distance_and_eb_retrain():
     only_30 = {k: v for k, v in TICKET_ACC.items() if k[1] == 0.3}
     card = sc.scorecard(eb.claims(), eb.scoring_summary(summary(), with_tickets(search_rows(), only_30)))
     assert card.loc["eb-distance", "verdict"] == card.loc["eb-retrain", "verdict"] == sc.PARTLY
-    assert card.loc["eb-distance", "ours"].endswith("30% removed +0.15 pts; 50% removed: not measured (not trained) (2 trials)")
+    assert card.loc["eb-distance", "ours"].endswith("30% removed +0.15 pts; 50% removed: not trained, so not measured (2 trials)")
     assert "paper-claims" not in card.loc["eb-distance", "paper"] and "You et al." in card.loc["eb-distance", "paper"]
     bare = sc.scorecard(eb.claims(), eb.scoring_summary(summary(), search_rows()))
     assert list(bare.verdict)[1:] == [sc.UNMEASURED] * 2 and "no trained channel tickets" in bare.loc["eb-retrain", "ours"]

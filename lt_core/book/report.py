@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 import shlex
 
 import pandas as pd
@@ -45,9 +46,10 @@ class Table:
         if self.widths:
             out.append("<colgroup>" + "".join(f'<col style="width:{w}%">' for w in self.widths) + "</colgroup>")
         out.append("<thead><tr>" + "".join(f"<th>{html.escape(str(c))}</th>" for c in cols) + "</tr></thead><tbody>")
+        places = [_places(frame.iloc[:, i]) for i in range(len(cols))]  # one precision a column
         for values in frame.itertuples(index=False, name=None):  # not iterrows: a row of numbers is one
-            out.append("<tr>" + "".join(f'<td data-label="{html.escape(str(c))}">{html.escape(_cell(v))}</td>'
-                                        for c, v in zip(cols, values)) + "</tr>")  # dtype (level 3 as 3.0)
+            out.append("<tr>" + "".join(f'<td data-label="{html.escape(str(c))}">{html.escape(_cell(v, d))}</td>'
+                                        for c, v, d in zip(cols, values, places)) + "</tr>")  # dtype (3 as 3.0)
         out.append("</tbody></table>")
         return "".join(out)
 
@@ -60,14 +62,31 @@ def _named_index(frame: pd.DataFrame) -> bool:
     return any(name is not None for name in frame.index.names)
 
 
-def _cell(value) -> str:
-    """A cell's text: blank for a missing value; a float at the precision its size needs (98.01, 0.4194,
-    4533), not the binary fraction's 17 digits (98.00999999999999) that sums and differences leave."""
+def _cell(value, places: int | None = None) -> str:
+    """A cell's text: blank for a missing value; a float with `places` decimals (its column's, `_places`), or
+    alone at the precision its size needs; anything else as str."""
     if value is None or (isinstance(value, float) and pd.isna(value)):
         return ""
     if isinstance(value, float):
-        return f"{value:.2f}".rstrip("0").rstrip(".") if abs(value) >= 1 else f"{value:.4g}"
+        return f"{value:.{_needed(value) if places is None else places}f}"
     return str(value)
+
+
+def _needed(value: float) -> int:
+    """The decimals a float needs: at most 2 from 1 up (accuracies, percentages: 98.01, not the binary
+    fraction's 98.00999999999999 that sums and differences leave), 3 significant digits below (0.419,
+    0.0001), none for a whole number (4533, not 4533.0)."""
+    if not math.isfinite(value) or value == 0:
+        return 0
+    cap = 2 if abs(value) >= 1 else max(2, 2 - math.floor(math.log10(abs(value))))
+    return next(d for d in range(cap + 1) if round(value, d) == round(value, cap))
+
+
+def _places(column: pd.Series) -> int | None:
+    """One number of decimals for a column's floats, the most any of them needs, so that a column reads
+    98.0 / 98.1 / 96.2, not 98 / 98.1 / 96.2; None for a column without floats."""
+    floats = [v for v in column if isinstance(v, float) and math.isfinite(v)]
+    return max(map(_needed, floats)) if floats else None
 
 
 def _paper(params: str) -> config.Experiment:
@@ -161,7 +180,7 @@ def scale_warning(params: str, cfg: config.Experiment, trials: int) -> str:
     paper = _paper(params)
     if trials >= STABLE_TRIALS and cfg.iterations >= paper.iterations:
         return ""
-    return (f"Warning: {trials} trial(s) of {cfg.iterations:,} iterations (the `paper` profile: "
+    return (f"Warning: {trials} trial(s) of {cfg.iterations:,} iterations (the paper profile: "
             f"{paper.trials} of {paper.iterations:,}) is too small a scale for these verdicts to be stable; quote the recorded run.")
 
 

@@ -243,7 +243,7 @@ def ticket_claim(against: str, what: str):
         shown = "; ".join(f"{r:.0%} removed {g:+.2f} pts" for r, g in gaps.items())
         untrained = [r for r in searched_ratios(summary) if not any(math.isclose(r, g) for g in gaps.index)]
         if untrained:
-            shown += "; " + ", ".join(f"{r:.0%}" for r in untrained) + " removed: not measured (not trained)"
+            shown += "; " + ", ".join(f"{r:.0%}" for r in untrained) + " removed: not trained, so not measured"
         trials = int(structured(summary)[lambda s: s.control == "early"].trial.nunique())
         return sc.Measured(float(gaps.min()), f"the early ticket minus {what}: {shown} ({trials} trial"
                                               f"{'s' * (trials != 1)})",

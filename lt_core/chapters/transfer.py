@@ -218,7 +218,7 @@ def claims() -> list[sc.Claim]:
     """Morcos, Yu, Paganini & Tian (2019), paper-claims.md section 5."""
     return [
         sc.Claim("close-to-own", "A ticket found on one dataset trains on another nearly as well as the "
-                 "target's own ticket", "often close to same-dataset tickets (abstract; VGG-19, ResNet-50)",
+                 "target's own ticket", "often close to same-dataset tickets (abstract; VGG-19, ResNet-50 as a secondary source reads the setup)",
                  both_ways("own"), close_rule,
                  f"transferred minus own ticket, test accuracy at the early stop, mean over trials and over "
                  f"the levels at P_m {_span()}, in each direction; reproduced if both are within 1 point, "
@@ -240,7 +240,7 @@ def claims() -> list[sc.Claim]:
                  "as close-to-own, on MNIST: Adam's tickets trained with SGD against SGD's own, and the "
                  "reverse; reproduced if both are within 1 point, partly within 2.5"),
         sc.Claim("natural-images", "Tickets transfer across SVHN, CIFAR-10/100, ImageNet and Places365",
-                 "VGG-19 and ResNet-50 tickets transfer (Figs. 2-4)",
+                 "VGG-19 and ResNet-50 tickets transfer (abstract; the networks as a secondary source reads the setup)",
                  lambda s, c: sc._missing("only MNIST, Fashion-MNIST and CIFAR-10 are here; CIFAR-10's halves "
                                           "with Conv-2 (params/transfer_conv2_*.yaml) not run: ~5-9 CPU-h a "
                                           "source trial, 8-13 its transfer"),

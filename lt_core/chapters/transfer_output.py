@@ -123,7 +123,8 @@ def sentence(table: pd.DataFrame) -> str:
     sparsest = table["sparsest P_m %, transferred / fresh"].iloc[0].split(" / ")
     machine = table["|this machine - recorded run|, every level"]
     size = (table[sparse].abs() <= machine)
-    word = "within" if size.all() else "beyond" if not size.any() else "about the size of"
+    word = ("within" if size.all() else "beyond" if not size.any() else
+            "within one way and beyond the other of")  # a mixed result said as such
     at_end = table["fresh - transferred, sparsest"]
     largest = all(row["fresh - transferred, sparsest"] >= row[sparse] for _, row in table.iterrows())
     return (f"a fresh output layer moves the transferred ticket by {parts} on average over "
