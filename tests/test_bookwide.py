@@ -62,3 +62,25 @@ def test_no_committed_chapter_carries_papermill_injected_parameters():
         cells = json.loads(path.read_text())["cells"]
         injected = [c for c in cells if "injected-parameters" in c.get("metadata", {}).get("tags", [])]
         assert not injected, f"{path.name} carries an injected parameters cell: delete it and re-execute without -f"
+
+
+def test_every_recorded_cell_is_compared_by_nbval():
+    """The recorded part of a chapter (from its reproducibility summary to "This execution") computes
+    only from the committed `book/recorded/` tables, the same on every CPU, so `make test`'s nbval run
+    compares each such cell's output with the committed one: a code change that moves a recorded number
+    or verdict fails until the chapter is executed again. The execution part trains, and other CPUs sum
+    in other orders, so it only has to run (tests/test_chapter_numbers.py compares LeNet's within that
+    spread). The marker is the cell tag, not a `# NBVAL_CHECK_OUTPUT` comment the page would show."""
+    for ch in catalogue.CHAPTERS:
+        cells = json.loads((REPO / "book" / f"{ch.page}.ipynb").read_text())["cells"]
+        heads = [i for i, c in enumerate(cells) if c["cell_type"] == "markdown"
+                 and any(line.startswith("## ") for line in "".join(c["source"]).splitlines())]
+        title = lambda i: next(line for line in "".join(cells[i]["source"]).splitlines() if line.startswith("## "))
+        start = next(i for i in heads if title(i) == "## Reproducibility summary")
+        end = next(i for i in heads if title(i) == "## This execution")
+        recorded = [c for c in cells[start:end] if c["cell_type"] == "code"]
+        assert len(recorded) >= 3, ch.page
+        for c in recorded:
+            assert "nbval-check-output" in c["metadata"].get("tags", []), (ch.page, "".join(c["source"])[:80])
+        for c in cells:
+            assert "NBVAL_" not in "".join(c["source"]), (ch.page, "an nbval comment shows on the page")
