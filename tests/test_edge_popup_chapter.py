@@ -194,3 +194,18 @@ def test_the_mask_figure_alt_text_holds_for_the_recorded_run():
     assert const[0.7] > other[0.7] + 5
     assert abs(const[0.5] - other[0.5]) < 5
     assert all(const[k] < other[k] - 3 for k in (0.3, 0.1, 0.05))
+
+
+def test_the_zoomed_panel_never_shows_more_than_the_whole_range():
+    """The right panel zooms from 3 points below the best subnetwork; where every point lies above that
+    (Conv-4's two k within 1.4 points), the window is cut to the left panel's range and says so."""
+    near = ep.combine([ep_run("conv4", "signed_kaiming_constant_scaled", {0.5: 0.703, 0.7: 0.689},
+                              dataset="cifar10")], [dense_run("conv4", [0.762], dataset="cifar10")])
+    fig = epp.accuracy_vs_keep(near, "conv4")
+    (full_lo, full_hi), (zoom_lo, zoom_hi) = fig.axes[0].get_ylim(), fig.axes[1].get_ylim()
+    assert full_lo <= zoom_lo and zoom_hi <= full_hi
+    assert "whole range" in fig.axes[1].get_title()
+    wide = ep.combine([ep_run("lenet_300_100", "kaiming_normal", {0.01: 0.10, 0.5: 0.98})],
+                      [dense_run("lenet_300_100", [0.979])])
+    fig = epp.accuracy_vs_keep(wide, "lenet_300_100")
+    assert fig.axes[1].get_ylim()[0] == pytest.approx(95.0) and "whole range" not in fig.axes[1].get_title()

@@ -69,6 +69,9 @@ def test_accuracy_during_training(tables):
         labels = [ln.get_label() for ln in ax.lines]
         assert labels == ["100.0%", "51.3%", "21.1%", "7.0%", "3.6%", "1.9%"]
         assert len(ax.collections) == 6  # one min-max band per line
+    # one legend under the panels, each density once: inside, it covered the sparsest reinit lines
+    assert all(ax.get_legend() is None for ax in fig.axes) and len(fig.legends) == 1
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["100.0%", "51.3%", "21.1%", "7.0%", "3.6%", "1.9%"]
 
 
 def test_accuracy_during_training_dedupes_nearby_requests(tables):
@@ -131,3 +134,15 @@ def test_engine_style_summary_with_provenance_and_gaps():
     summary.loc[3, "early_stop_test_accuracy"] = None
     fig = plots.early_stop_vs_density(summary)
     assert len(fig.axes[1].lines) == 4
+
+
+def test_iteration_axes_keep_six_ticks_at_most_with_thousands_separated():
+    """matplotlib put eight five-digit iterations (0, 2500, .., 20000) under a half-width panel, where they
+    ran together ("10000125001500017500"); an iteration axis now has at most six ticks, as 12,500."""
+    fig = Figure(figsize=(4.7, 3.4))
+    ax = fig.subplots()
+    ax.plot([1000, 20000], [0, 1])
+    plots.iteration_axis(ax, "iteration")
+    ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+    assert len(ticks) <= 6 and ax.get_xlabel() == "iteration"
+    assert ax.xaxis.get_major_formatter()(12500, 0) == "12,500"

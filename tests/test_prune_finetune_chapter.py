@@ -142,3 +142,14 @@ def test_the_mask_figure_alt_text_holds_for_the_recorded_runs():
         pytest.skip("the recorded masks are not in this checkout")
     ratio = {label.split(",")[0]: pf.regions(m)[1] / pf.regions(m)[0] for label, m in pictures.items()}
     assert ratio["Han: iterative"] > 5 and ratio["Han: one-shot"] > 5 and ratio["IMP ticket (F&C)"] < 3
+
+
+def test_the_zoomed_panel_never_shows_more_than_the_whole_range():
+    """The right panel zooms from 2 points below the best; where every point lies above that, the window is
+    cut to the left panel's range (it showed 96.5-98.5% beside a whole range of 97.1-98.5%) and says so."""
+    near = pf.combine([run(L2)])  # every method within 98.0-98.3%
+    fig = pfp.accuracy_vs_density(near)
+    (full_lo, full_hi), (zoom_lo, zoom_hi) = fig.axes[0].get_ylim(), fig.axes[1].get_ylim()
+    assert full_lo <= zoom_lo and zoom_hi <= full_hi and "whole range" in fig.axes[1].get_title()
+    wide = pfp.accuracy_vs_density(pf.combine([run(L2, start={2: 0.5})]))  # pruned, not retrained: 50%
+    assert wide.axes[1].get_ylim()[0] > wide.axes[0].get_ylim()[0] and "whole range" not in wide.axes[1].get_title()

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
-from matplotlib.ticker import NullLocator
+from matplotlib.ticker import FuncFormatter, MaxNLocator, NullLocator
 
 CONTROLS = ("ticket", "reinit", "random", "oneshot")
 STYLE = {"ticket": ("tab:blue", "-"), "reinit": ("tab:orange", "--"),
@@ -61,6 +61,24 @@ def nearest_levels(frame: pd.DataFrame, densities) -> list[int]:
         if (level := int(avail.level.iloc[i])) not in picked:
             picked.append(level)
     return picked
+
+
+def iteration_axis(ax, label: str = "training iteration") -> None:
+    """An x axis of iterations: at most six ticks, written 12,500: matplotlib's own choice put eight
+    five-digit numbers under a half-width panel, where they ran into one another."""
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:,.0f}"))
+    ax.set_xlabel(label)
+
+
+def zoom(axes, low: float, high: float) -> bool:
+    """Set the right panel of a whole-and-zoomed pair to [low, high], cut to the left panel's range: where
+    every point lies above `low`, a window from `low` would show more than the whole range does. True when
+    the cut leaves the whole range (nothing to zoom on), for the title to say so."""
+    full = axes[0].get_ylim()
+    window = (max(low, full[0]), min(high, full[1]))
+    axes[1].set_ylim(*window)
+    return window == full
 
 
 def density_axis(ax, densities, ticks_per_span: int = 6) -> None:
@@ -154,9 +172,13 @@ def accuracy_during_training(curves: pd.DataFrame, densities,
                   density_label(one.density.iloc[0]))
             ax.lines[-1].set_marker("")  # dense evaluation grids: markers would blot the line
         ax.set_title(control)
-        ax.set_xlabel("training iteration")
+        iteration_axis(ax)
         ax.set_ylabel("test accuracy")
-        ax.legend(title="P_m", fontsize=8)
+    # one legend under the panels (a density has one colour in both): inside, it covered the sparsest
+    # reinit lines, which end lowest, in the corner a legend would take
+    handles = {h.get_label(): h for ax in axes for h in ax.get_legend_handles_labels()[0]}
+    fig.legend(list(handles.values()), list(handles), title="P_m", loc="outside lower center",
+               ncol=len(handles), fontsize=8)
     # zoom on the top, as the paper does: the first iterations' low accuracy would otherwise
     # squeeze the differences between densities (tenths of a point) into one flat line
     peaks = [np.nanmax(ln.get_ydata()) for ax in axes for ln in ax.lines]

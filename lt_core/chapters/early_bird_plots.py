@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from ..book.plots import density_axis, density_label
+from ..book.plots import density_axis, density_label, iteration_axis
 from . import early_bird_channels as channels
 from .early_bird import END, SETTLED, draw_order, draws, trajectories, trajectory_matrix
 
@@ -127,7 +127,7 @@ def distances(summary: pd.DataFrame, threshold: float = 0.1, trial: int = 0) -> 
     left.set_ylabel("distance to the final mask\n(fraction of the trained weights)")
     right.set_ylabel("distance to the mask before")
     for ax in (left, right):
-        ax.set_xlabel("iteration of the previous ticket's training")
+        iteration_axis(ax, "iteration of the previous ticket's training")
         ax.grid(alpha=0.3)
     left.legend(fontsize=6, ncol=2, title="mask of", title_fontsize=6)
     right.legend(fontsize=7)

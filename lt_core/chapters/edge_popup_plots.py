@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from ..book.plots import iteration_axis, zoom
 from .edge_popup import COLORS, INITS, NETS, by_keep, dense_accuracies, dense_accuracy
 
 
@@ -35,8 +36,9 @@ def accuracy_vs_keep(summary: pd.DataFrame, model: str, run: str = "") -> Figure
     else:
         axes[0].legend(fontsize=7)
         best = max(acc.max() for acc in lines.values())  # zoom on the subnetworks' best and the dense line
-        axes[1].set_ylim(100 * best - 3, 100 * max(best, 0 if math.isnan(dense) else dense) + 0.5)
-    axes[1].set_title("zoomed: 3 points below the best subnetwork and up", fontsize=8)
+        whole = zoom(axes, 100 * best - 3, 100 * max(best, 0 if math.isnan(dense) else dense) + 0.5)
+        axes[1].set_title("zoomed: 3 points below the best subnetwork and up"
+                          + ("\n(here the whole range: every point lies in it)" if whole else ""), fontsize=8)
     fig.suptitle(f"{NETS.get(model, model)}{': ' + run if run else ''}", fontsize=9)
     return fig
 
@@ -52,7 +54,7 @@ def k_view(curves: dict[str, pd.DataFrame], first_layer: np.ndarray | None, shar
         test = table[(table.split == "test") & (table.level == level)].groupby("iteration").accuracy.mean()
         if len(test):
             left.plot(test.index, 100 * test.values, color=COLORS.get(init, "k"), label=INITS.get(init, init))
-    left.set_xlabel("score-training step")
+    iteration_axis(left, "score-training step")
     left.set_ylabel("test accuracy (%)")
     left.set_title(f"k = {k:g}: accuracy while the mask is learned", fontsize=8)
     left.legend(fontsize=7)

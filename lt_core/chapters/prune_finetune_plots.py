@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from ..book.plots import density_axis
+from ..book.plots import density_axis, iteration_axis, zoom
 from .prune_finetune import METHODS, NETS, means
 
 
@@ -50,10 +50,11 @@ def accuracy_vs_density(summary: pd.DataFrame, imp_summary: pd.DataFrame | None 
         axes[0].text(0.5, 0.5, "no run in this checkout", ha="center", va="center", transform=axes[0].transAxes)
     else:
         best = 100 * np.nanmax(table[[c for c in METHODS if c in table and c != "pruned"]].to_numpy())
-        axes[1].set_ylim(best - 2.0, best + 0.3)
+        whole = zoom(axes, best - 2.0, best + 0.3)
         axes[1].axhline(100 * table.loc[0, "finetune"], color="k", lw=0.6, alpha=0.5)
         axes[0].legend(fontsize=6.5, loc="lower left")
-    axes[1].set_title("zoomed: 2 points below the best and up; grey line: dense", fontsize=8)
+        axes[1].set_title("zoomed: 2 points below the best and up" + ("\n(here the whole range: every point lies in it)" if whole else "")
+                          + "; grey line: dense", fontsize=8)
     fig.suptitle(f"{NETS.get(model, model)}, {reg}{': ' + run if run else ''}", fontsize=9)
     return fig
 
@@ -105,7 +106,7 @@ def level_view(curves: pd.DataFrame, mask: np.ndarray | None, level: int, densit
         if len(runs):
             mean = runs.groupby("iteration").accuracy.mean()
             left.plot(mean.index, 100 * mean.values, color=color, ls=ls, marker=".", ms=2, label=label)
-    left.set_xlabel("training iteration (fine-tuning starts from the trained weights)")
+    iteration_axis(left, "training iteration (fine-tuning starts from the trained weights)")
     left.set_ylabel("test accuracy (%)")
     left.set_title(f"level {level}, P_m = {100 * density:.1f}%", fontsize=8)
     if len(test):

@@ -385,8 +385,9 @@ def claims() -> list[sc.Claim]:
         sc.Claim("resnet-dense-stable", "The dense ResNet-20 becomes stable to SGD noise early in training",
                  "at iteration 2,000 of 30,000 [S]", resnet_dense_stable, resnet_dense_rule,
                  "the first k of the dense network's twins with a barrier under 2 points; reproduced if it is "
-                 "unstable at k = 0 and stable by k = 2,000, partly if it is stable from k = 0, not measured "
-                 "until k = 2,000 is recorded"),
+                 "unstable at k = 0 and stable by k = 2,000, partly if it is stable from k = 0, not reproduced "
+                 "if it is still unstable at k = 2,000, not measured while every k recorded is below 2,000 and "
+                 "unstable"),
         sc.Claim("later-reset-stabler", "Resetting later gives subnetworks more stable to pruning: their "
                  "trained weights end nearer the full network's", "later resetting, stabler tickets "
                  "(abstract, Stabilizing the LTH)", later_reset_stabler, later_reset_rule,

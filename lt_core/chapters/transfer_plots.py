@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from ..book.plots import density_axis
+from ..book.plots import density_axis, iteration_axis
 from .transfer import CONTROLS, DATA, direction, label, means
 
 
@@ -54,7 +54,7 @@ def level_view(curves: pd.DataFrame, pairs, level: int, density: float) -> Figur
             if len(line):
                 ax.plot(line.iteration, 100 * line.accuracy, color=color, ls=ls, lw=1.2, label=name)
         ax.set_title(f"{label(*pair)}, P_m {100 * density:.1f}%", fontsize=8)
-        ax.set_xlabel("iteration")
+        iteration_axis(ax, "iteration")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("test accuracy (%)")
     if axes[0].get_legend_handles_labels()[0]:
