@@ -4,11 +4,17 @@ No speed assertions: the targets are read off the printed ratios, on a quiet mac
 """
 
 import json
+import os
 
 import pytest
 import torch
 
 from lt_core.speed import bench
+
+# Both cores, as the bench runs by default: on one of two the conv cases took twice as long (54 s against
+# 29 s for conv4, conv6 and resnet20 on the 2-core AVX2 EPYC), and these tests check the cases run and
+# report, not their speed. Nothing else trains beside them in `make test`.
+THREADS = str(min(2, os.cpu_count() or 1))
 
 
 @pytest.fixture(autouse=True)
@@ -21,7 +27,7 @@ def keep_threads():
 
 def test_bench_quick_runs_and_reports(tmp_path, capsys):
     out = tmp_path / "bench.json"
-    assert bench.main(["--", "--quick", "--synthetic", "--threads", "1", "--out", str(out)]) == 0
+    assert bench.main(["--", "--quick", "--synthetic", "--threads", THREADS, "--out", str(out)]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed == json.loads(out.read_text())
     assert {"conditions", "matmul_gflops", "matmul_gflops_by_library", "lenet_level", "lenet_trial", "conv2", "batched",
@@ -69,7 +75,7 @@ def test_step_flop_counts_conv2_as_by_hand_and_grows_with_depth():
 
 
 def test_conv4_and_conv6_cases_report_their_steps_and_evaluation(capsys):
-    assert bench.main(["--quick", "--synthetic", "--threads", "1", "--cases", "conv4,conv6,resnet20"]) == 0
+    assert bench.main(["--quick", "--synthetic", "--threads", THREADS, "--cases", "conv4,conv6,resnet20"]) == 0
     printed = json.loads(capsys.readouterr().out)
     for name in ("conv4", "conv6", "resnet20"):
         case = printed[name]
@@ -80,7 +86,7 @@ def test_conv4_and_conv6_cases_report_their_steps_and_evaluation(capsys):
 def test_conv_settings_case_reports_every_setting(monkeypatch, capsys):
     """The case's bookkeeping, with torch.compile stubbed out (compiling four nets takes minutes)."""
     monkeypatch.setattr(torch, "compile", lambda model: model)
-    assert bench.main(["--quick", "--synthetic", "--threads", "1", "--cases", "conv_settings"]) == 0
+    assert bench.main(["--quick", "--synthetic", "--threads", THREADS, "--cases", "conv_settings"]) == 0
     printed = json.loads(capsys.readouterr().out)["conv_settings"]
     settings = {"contiguous", "channels_last", "contiguous+compile", "channels_last+compile"}
     for name in ("conv2", "conv4", "conv6", "resnet20"):
@@ -109,7 +115,7 @@ def test_workers_case_reports_networks_per_hour_both_ways(capsys):
 
 
 def test_edge_popup_case_times_both_steps_of_each_net(capsys):
-    assert bench.main(["--quick", "--synthetic", "--threads", "1", "--cases", "edge_popup"]) == 0
+    assert bench.main(["--quick", "--synthetic", "--threads", THREADS, "--cases", "edge_popup"]) == 0
     printed = json.loads(capsys.readouterr().out)["edge_popup"]
     for name in ("lenet_300_100", "conv2"):
         ms = printed[name]["ms_per_step"]
@@ -124,7 +130,7 @@ def test_the_gpu_check_script_dry_run_writes_its_one_folder(tmp_path):
     import subprocess
     import sys
     from lt_core.provenance import REPO
-    env = {**os.environ, "GPU_CHECK_DEVICE": "cpu", "PY": sys.executable, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "GPU_CHECK_DEVICE": "cpu", "PY": sys.executable, "OMP_NUM_THREADS": THREADS}
     run = subprocess.run(["bash", str(REPO / "tools" / "gpu_check.sh"), str(tmp_path)], env=env, capture_output=True,
                          text=True, timeout=600)
     assert run.returncode == 0, run.stderr
@@ -133,10 +139,10 @@ def test_the_gpu_check_script_dry_run_writes_its_one_folder(tmp_path):
     assert "exit status 0" in (tmp_path / "cuda_tests.txt").read_text()
     assert "passed" in (tmp_path / "cuda_tests.txt").read_text()
     measured = json.loads((tmp_path / "bench_device.json").read_text())["device"]
-    assert measured["device"] == "cpu" and measured["stack"] == [2, 4]  # the dry run's; a GPU's: 2, 4, 8, 16
+    assert measured["device"] == "cpu" and measured["stack"] == [2]  # the dry run's; a GPU's: 2, 4, 8, 16
     lenet = measured["lenet_300_100"]
     assert lenet["one_at_a_time"]["networks_per_hour_at_50000"] > 0
-    assert all(lenet[f"stacked_{n}"]["ratio_vs_one_at_a_time"] > 0 for n in (2, 4))
+    assert lenet["stacked_2"]["ratio_vs_one_at_a_time"] > 0 and measured["conv2"]["stacked_2"]["network_steps_per_s"] > 0
     assert measured["conv2"]["networks_per_hour_at_20000_estimate"] > 0
     assert "code_version" in (tmp_path / "conditions.txt").read_text()
 
@@ -144,7 +150,7 @@ def test_the_gpu_check_script_dry_run_writes_its_one_folder(tmp_path):
 def test_channel_search_case_prices_the_params_files_own_runs(capsys):
     """The rate is of the early-bird search's own step (batch 64 from its params file), and the two costs
     are the paper's and the short profile's iterations at that rate (160 and 20 epochs of 703 steps)."""
-    assert bench.main(["--quick", "--synthetic", "--threads", "1", "--cases", "channel_search"]) == 0
+    assert bench.main(["--quick", "--synthetic", "--threads", THREADS, "--cases", "channel_search"]) == 0
     printed = json.loads(capsys.readouterr().out)["channel_search"]
     assert printed["steps"] == 4 and printed["batch"] == 64 and printed["steps_per_s"] > 0
     hours = lambda steps: steps / printed["steps_per_s"] / 3600
@@ -156,7 +162,7 @@ def test_memory_case_measures_each_phase_in_two_fresh_processes(capsys):
     """Two child processes (glibc's malloc as it comes, a fixed mmap threshold), each through every phase of a
     ResNet-20 unit on random CIFAR-shaped images: phases in order, each phase's peak at least its resident set
     at its end, the float32 images four times their uint8 bytes, the threshold really set in the second."""
-    assert bench.main(["--quick", "--synthetic", "--threads", "1", "--cases", "memory"]) == 0
+    assert bench.main(["--quick", "--synthetic", "--threads", THREADS, "--cases", "memory"]) == 0
     printed = json.loads(capsys.readouterr().out)["memory"]
     assert set(printed["runs"]) == {"malloc_default", "mmap_threshold_1mb"} and printed["steps"] == 4
     for name, run in printed["runs"].items():

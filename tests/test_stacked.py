@@ -26,6 +26,21 @@ def tiny_cifar(n=200, seed=0) -> Splits:
                   xt.mean((0, 2, 3)), xt.std((0, 2, 3)))
 
 
+def assert_same_weights(got: torch.Tensor, want: torch.Tensor, what) -> None:
+    """Trained alike up to summation order: the difference within 5e-3 of the tensor's norm, plus 1e-4 in
+    root mean square for tensors near zero (batch norm's biases start there). Not weight by
+    weight: Adam divides each step by the root of its running squared gradient, so a weight whose gradient
+    is at rounding level (one fed by an always-black pixel) takes a step of about lr whose sign the
+    summation order picks. Batched products (bmm) and single ones (mm) sum in other orders on an AVX2-only
+    CPU, where after 60 Adam steps (lr 0.01) the dense LeNet's fc2 differs from alone by up to 5.8e-3 in a
+    few of its weights and by 7e-4 of its norm (measured, AMD EPYC; the AVX-512 machines summed alike). A
+    stack that trained on another trial's batches is 1.2 of the norm away, at lr 1% off 0.02 to 0.3."""
+    if not want.is_floating_point():  # batch norm's count of batches
+        assert torch.equal(got, want), what
+        return
+    assert float((got - want).norm()) <= 5e-3 * float(want.norm()) + 1e-4 * want.numel() ** 0.5, what
+
+
 def same_as_alone(results, models_, masks, data, c, seeds, **kw):
     for result, model, mask, seed in zip(results, models_, masks, seeds):
         alone = train(model, mask, data, c, data_seed=seed, plain=True, **kw)
@@ -34,11 +49,11 @@ def same_as_alone(results, models_, masks, data, c, seeds, **kw):
             assert abs(a[2] - b[2]) < 1e-4 and abs(a[3] - b[3]) <= 1 / 60, (a, b)
         assert result.final_state.keys() == alone.final_state.keys()
         for k, v in alone.final_state.items():
-            assert torch.allclose(result.final_state[k], v, atol=1e-4, rtol=1e-3), k
+            assert_same_weights(result.final_state[k], v, k)
         assert result.kept_states.keys() == alone.kept_states.keys()
         for step, state in alone.kept_states.items():
             for k, v in state.items():
-                assert torch.allclose(result.kept_states[step][k], v, atol=1e-4, rtol=1e-3), (step, k)
+                assert_same_weights(result.kept_states[step][k], v, (step, k))
         for name, m in mask.items():
             assert bool((result.final_state[name][~m] == 0).all()), name  # pruned weights exactly zero
 
@@ -146,7 +161,7 @@ def test_a_run_with_stack_stores_every_unit_as_a_run_without_it(tiny, tmp_path):
                 assert torch.equal(stacked_store.load_tensor(unit, "mask")[name], m), (key, name)
     for trial in range(2):
         for name, tensor in alone.load_trial_tensor(trial, "rewind").items():
-            assert torch.allclose(stacked_store.load_trial_tensor(trial, "rewind")[name], tensor, atol=1e-5), name
+            assert_same_weights(stacked_store.load_trial_tensor(trial, "rewind")[name], tensor, name)
     trained = []
     executor.run(c, tmp_path / "stacked", log=trained.append, stack=4)
     assert "all" in trained[-1] and "units done" in trained[-1]
