@@ -3,7 +3,7 @@
 #   make book                 execute chapters (papermill, profile from book/chapters.yml, default
 #                             quick) and render the HTML book into _build/html/index.html
 #   make book PROFILE=smoke   the same with every chapter at the cheap `smoke` profile
-#   make book WORKERS=2       train in two processes of one thread each (README, Speed)
+#   make book WORKERS=1       train in one process (the default: two of one thread each, README, Speed)
 #   make book EXECUTOR=ray    train each network as a Ray task (README, Ray)
 #   make book STACK=16        train up to 16 networks of one schedule as one computation: a GPU (README, GPU)
 #   make bench | make data | make lock | make clean | make distclean
@@ -15,7 +15,9 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 PROFILE ?=
-WORKERS ?=
+# two training processes unless a stack or another executor is asked for (each refuses workers): on the
+# AVX2-only EPYC one process executed the quick book in 28 min of its 30 (README, Time budgets)
+WORKERS ?= $(if $(STACK)$(EXECUTOR),,2)
 EXECUTOR ?=
 STACK ?=
 # the venv is (re)installed whenever the lock or pyproject.toml changes
