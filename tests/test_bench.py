@@ -126,7 +126,6 @@ def test_edge_popup_case_times_both_steps_of_each_net(capsys):
 def test_the_gpu_check_script_dry_run_writes_its_one_folder(tmp_path):
     """tools/gpu_check.sh with GPU_CHECK_DEVICE=cpu: the CUDA tests against the CPU and the device benchmark,
     all of it under the folder it is given (on a GPU the same script measures the GPU)."""
-    import os
     import subprocess
     import sys
     from lt_core.provenance import REPO

@@ -73,11 +73,9 @@ def test_every_recorded_cell_is_compared_by_nbval():
     spread). The marker is the cell tag, not a `# NBVAL_CHECK_OUTPUT` comment the page would show."""
     for ch in catalogue.CHAPTERS:
         cells = json.loads((REPO / "book" / f"{ch.page}.ipynb").read_text())["cells"]
-        heads = [i for i, c in enumerate(cells) if c["cell_type"] == "markdown"
-                 and any(line.startswith("## ") for line in "".join(c["source"]).splitlines())]
-        title = lambda i: next(line for line in "".join(cells[i]["source"]).splitlines() if line.startswith("## "))
-        start = next(i for i in heads if title(i) == "## Reproducibility summary")
-        end = next(i for i in heads if title(i) == "## This execution")
+        heading = lambda title: next(i for i, c in enumerate(cells) if c["cell_type"] == "markdown"
+                                     and title in "".join(c["source"]).splitlines())
+        start, end = heading("## Reproducibility summary"), heading("## This execution")
         recorded = [c for c in cells[start:end] if c["cell_type"] == "code"]
         assert len(recorded) >= 3, ch.page
         for c in recorded:

@@ -28,13 +28,14 @@ def tiny_cifar(n=200, seed=0) -> Splits:
 
 def assert_same_weights(got: torch.Tensor, want: torch.Tensor, what) -> None:
     """Trained alike up to summation order: the difference within 5e-3 of the tensor's norm, plus 1e-4 in
-    root mean square for tensors near zero (batch norm's biases start there). Not weight by
-    weight: Adam divides each step by the root of its running squared gradient, so a weight whose gradient
-    is at rounding level (one fed by an always-black pixel) takes a step of about lr whose sign the
-    summation order picks. Batched products (bmm) and single ones (mm) sum in other orders on an AVX2-only
-    CPU, where after 60 Adam steps (lr 0.01) the dense LeNet's fc2 differs from alone by up to 5.8e-3 in a
-    few of its weights and by 7e-4 of its norm (measured, AMD EPYC; the AVX-512 machines summed alike). A
-    stack that trained on another trial's batches is 1.2 of the norm away, at lr 1% off 0.02 to 0.3."""
+    root mean square for tensors near zero (batch norm's biases start there). Not weight by weight: Adam
+    divides each step by the root of its running squared gradient, so a weight whose gradient is at
+    rounding level (fed by an always-black pixel or a unit that never fires) takes a step of about lr whose
+    sign the summation order picks. Batched products (bmm) and single ones (mm) sum in other orders on an
+    AVX2-only CPU: after 60 Adam steps (lr 0.01) the dense LeNet's fc2 differs from alone by up to 5.8e-3 in
+    a few weights and by 7e-4 of its norm (measured, AMD EPYC; weight by weight the test passed on the
+    AVX-512 machines). A stack trained on another trial's batches is 1.2 of the norm away, at lr 1% off
+    0.02 to 0.3."""
     if not want.is_floating_point():  # batch norm's count of batches
         assert torch.equal(got, want), what
         return

@@ -71,14 +71,15 @@ def iteration_axis(ax, label: str = "training iteration") -> None:
     ax.set_xlabel(label)
 
 
-def zoom(axes, low: float, high: float) -> bool:
-    """Set the right panel of a whole-and-zoomed pair to [low, high], cut to the left panel's range: where
-    every point lies above `low`, a window from `low` would show more than the whole range does. True when
-    the cut leaves the whole range (nothing to zoom on), for the title to say so."""
+def zoom(axes, low: float, high: float, title: str) -> None:
+    """The right panel of a whole-and-zoomed pair: [low, high] cut to the left panel's range (where every
+    point lies above `low`, a window from `low` would show more than the whole range does), titled `title`
+    and, when the cut leaves the whole range, saying so."""
     full = axes[0].get_ylim()
     window = (max(low, full[0]), min(high, full[1]))
     axes[1].set_ylim(*window)
-    return window == full
+    axes[1].set_title(title + ("\n(here the whole range: every point lies in it)" if window == full else ""),
+                      fontsize=8)
 
 
 def density_axis(ax, densities, ticks_per_span: int = 6) -> None:

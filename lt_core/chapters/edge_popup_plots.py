@@ -36,9 +36,8 @@ def accuracy_vs_keep(summary: pd.DataFrame, model: str, run: str = "") -> Figure
     else:
         axes[0].legend(fontsize=7)
         best = max(acc.max() for acc in lines.values())  # zoom on the subnetworks' best and the dense line
-        whole = zoom(axes, 100 * best - 3, 100 * max(best, 0 if math.isnan(dense) else dense) + 0.5)
-        axes[1].set_title("zoomed: 3 points below the best subnetwork and up"
-                          + ("\n(here the whole range: every point lies in it)" if whole else ""), fontsize=8)
+        zoom(axes, 100 * best - 3, 100 * max(best, 0 if math.isnan(dense) else dense) + 0.5,
+             "zoomed: 3 points below the best subnetwork and up")
     fig.suptitle(f"{NETS.get(model, model)}{': ' + run if run else ''}", fontsize=9)
     return fig
 

@@ -50,11 +50,9 @@ def accuracy_vs_density(summary: pd.DataFrame, imp_summary: pd.DataFrame | None 
         axes[0].text(0.5, 0.5, "no run in this checkout", ha="center", va="center", transform=axes[0].transAxes)
     else:
         best = 100 * np.nanmax(table[[c for c in METHODS if c in table and c != "pruned"]].to_numpy())
-        whole = zoom(axes, best - 2.0, best + 0.3)
+        zoom(axes, best - 2.0, best + 0.3, "zoomed: 2 points below the best and up; grey line: dense")
         axes[1].axhline(100 * table.loc[0, "finetune"], color="k", lw=0.6, alpha=0.5)
         axes[0].legend(fontsize=6.5, loc="lower left")
-        axes[1].set_title("zoomed: 2 points below the best and up" + ("\n(here the whole range: every point lies in it)" if whole else "")
-                          + "; grey line: dense", fontsize=8)
     fig.suptitle(f"{NETS.get(model, model)}, {reg}{': ' + run if run else ''}", fontsize=9)
     return fig
 
